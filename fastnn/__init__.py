@@ -1,0 +1,16 @@
+"""fastnn: fully connected neural networks on the CPU, fast and verified.
+
+Hot paths run in Cython/OpenMP kernels, each with a NumPy twin in
+:mod:`fastnn.reference` that defines the right answer; :func:`use_backend` switches.
+"""
+__version__ = "0.1.0"
+
+from ._kernels import get_backend, use_backend
+from .config import get_num_threads, set_num_threads, show_config
+from . import datasets, gradcheck, init, layers, losses, net, optim, regularization, trainer
+
+__all__ = [
+    "__version__", "get_backend", "use_backend", "get_num_threads", "set_num_threads",
+    "show_config", "datasets", "gradcheck", "init", "layers", "losses", "net", "optim",
+    "regularization", "trainer",
+]

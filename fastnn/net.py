@@ -1,0 +1,138 @@
+"""Networks: a stack of layers run as one forward and one backward pass."""
+import numpy as np
+
+from ._validation import check_array, check_labels
+from .layers import ACTIVATIONS, Layer, Linear, ReLU
+
+
+class Sequential:
+    """Layers applied in order: ``scores = layers[-1](...layers[0](X))``.
+
+    A :class:`~fastnn.layers.Linear` without activation followed by a
+    :class:`~fastnn.layers.ReLU` runs as one fused affine+ReLU kernel (the ReLU layer's
+    own buffers are then not used).  All layers must share one dtype.
+
+    The first layer gets no input gradient unless ``backward(..., input_grad=True)``.
+    """
+
+    def __init__(self, layers):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers must not be empty")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not a fastnn Layer")
+        dtypes = {layer.dtype for layer in layers}
+        if len(dtypes) > 1:
+            raise ValueError(f"all layers must share one dtype, got {sorted(map(str, dtypes))}")
+        self.layers = layers
+        self.dtype = layers[0].dtype
+        self._plan = self._fuse(layers)
+        first = self._plan[0][0]
+        self.n_features = getattr(first, "n_in", None)
+
+    @staticmethod
+    def _fuse(layers):
+        """[(layer, act_code, alpha) or (layer, None, None)] with Linear+ReLU merged."""
+        plan, i = [], 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Linear) and layer._act == 0 and type(nxt) is ReLU:
+                plan.append((layer, ACTIVATIONS["relu"], 0.0))
+                i += 2
+            else:
+                plan.append((layer, None, None))
+                i += 1
+        return plan
+
+    # -- passes -------------------------------------------------------------------
+    def forward(self, X, *, check_finite=True):
+        """Scores for X (N, n_features): a view of the last layer's buffer."""
+        return self._forward(self._check_X(X, check_finite))
+
+    def _check_X(self, X, check_finite=True):
+        return check_array(X, "X", ndim=2, n_cols=self.n_features, dtype=self.dtype,
+                           check_finite=check_finite)
+
+    def _forward(self, X):
+        h = X
+        for layer, act, alpha in self._plan:
+            h = layer._forward(h, act, alpha) if act is not None else layer._forward(h)
+        return h
+
+    def backward(self, dscores, *, input_grad=False):
+        """Backpropagate dscores (the gradient on the last forward's output) into every
+        layer's grads.  Returns dL/dX when input_grad, else None."""
+        last = self._plan[-1][0]
+        out = getattr(last, "_last_out", None)
+        if out is None:
+            raise RuntimeError("backward called before forward")
+        dscores = check_array(dscores, "dscores", dtype=self.dtype)
+        if dscores.shape != out.shape:
+            raise ValueError(f"dscores has shape {dscores.shape}, expected {out.shape}")
+        return self._backward(dscores, input_grad)
+
+    def _backward(self, dout, input_grad=False):
+        for i in range(len(self._plan) - 1, -1, -1):
+            layer = self._plan[i][0]
+            if i == 0 and isinstance(layer, Linear):
+                dout = layer._backward(dout, input_grad)
+            else:
+                dout = layer._backward(dout)
+        return dout if input_grad else None
+
+    # -- prediction ---------------------------------------------------------------
+    def _eval_forward(self, X):
+        modes = [layer.training for layer in self.layers]
+        try:
+            for layer in self.layers:
+                layer.eval()
+            return self._forward(self._check_X(X))
+        finally:
+            for layer, mode in zip(self.layers, modes):
+                layer.train(mode)
+
+    def predict_scores(self, X):
+        """Scores in evaluation mode (a new array)."""
+        return self._eval_forward(X).copy()
+
+    def predict(self, X):
+        """Predicted class per row of X: argmax of the scores, (N,) intp."""
+        return np.argmax(self._eval_forward(X), axis=1)
+
+    def predict_proba(self, X):
+        """Softmax of the scores, (N, K), rows summing to 1."""
+        s = self._eval_forward(X)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return p
+
+    def score(self, X, y):
+        """Mean accuracy of predict(X) against labels y."""
+        pred = self.predict(X)
+        y = check_labels(y, "y", n_samples=pred.shape[0])
+        return float(np.mean(pred == y))
+
+    # -- parameters -----------------------------------------------------------------
+    def parameters(self):
+        """[(layer, name, param, grad)] for every parameter, in layer order."""
+        return [(layer, name, p, layer.grads[name])
+                for layer in self.layers for name, p in layer.params.items()]
+
+    @property
+    def n_params(self):
+        """Number of learnable parameters (weights and biases)."""
+        return sum(layer.n_params for layer in self.layers)
+
+    def train(self, mode=True):
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n])"

@@ -1,0 +1,165 @@
+"""The NumPy twins of the compiled kernels: same names, same signatures, same outputs.
+
+They define what "correct" means: every compiled kernel is tested against its twin.
+They write into the caller's buffers like the kernels do, but favour clarity over speed
+(temporaries are fine here).  ``n_threads`` is accepted and ignored.
+"""
+import numpy as np
+
+ACT_IDENTITY = 0
+ACT_RELU = 1
+ACT_LEAKY_RELU = 2
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _activate(z, activation, alpha, out):
+    if activation == ACT_RELU:
+        np.maximum(z, 0, out=out)
+    elif activation == ACT_LEAKY_RELU:
+        np.copyto(out, np.where(z < 0, alpha * z, z))
+    else:
+        np.copyto(out, z)
+
+
+def _activation_derivative(out, activation, alpha):
+    if activation == ACT_RELU:
+        return (out > 0).astype(out.dtype)
+    if activation == ACT_LEAKY_RELU:
+        return np.where(out > 0, 1, alpha).astype(out.dtype)
+    return np.ones_like(out)
+
+
+def affine_forward(x, W, b, out, activation=ACT_IDENTITY, alpha=0.0, n_threads=1):
+    """out[:] = act(x @ W + b); returns out.  See fastnn._affine.affine_forward."""
+    _activate(x @ W + b, activation, out.dtype.type(alpha), out)
+    return out
+
+
+def affine_backward(dout, x, W, out, dz, dx, dW, db, activation=ACT_IDENTITY, alpha=0.0,
+                    n_threads=1):
+    """Gradients of out = act(x @ W + b).  See fastnn._affine.affine_backward."""
+    g = dout * _activation_derivative(out, activation, out.dtype.type(alpha))
+    if dz is not None and activation != ACT_IDENTITY:
+        dz[...] = g
+    dW[...] = x.T @ g
+    db[...] = g.sum(axis=0)
+    if dx is not None:
+        dx[...] = g @ W.T
+
+
+def softmax_cross_entropy(scores, y, dscores, row_loss, n_threads=1):
+    """Mean softmax cross-entropy; writes dscores (N, K) and row_loss (N,)."""
+    n, k = scores.shape
+    if np.any((y < 0) | (y >= k)):
+        bad = int(np.flatnonzero((y < 0) | (y >= k))[0])
+        raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    z = exp.sum(axis=1)
+    rows = np.arange(n)
+    row_loss[...] = np.log(z) - shifted[rows, y]
+    dscores[...] = exp / z[:, None]
+    dscores[rows, y] -= 1
+    dscores /= n
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+# ---- dropout: a NumPy rendering of fastnn_math.h's counter-based generator ----
+
+def _mix64(z):
+    """SplitMix64's finalizer on a uint64 array (NumPy wraps uint64 arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _mix64_int(z):
+    """The same finalizer on one Python int, mod 2**64."""
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def dropout_key(seed, step):
+    """The generator key for one draw: a function of (seed, step) only."""
+    k0 = _mix64_int(int(seed) + _GOLDEN)
+    return _mix64_int(k0 + ((int(step) + 1) * _GOLDEN & _MASK64))
+
+
+def keep_threshold(p):
+    """floor(p * 2**32): a 32-bit draw keeps its element when it is below this."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"p (the probability of keeping a unit) must be in (0, 1], got {p}")
+    return int(p * 4294967296.0)
+
+
+def dropout_draws(n, seed, step):
+    """The n uint32 draws behind a dropout mask of n elements."""
+    key = dropout_key(seed, step)
+    counters = np.arange(1, (n + 1) // 2 + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = _mix64(np.uint64(key) + counters * np.uint64(_GOLDEN))
+    draws = np.empty(2 * len(z), dtype=np.uint64)
+    draws[0::2] = z & np.uint64(0xFFFFFFFF)
+    draws[1::2] = z >> np.uint64(32)
+    return draws[:n]
+
+
+def dropout_forward(x, out, mask, p, seed, step, n_threads=1):
+    """Inverted dropout: out = x * mask / p.  See fastnn._dropout.dropout_forward."""
+    thr = keep_threshold(p)
+    keep = dropout_draws(x.size, seed, step).reshape(x.shape) < np.uint64(thr)
+    mask[...] = keep
+    scale = x.dtype.type(1.0 / p)
+    out[...] = np.where(keep, x * scale, x.dtype.type(0))
+    return out
+
+
+def dropout_backward(dout, mask, dx, p, n_threads=1):
+    """dx = dout * mask / p."""
+    keep_threshold(p)
+    scale = dout.dtype.type(1.0 / p)
+    dx[...] = np.where(mask != 0, dout * scale, dout.dtype.type(0))
+    return dx
+
+
+def numerical_gradient(f, x, grad, h, centered=True):
+    """Finite differences over every element of x, restoring each one (also on error).
+
+    The divisor is the difference of the two evaluation points as stored in x's dtype."""
+    if not h > 0:
+        raise ValueError(f"h must be positive, got {h}")
+    flat = x.reshape(-1)          # a view: x is C-contiguous
+    gflat = grad.reshape(-1)
+    fx = float(f(x)) if not centered else 0.0
+    for i in range(flat.size):
+        old = float(flat[i])
+        try:
+            flat[i] = old + h      # rounded once into x's dtype, as the kernel does
+            xp = flat[i]
+            fp = float(f(x))
+            if centered:
+                flat[i] = old - h
+                xm = flat[i]
+                fm = float(f(x))
+            else:
+                xm, fm = old, fx
+        finally:
+            flat[i] = old
+        gflat[i] = (fp - fm) / (float(xp) - float(xm))
+    return grad
+
+
+def sgd_update(param, grad, step_size, n_threads=1):
+    """param -= step_size * grad, in place."""
+    param -= param.dtype.type(step_size) * grad
+    return param
+
+
+def l2_penalty(W, dW, reg):
+    """Returns 0.5 * reg * sum(W**2) and adds reg * W to dW."""
+    dW += W.dtype.type(reg) * W
+    return 0.5 * reg * float(np.sum(W.astype(np.float64) ** 2))

@@ -1,0 +1,183 @@
+# Fused affine + element-wise activation, forward and backward.
+#
+#   forward:  out = act(x @ W + b)                    x (N, D), W (D, H), b (H,), out (N, H)
+#   backward: dz = dout * act'(out);  db = sum_rows dz;  dW = x.T @ dz;  dx = dz @ W.T
+#
+# The three matrix products go through BLAS; bias, activation, the activation's
+# derivative and the db reduction happen in one pass over the (N, H) block.  The
+# derivative is read off the cached *output*, so forward keeps nothing else.
+# db is reduced column by column, each column by one thread in row order, so its bits
+# do not depend on the thread count.
+cimport numpy as cnp
+from cython cimport floating
+from cython.parallel cimport prange
+
+from _common cimport check, check_float, check_shape, gemm, threads_for
+
+cnp.import_array()
+
+# Activation codes shared with fastnn._kernels and fastnn.reference.
+ACT_IDENTITY = 0
+ACT_RELU = 1
+ACT_LEAKY_RELU = 2
+DEF N_ACT = 3
+
+
+cdef void _forward(const floating* x, const floating* w, const floating* b, floating* out,
+                   Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, int act, floating alpha,
+                   int n_threads) noexcept nogil:
+    cdef Py_ssize_t i, c
+    cdef floating v
+    cdef floating* row
+    gemm(False, False, <int>n, <int>h, <int>d, <floating>1, x, <int>d, w, <int>h,
+         <floating>0, out, <int>h)
+    cdef int nt = threads_for(n * h, n_threads)
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        row = out + i * h
+        if act == 1:
+            for c in range(h):
+                v = row[c] + b[c]
+                row[c] = 0 if v < 0 else v
+        elif act == 2:
+            for c in range(h):
+                v = row[c] + b[c]
+                row[c] = alpha * v if v < 0 else v
+        else:
+            for c in range(h):
+                row[c] = row[c] + b[c]
+
+
+cdef void _epilogue_backward(const floating* dout, const floating* out, floating* dz,
+                             floating* db, Py_ssize_t n, Py_ssize_t h, int act,
+                             floating alpha, int n_threads) noexcept nogil:
+    """dz = dout * act'(out) and db = column sums of dz, one pass, columns split
+    across threads (act == 0 reads dout and writes no dz)."""
+    cdef int nt = threads_for(n * h, n_threads)
+    if nt > h:
+        nt = <int>h
+    cdef Py_ssize_t t, i, c, c0, c1
+    cdef const floating* g
+    cdef const floating* o
+    cdef floating* z
+    for c in range(h):
+        db[c] = 0
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        c0 = t * h // nt
+        c1 = (t + 1) * h // nt
+        for i in range(n):
+            g = dout + i * h
+            o = out + i * h
+            z = dz + i * h
+            if act == 1:
+                for c in range(c0, c1):
+                    z[c] = g[c] if o[c] > 0 else 0
+                    db[c] += z[c]
+            elif act == 2:
+                for c in range(c0, c1):
+                    z[c] = g[c] if o[c] > 0 else alpha * g[c]
+                    db[c] += z[c]
+            else:
+                for c in range(c0, c1):
+                    db[c] += g[c]
+
+
+cdef void _backward(const floating* dout, const floating* x, const floating* w,
+                    const floating* out, floating* dz, floating* dx, floating* dw,
+                    floating* db, Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, int act,
+                    floating alpha, int n_threads) noexcept nogil:
+    _epilogue_backward(dout, out, dz, db, n, h, act, alpha, n_threads)
+    cdef const floating* g = dz if act != 0 else dout
+    gemm(True, False, <int>d, <int>h, <int>n, <floating>1, x, <int>d, g, <int>h,
+         <floating>0, dw, <int>h)
+    if dx != NULL:
+        gemm(False, True, <int>n, <int>d, <int>h, <floating>1, g, <int>h, w, <int>h,
+             <floating>0, dx, <int>d)
+
+
+cdef int _check_act(int act, double alpha) except -1:
+    if act < 0 or act >= N_ACT:
+        raise ValueError(f"activation code must be in [0, {N_ACT}), got {act}")
+    return 0
+
+
+def affine_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b not None,
+                   cnp.ndarray out not None, int activation=ACT_IDENTITY, double alpha=0.0,
+                   int n_threads=1):
+    """out[:] = act(x @ W + b); returns out.
+
+    x (N, D), W (D, H), b (H,), out (N, H): C-contiguous, one dtype (float32 or float64).
+    activation: ACT_IDENTITY, ACT_RELU or ACT_LEAKY_RELU (slope `alpha` below zero).
+    """
+    cdef int t = check_float(x, "x")
+    check(x, "x", 2, t)
+    check(W, "W", 2, t)
+    check(b, "b", 1, t)
+    check(out, "out", 2, t, True)
+    _check_act(activation, alpha)
+    cdef Py_ssize_t n = x.shape[0], d = x.shape[1], h = W.shape[1]
+    check_shape(W, "W", d, h)
+    check_shape(b, "b", h)
+    check_shape(out, "out", n, h)
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
+                     <float*>cnp.PyArray_DATA(b), <float*>cnp.PyArray_DATA(out),
+                     n, d, h, activation, <float>alpha, n_threads)
+    else:
+        with nogil:
+            _forward(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(W),
+                     <double*>cnp.PyArray_DATA(b), <double*>cnp.PyArray_DATA(out),
+                     n, d, h, activation, alpha, n_threads)
+    return out
+
+
+def affine_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
+                    cnp.ndarray W not None, cnp.ndarray out not None, cnp.ndarray dz,
+                    cnp.ndarray dx, cnp.ndarray dW not None, cnp.ndarray db not None,
+                    int activation=ACT_IDENTITY, double alpha=0.0, int n_threads=1):
+    """Gradients of out = act(x @ W + b) given dout = dL/dout.
+
+    Writes dW (D, H), db (H,) and, unless dx is None, dx (N, D).  dz (N, H) is scratch
+    for dL/d(x @ W + b); it may be None when activation is ACT_IDENTITY.  `out` is the
+    forward output (the activation's derivative is computed from it).
+    """
+    cdef int t = check_float(dout, "dout")
+    check(dout, "dout", 2, t)
+    check(x, "x", 2, t)
+    check(W, "W", 2, t)
+    check(out, "out", 2, t)
+    check(dW, "dW", 2, t, True)
+    check(db, "db", 1, t, True)
+    _check_act(activation, alpha)
+    cdef Py_ssize_t n = x.shape[0], d = x.shape[1], h = W.shape[1]
+    check_shape(W, "W", d, h)
+    check_shape(dout, "dout", n, h)
+    check_shape(out, "out", n, h)
+    check_shape(dW, "dW", d, h)
+    check_shape(db, "db", h)
+    cdef void* dz_p = NULL
+    cdef void* dx_p = NULL
+    if activation != ACT_IDENTITY:
+        if dz is None:
+            raise ValueError("dz scratch is required unless activation is identity")
+        check(dz, "dz", 2, t, True)
+        check_shape(dz, "dz", n, h)
+        dz_p = cnp.PyArray_DATA(dz)
+    if dx is not None:
+        check(dx, "dx", 2, t, True)
+        check_shape(dx, "dx", n, d)
+        dx_p = cnp.PyArray_DATA(dx)
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            _backward(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),
+                      <float*>cnp.PyArray_DATA(W), <float*>cnp.PyArray_DATA(out),
+                      <float*>dz_p, <float*>dx_p, <float*>cnp.PyArray_DATA(dW),
+                      <float*>cnp.PyArray_DATA(db), n, d, h, activation, <float>alpha,
+                      n_threads)
+    else:
+        with nogil:
+            _backward(<double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(x),
+                      <double*>cnp.PyArray_DATA(W), <double*>cnp.PyArray_DATA(out),
+                      <double*>dz_p, <double*>dx_p, <double*>cnp.PyArray_DATA(dW),
+                      <double*>cnp.PyArray_DATA(db), n, d, h, activation, alpha,
+                      n_threads)

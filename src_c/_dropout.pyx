@@ -1,0 +1,127 @@
+# Inverted dropout: out = x * mask / p, mask_e ~ Bernoulli(p), p = probability of keeping.
+#
+# The mask comes from a counter-based generator: counter c gives the 64-bit word
+# mix64(key + (c + 1) * GOLDEN), whose low 32 bits decide element 2c and whose high 32
+# bits decide element 2c + 1 (kept when the 32-bit draw is < floor(p * 2**32)), with
+# key = fnn_dropout_key(seed, step).  No state is shared, so threads split the counters
+# freely and the mask is the same for any thread count; fastnn.reference.dropout_forward
+# reproduces it bit for bit in NumPy.
+cimport numpy as cnp
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+from _common cimport check, check_float, check_same_shape, fnn_dropout_key, fnn_mix64, FNN_GOLDEN
+
+cnp.import_array()
+
+DEF BLOCK = 4096   # counters per parallel work item (8192 elements)
+
+
+cdef void _forward(const floating* x, floating* out, uint8_t* mask, Py_ssize_t n,
+                   uint64_t key, uint64_t thr, floating scale, int n_threads) noexcept nogil:
+    cdef Py_ssize_t n_words = (n + 1) // 2
+    cdef Py_ssize_t n_full = n // 2            # counters whose both elements exist
+    cdef Py_ssize_t n_blocks = (n_full + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t blk, c, c0, c1, e
+    cdef uint64_t z
+    cdef uint8_t k0, k1
+    cdef int nt = n_threads if n_blocks > 1 else 1
+    for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=nt):
+        c0 = blk * BLOCK
+        c1 = c0 + BLOCK
+        if c1 > n_full:
+            c1 = n_full
+        for c in range(c0, c1):
+            z = fnn_mix64(key + <uint64_t>(c + 1) * FNN_GOLDEN)
+            k0 = (z & 0xFFFFFFFFu) < thr
+            k1 = (z >> 32) < thr
+            mask[2 * c] = k0
+            mask[2 * c + 1] = k1
+            out[2 * c] = x[2 * c] * scale if k0 else 0
+            out[2 * c + 1] = x[2 * c + 1] * scale if k1 else 0
+    if n_words > n_full:                        # odd n: the last element alone
+        e = n - 1
+        z = fnn_mix64(key + <uint64_t>(n_full + 1) * FNN_GOLDEN)
+        k0 = (z & 0xFFFFFFFFu) < thr
+        mask[e] = k0
+        out[e] = x[e] * scale if k0 else 0
+
+
+cdef void _backward(const floating* dout, const uint8_t* mask, floating* dx, Py_ssize_t n,
+                    floating scale, int n_threads) noexcept nogil:
+    cdef Py_ssize_t n_blocks = (n + 2 * BLOCK - 1) // (2 * BLOCK)
+    cdef Py_ssize_t blk, e, e0, e1
+    cdef int nt = n_threads if n_blocks > 1 else 1
+    for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=nt):
+        e0 = blk * 2 * BLOCK
+        e1 = e0 + 2 * BLOCK
+        if e1 > n:
+            e1 = n
+        for e in range(e0, e1):
+            dx[e] = dout[e] * scale if mask[e] else 0
+
+
+cdef uint64_t keep_threshold(double p) except? 0:
+    """floor(p * 2**32): a 32-bit draw r keeps its element when r < this."""
+    if not (0.0 < p <= 1.0):
+        raise ValueError(f"p (the probability of keeping a unit) must be in (0, 1], got {p}")
+    return <uint64_t>(p * 4294967296.0)
+
+
+def dropout_forward(cnp.ndarray x not None, cnp.ndarray out not None,
+                    cnp.ndarray mask not None, double p, uint64_t seed, uint64_t step,
+                    int n_threads=1):
+    """Inverted dropout (training mode): out = x * mask / p, mask written as 0/1 uint8.
+
+    x, out: same shape, float32/float64, C-contiguous; mask: same shape, uint8.
+    The mask is a pure function of (seed, step, element index).  Returns out.
+    """
+    cdef int t = check_float(x, "x")
+    cdef int nd = cnp.PyArray_NDIM(x)
+    check(x, "x", nd, t)
+    check(out, "out", nd, t, True)
+    check(mask, "mask", nd, cnp.NPY_UINT8, True)
+    check_same_shape(x, out, "x", "out")
+    check_same_shape(x, mask, "x", "mask")
+    cdef uint64_t thr = keep_threshold(p)
+    cdef uint64_t key = fnn_dropout_key(seed, step)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out),
+                     <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr, <float>(1.0 / p),
+                     n_threads)
+    else:
+        with nogil:
+            _forward(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out),
+                     <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr, 1.0 / p, n_threads)
+    return out
+
+
+def dropout_backward(cnp.ndarray dout not None, cnp.ndarray mask not None,
+                     cnp.ndarray dx not None, double p, int n_threads=1):
+    """dx = dout * mask / p with the mask forward drew.  Returns dx."""
+    cdef int t = check_float(dout, "dout")
+    cdef int nd = cnp.PyArray_NDIM(dout)
+    check(dout, "dout", nd, t)
+    check(mask, "mask", nd, cnp.NPY_UINT8)
+    check(dx, "dx", nd, t, True)
+    check_same_shape(dout, mask, "dout", "mask")
+    check_same_shape(dout, dx, "dout", "dx")
+    keep_threshold(p)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(dout)
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            _backward(<float*>cnp.PyArray_DATA(dout), <uint8_t*>cnp.PyArray_DATA(mask),
+                      <float*>cnp.PyArray_DATA(dx), n, <float>(1.0 / p), n_threads)
+    else:
+        with nogil:
+            _backward(<double*>cnp.PyArray_DATA(dout), <uint8_t*>cnp.PyArray_DATA(mask),
+                      <double*>cnp.PyArray_DATA(dx), n, 1.0 / p, n_threads)
+    return dx
+
+
+def dropout_key(uint64_t seed, uint64_t step):
+    """The generator key for (seed, step), exposed so tests can pin the NumPy twin to it."""
+    return fnn_dropout_key(seed, step)

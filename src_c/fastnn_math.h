@@ -1,0 +1,118 @@
+/* Scalar building blocks for fastnn's kernels, written so that gcc/clang vectorize the
+ * loops that call them: no branches (only selects), no libm calls, no errno.
+ *
+ *   fnn_expf / fnn_exp   exp(x) in float / double, <= 2 ulp, with gradual underflow
+ *                        and overflow to +inf; NaN propagates.
+ *   fnn_mix64            the SplitMix64 finalizer, the counter-based generator behind
+ *                        dropout masks (fastnn.reference reproduces it in NumPy).
+ *   fnn_omp_*            OpenMP queries that also compile without OpenMP.
+ */
+#ifndef FASTNN_MATH_H
+#define FASTNN_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define FNN_HAVE_OPENMP 1
+static inline int fnn_omp_max_threads(void) { return omp_get_max_threads(); }
+static inline int fnn_omp_num_procs(void) { return omp_get_num_procs(); }
+#else
+#define FNN_HAVE_OPENMP 0
+static inline int fnn_omp_max_threads(void) { return 1; }
+static inline int fnn_omp_num_procs(void) { return 1; }
+#endif
+
+static inline float fnn_f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+static inline uint32_t fnn_f32_bits(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
+static inline double fnn_f64_from_bits(uint64_t u) { double f; memcpy(&f, &u, sizeof f); return f; }
+static inline uint64_t fnn_f64_bits(double f) { uint64_t u; memcpy(&u, &f, sizeof u); return u; }
+
+/* exp in float.  x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its
+ * degree-7 Taylor polynomial (truncation < 1e-8 relative), then 2^n applied as two
+ * factors 2^n1 * 2^n2 so that results in the subnormal range round gradually instead
+ * of flushing to zero.  n comes from the "shifter" trick: adding 1.5*2^23 leaves
+ * round(x*log2e) in the low mantissa bits, read back by integer subtraction. */
+static inline float fnn_expf(float x)
+{
+    const float shifter = 12582912.0f;            /* 1.5 * 2^23 */
+    float xc = x < -104.0f ? -104.0f : x;         /* exp(-104) < smallest subnormal / 2 */
+    xc = xc > 89.0f ? 89.0f : xc;                 /* exp(89) > FLT_MAX */
+    float t = xc * 1.44269504088896341f + shifter;
+    float n = t - shifter;
+    int32_t ni = (int32_t)(fnn_f32_bits(t) - fnn_f32_bits(shifter));
+    float r = xc - n * 0.693359375f;              /* ln2 high part: exact product */
+    r = r - n * -2.12194440e-4f;                  /* ln2 low part */
+    float p = 1.98412698e-4f;                     /* 1/7! */
+    p = p * r + 1.38888889e-3f;                   /* 1/6! */
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    /* n1 = floor(n/2) without an arithmetic shift (keeps it vectorizable on SSE2) */
+    int32_t n1 = (int32_t)((uint32_t)(ni + 256) >> 1) - 128;
+    int32_t n2 = ni - n1;
+    float s1 = fnn_f32_from_bits((uint32_t)(n1 + 127) << 23);
+    float s2 = fnn_f32_from_bits((uint32_t)(n2 + 127) << 23);
+    float y = (p * s1) * s2;
+    y = x < -104.0f ? 0.0f : y;
+    return y;
+}
+
+/* exp in double: same scheme, degree-13 Taylor polynomial (truncation < 1e-17). */
+static inline double fnn_exp(double x)
+{
+    const double shifter = 6755399441055744.0;    /* 1.5 * 2^52 */
+    double xc = x < -746.0 ? -746.0 : x;
+    xc = xc > 710.0 ? 710.0 : xc;
+    double t = xc * 1.4426950408889634074 + shifter;
+    double n = t - shifter;
+    int64_t ni = (int64_t)(fnn_f64_bits(t) - fnn_f64_bits(shifter));
+    double r = xc - n * 6.93147180369123816490e-01;   /* fdlibm's ln2_hi */
+    r = r - n * 1.90821492927058770002e-10;           /* fdlibm's ln2_lo */
+    double p = 1.6059043836821614599e-10;             /* 1/13! */
+    p = p * r + 2.0876756987868098979e-09;            /* 1/12! */
+    p = p * r + 2.5052108385441718775e-08;
+    p = p * r + 2.7557319223985890653e-07;
+    p = p * r + 2.7557319223985890653e-06;
+    p = p * r + 2.4801587301587301587e-05;
+    p = p * r + 1.9841269841269841270e-04;
+    p = p * r + 1.3888888888888888889e-03;
+    p = p * r + 8.3333333333333333333e-03;
+    p = p * r + 4.1666666666666666667e-02;
+    p = p * r + 1.6666666666666666667e-01;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t n1 = (int64_t)((uint64_t)(ni + 2048) >> 1) - 1024;
+    int64_t n2 = ni - n1;
+    double s1 = fnn_f64_from_bits((uint64_t)(n1 + 1023) << 52);
+    double s2 = fnn_f64_from_bits((uint64_t)(n2 + 1023) << 52);
+    double y = (p * s1) * s2;
+    y = x < -746.0 ? 0.0 : y;
+    return y;
+}
+
+/* SplitMix64's output function (Steele, Lea & Flood 2014; constants of Vigna's
+ * reference).  Applied to a counter it is a counter-based generator: element e of a
+ * dropout mask depends only on (key, e), never on which thread computes it. */
+#define FNN_GOLDEN 0x9E3779B97F4A7C15ULL
+static inline uint64_t fnn_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* The key of one dropout draw: a function of the user's seed and the step counter. */
+static inline uint64_t fnn_dropout_key(uint64_t seed, uint64_t step)
+{
+    uint64_t k0 = fnn_mix64(seed + FNN_GOLDEN);
+    return fnn_mix64(k0 + (step + 1) * FNN_GOLDEN);
+}
+
+#endif
