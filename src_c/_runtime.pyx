@@ -15,3 +15,29 @@ def omp_max_threads():
 def omp_num_procs():
     """Processors OpenMP sees (1 without OpenMP)."""
     return fnn_omp_num_procs()
+
+
+cimport numpy as cnp
+from cython cimport floating
+from _common cimport check, check_float, check_same_shape, fexp
+
+cnp.import_array()
+
+
+cdef void _exp(const floating* x, floating* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = fexp(x[i])
+
+
+def vector_exp(cnp.ndarray x not None, cnp.ndarray out not None):
+    """out = exp(x) with the kernels' own exp (fastnn_math.h), for testing its accuracy."""
+    cdef int t = check_float(x, "x")
+    check(x, "x", 1, t)
+    check(out, "out", 1, t, True)
+    check_same_shape(x, out, "x", "out")
+    if t == cnp.NPY_FLOAT32:
+        _exp(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), x.shape[0])
+    else:
+        _exp(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out), x.shape[0])
+    return out
