@@ -12,7 +12,8 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport check, check_float, check_shape, gemm, threads_for
+from _common cimport (act_backward_cols, bias_act_rows, check, check_float, check_shape, gemm,
+                      split, threads_for)
 
 cnp.import_array()
 
@@ -26,25 +27,15 @@ DEF N_ACT = 3
 cdef void _forward(const floating* x, const floating* w, const floating* b, floating* out,
                    Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, int act, floating alpha,
                    int n_threads) noexcept nogil:
-    cdef Py_ssize_t i, c
-    cdef floating v
-    cdef floating* row
     gemm(False, False, <int>n, <int>h, <int>d, <floating>1, x, <int>d, w, <int>h,
          <floating>0, out, <int>h)
     cdef int nt = threads_for(n * h, n_threads)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        row = out + i * h
-        if act == 1:
-            for c in range(h):
-                v = row[c] + b[c]
-                row[c] = 0 if v < 0 else v
-        elif act == 2:
-            for c in range(h):
-                v = row[c] + b[c]
-                row[c] = alpha * v if v < 0 else v
-        else:
-            for c in range(h):
-                row[c] = row[c] + b[c]
+    cdef int t
+    cdef Py_ssize_t r0, r1
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = split(n, nt, t)
+        r1 = split(n, nt, t + 1)
+        bias_act_rows(out + r0 * h, b, r1 - r0, h, act, alpha)
 
 
 cdef void _epilogue_backward(const floating* dout, const floating* out, floating* dz,
@@ -55,30 +46,13 @@ cdef void _epilogue_backward(const floating* dout, const floating* out, floating
     cdef int nt = threads_for(n * h, n_threads)
     if nt > h:
         nt = <int>h
-    cdef Py_ssize_t t, i, c, c0, c1
-    cdef const floating* g
-    cdef const floating* o
-    cdef floating* z
+    cdef int t
+    cdef Py_ssize_t c
     for c in range(h):
         db[c] = 0
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        c0 = t * h // nt
-        c1 = (t + 1) * h // nt
-        for i in range(n):
-            g = dout + i * h
-            o = out + i * h
-            z = dz + i * h
-            if act == 1:
-                for c in range(c0, c1):
-                    z[c] = g[c] if o[c] > 0 else 0
-                    db[c] += z[c]
-            elif act == 2:
-                for c in range(c0, c1):
-                    z[c] = g[c] if o[c] > 0 else alpha * g[c]
-                    db[c] += z[c]
-            else:
-                for c in range(c0, c1):
-                    db[c] += g[c]
+        act_backward_cols(dout, out, dz, db, n, h, split(h, nt, t), split(h, nt, t + 1), act,
+                          alpha)
 
 
 cdef void _backward(const floating* dout, const floating* x, const floating* w,

@@ -16,31 +16,13 @@ cdef extern from "fastnn_math.h" nogil:
     unsigned long long FNN_GOLDEN
 
 
+
 cdef inline floating fexp(floating x) noexcept nogil:
+    """exp of fastnn_math.h (<= 2 ulp), for loops written in Cython."""
     if floating is float:
         return fnn_expf(x)
     else:
         return fnn_exp(x)
-
-
-cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
-                      const floating* a, int lda, const floating* b, int ldb,
-                      floating beta, floating* c, int ldc) noexcept nogil:
-    """Row-major C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C.
-
-    BLAS is column-major, and a row-major matrix read column-major is its transpose, so
-    this computes C.T = op(B).T @ op(A).T: the operands swap places, the flags do not.
-    lda/ldb/ldc are the row lengths of the arrays as stored."""
-    cdef char ta = b'T' if trans_b else b'N'
-    cdef char tb = b'T' if trans_a else b'N'
-    if m == 0 or n == 0:
-        return
-    if floating is float:
-        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
-              &beta, c, &ldc)
-    else:
-        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
-              &beta, c, &ldc)
 
 
 cdef inline int check(cnp.ndarray a, str name, int ndim, int typenum,
@@ -96,3 +78,113 @@ cdef inline int check_same_shape(cnp.ndarray a, cnp.ndarray b, str name_a,
         raise ValueError(f"{name_b} has shape {(<object>b).shape}, expected "
                          f"{(<object>a).shape} like {name_a}")
     return 0
+
+
+# ---- the per-ISA loops of fastnn_loops.h, with fused-type dispatch ----
+from libc.stdint cimport uint8_t, uint64_t
+
+cdef extern from "fastnn_loops.h" nogil:
+    int FNN_HAVE_CLONES
+    int FNN_SOFTMAX_BLOCK_ELEMS
+    int FNN_SOFTMAX_MAX_ROWS
+    void fnn_exp_inplace_f32(float* x, Py_ssize_t n)
+    void fnn_exp_inplace_f64(double* x, Py_ssize_t n)
+    void fnn_softmax_xent_block_f32(const float* s, const Py_ssize_t* y, float* d, float* loss,
+                                    Py_ssize_t rows, Py_ssize_t k, float inv_n)
+    void fnn_softmax_xent_block_f64(const double* s, const Py_ssize_t* y, double* d,
+                                    double* loss, Py_ssize_t rows, Py_ssize_t k, double inv_n)
+    void fnn_dropout_pairs_f32(const float* x, float* out, uint8_t* mask, Py_ssize_t c0,
+                               Py_ssize_t c1, uint64_t key, uint64_t thr, float scale)
+    void fnn_dropout_pairs_f64(const double* x, double* out, uint8_t* mask, Py_ssize_t c0,
+                               Py_ssize_t c1, uint64_t key, uint64_t thr, double scale)
+    void fnn_dropout_backward_f32(const float* dout, const uint8_t* mask, float* dx,
+                                  Py_ssize_t n, float scale)
+    void fnn_dropout_backward_f64(const double* dout, const uint8_t* mask, double* dx,
+                                  Py_ssize_t n, double scale)
+    void fnn_bias_act_rows_f32(float* out, const float* b, Py_ssize_t rows, Py_ssize_t h,
+                               int act, float alpha)
+    void fnn_bias_act_rows_f64(double* out, const double* b, Py_ssize_t rows, Py_ssize_t h,
+                               int act, double alpha)
+    void fnn_act_backward_cols_f32(const float* dout, const float* out, float* dz, float* db,
+                                   Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1,
+                                   int act, float alpha)
+    void fnn_act_backward_cols_f64(const double* dout, const double* out, double* dz,
+                                   double* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                   Py_ssize_t c1, int act, double alpha)
+
+
+cdef inline void exp_inplace(floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fnn_exp_inplace_f32(x, n)
+    else:
+        fnn_exp_inplace_f64(x, n)
+
+
+cdef inline void softmax_xent_block(const floating* s, const Py_ssize_t* y, floating* d,
+                                    floating* loss, Py_ssize_t rows, Py_ssize_t k,
+                                    floating inv_n) noexcept nogil:
+    if floating is float:
+        fnn_softmax_xent_block_f32(s, y, d, loss, rows, k, inv_n)
+    else:
+        fnn_softmax_xent_block_f64(s, y, d, loss, rows, k, inv_n)
+
+
+cdef inline void dropout_pairs(const floating* x, floating* out, uint8_t* mask, Py_ssize_t c0,
+                               Py_ssize_t c1, uint64_t key, uint64_t thr,
+                               floating scale) noexcept nogil:
+    if floating is float:
+        fnn_dropout_pairs_f32(x, out, mask, c0, c1, key, thr, scale)
+    else:
+        fnn_dropout_pairs_f64(x, out, mask, c0, c1, key, thr, scale)
+
+
+cdef inline void dropout_backward_block(const floating* dout, const uint8_t* mask, floating* dx,
+                                        Py_ssize_t n, floating scale) noexcept nogil:
+    if floating is float:
+        fnn_dropout_backward_f32(dout, mask, dx, n, scale)
+    else:
+        fnn_dropout_backward_f64(dout, mask, dx, n, scale)
+
+
+cdef inline void bias_act_rows(floating* out, const floating* b, Py_ssize_t rows,
+                               Py_ssize_t h, int act, floating alpha) noexcept nogil:
+    if floating is float:
+        fnn_bias_act_rows_f32(out, b, rows, h, act, alpha)
+    else:
+        fnn_bias_act_rows_f64(out, b, rows, h, act, alpha)
+
+
+cdef inline void act_backward_cols(const floating* dout, const floating* out, floating* dz,
+                                   floating* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                   Py_ssize_t c1, int act, floating alpha) noexcept nogil:
+    if floating is float:
+        fnn_act_backward_cols_f32(dout, out, dz, db, n, h, c0, c1, act, alpha)
+    else:
+        fnn_act_backward_cols_f64(dout, out, dz, db, n, h, c0, c1, act, alpha)
+
+
+cdef inline Py_ssize_t split(Py_ssize_t total, int parts, int t) noexcept nogil:
+    """Start of part t when [0, total) is cut into `parts` near-equal contiguous parts."""
+    return total * t // parts
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                      const floating* a, int lda, const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C.
+
+    BLAS is column-major, and a row-major matrix read column-major is its transpose, so
+    this computes C.T = op(B).T @ op(A).T: the operands swap places, the flags do not.
+    lda/ldb/ldc are the row lengths of the arrays as stored."""
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
+              &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
+              &beta, c, &ldc)
+
+

@@ -5,78 +5,33 @@
 #     L_i = log Z - (s_iy - m);   dscores_ij = (exp(s_ij - m) / Z - [j == y_i]) / N
 # Rows are independent, so any thread may take any row; the mean is the sum of the
 # per-row losses in row order, hence the same bits for every thread count.
-from libc.math cimport log, logf, INFINITY
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport check, check_float, check_shape, fexp, threads_for
+from _common cimport (FNN_SOFTMAX_BLOCK_ELEMS, FNN_SOFTMAX_MAX_ROWS, check, check_float,
+                      check_shape, softmax_xent_block, threads_for)
 
 cnp.import_array()
-
-DEF LANES = 16   # independent partial maxima/sums: lets the compiler vectorize the row
-
-
-cdef inline floating _row_max(const floating* s, Py_ssize_t k) noexcept nogil:
-    cdef floating acc[LANES]
-    cdef Py_ssize_t j = 0, l
-    cdef floating m
-    for l in range(LANES):
-        acc[l] = -INFINITY
-    while j + LANES <= k:
-        for l in range(LANES):
-            acc[l] = s[j + l] if s[j + l] > acc[l] else acc[l]
-        j += LANES
-    m = -INFINITY
-    for l in range(LANES):
-        m = acc[l] if acc[l] > m else m
-    while j < k:
-        m = s[j] if s[j] > m else m
-        j += 1
-    return m
-
-
-cdef inline floating _exp_row(const floating* s, floating* e, Py_ssize_t k,
-                              floating m) noexcept nogil:
-    """e[j] = exp(s[j] - m); returns the sum of e."""
-    cdef floating acc[LANES]
-    cdef Py_ssize_t j = 0, l
-    cdef floating total
-    for l in range(LANES):
-        acc[l] = 0
-    while j + LANES <= k:
-        for l in range(LANES):
-            e[j + l] = fexp(s[j + l] - m)
-            acc[l] += e[j + l]
-        j += LANES
-    total = 0
-    while j < k:
-        e[j] = fexp(s[j] - m)
-        total += e[j]
-        j += 1
-    for l in range(LANES):
-        total += acc[l]
-    return total
-
 
 cdef void _softmax_xent(const floating* s, const Py_ssize_t* y, floating* d,
                         floating* row_loss, Py_ssize_t n, Py_ssize_t k,
                         int n_threads) noexcept nogil:
-    cdef Py_ssize_t i, j
-    cdef floating m, z, scale
+    """Blocks of rows (fastnn_loops.h's softmax_xent_block), blocks spread over threads."""
+    cdef Py_ssize_t rows = FNN_SOFTMAX_BLOCK_ELEMS // k
+    if rows < 1:
+        rows = 1
+    if rows > FNN_SOFTMAX_MAX_ROWS:
+        rows = FNN_SOFTMAX_MAX_ROWS
+    cdef Py_ssize_t n_blocks = (n + rows - 1) // rows, blk, r0, r1
     cdef floating inv_n = (<floating>1) / <floating>n
-    cdef int nt = threads_for(n * k * 8, n_threads)   # exp costs ~8 element-ops
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        m = _row_max(s + i * k, k)
-        z = _exp_row(s + i * k, d + i * k, k, m)
-        if floating is float:
-            row_loss[i] = logf(z) - (s[i * k + y[i]] - m)
-        else:
-            row_loss[i] = log(z) - (s[i * k + y[i]] - m)
-        scale = inv_n / z
-        for j in range(k):
-            d[i * k + j] = d[i * k + j] * scale
-        d[i * k + y[i]] -= inv_n
+    cdef int nt = threads_for(n * k * 8, n_threads)   # an exp costs ~8 element-ops
+    for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=nt):
+        r0 = blk * rows
+        r1 = r0 + rows
+        if r1 > n:
+            r1 = n
+        softmax_xent_block(s + r0 * k, y + r0, d + r0 * k, row_loss + r0, r1 - r0, k, inv_n)
 
 
 cdef Py_ssize_t _first_bad_label(const Py_ssize_t* y, Py_ssize_t n, Py_ssize_t k) noexcept nogil:

@@ -7,6 +7,12 @@ def openmp_enabled():
     return bool(FNN_HAVE_OPENMP)
 
 
+def isa_dispatch():
+    """True when the loops were compiled for several instruction sets (AVX-512, AVX2,
+    baseline), picked at load time for this CPU."""
+    return bool(FNN_HAVE_CLONES)
+
+
 def omp_max_threads():
     """OpenMP's default team size (1 without OpenMP)."""
     return fnn_omp_max_threads()
@@ -19,7 +25,7 @@ def omp_num_procs():
 
 cimport numpy as cnp
 from cython cimport floating
-from _common cimport check, check_float, check_same_shape, fexp
+from _common cimport FNN_HAVE_CLONES, check, check_float, check_same_shape, exp_inplace
 
 cnp.import_array()
 
@@ -27,7 +33,8 @@ cnp.import_array()
 cdef void _exp(const floating* x, floating* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
-        out[i] = fexp(x[i])
+        out[i] = x[i]
+    exp_inplace(out, n)
 
 
 def vector_exp(cnp.ndarray x not None, cnp.ndarray out not None):
