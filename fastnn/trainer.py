@@ -48,7 +48,7 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
         Give reg or regularizer, not both.
     regularizer : None, a fastnn.regularization regularizer, or a list of them
         The global regularizer, e.g. ``ElasticNet(1e-4, 1e-3)`` or
-        ``[L2(1e-3), MaxNorm(3)]``.  A Linear layer built with ``regularizer=`` uses its
+        ``[L2(1e-3), MaxNorm(3)]``; ``regularization.NONE`` (or reg=0) for none.  A Linear layer built with ``regularizer=`` uses its
         own instead (``regularization.NONE`` exempts it); biases are regularized only in
         layers built with ``regularize_bias=True``.  Constraints apply to W only.
     log_every : int
