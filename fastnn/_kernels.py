@@ -23,6 +23,9 @@ KERNELS = {
     "numerical_gradient": "_numgrad",
     "sgd_update": "_optim",
     "l2_penalty": "_regularization",
+    "l1_penalty": "_regularization",
+    "elastic_net_penalty": "_regularization",
+    "max_norm_constrain": "_regularization",
 }
 
 BACKENDS = ("compiled", "numpy")

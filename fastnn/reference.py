@@ -159,7 +159,75 @@ def sgd_update(param, grad, step_size, n_threads=1):
     return param
 
 
-def l2_penalty(W, dW, reg):
+# ---- regularization: penalties (value + gradient into dW) and the max-norm projection ----
+
+def _check_penalty_args(W, dW, **strengths):
+    """The compiled kernels' argument checks, so that both backends reject alike."""
+    for name, a in (("W", W), ("dW", dW)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if W.dtype not in (np.float32, np.float64):
+        raise TypeError(f"W must be float32 or float64, got {W.dtype}")
+    if dW.dtype != W.dtype:
+        raise TypeError(f"dW has dtype {dW.dtype}, expected {W.dtype}")
+    if dW.shape != W.shape:
+        raise ValueError(f"dW has shape {dW.shape}, expected {W.shape} like W")
+    for name, a in (("W", W), ("dW", dW)):
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous")
+    if not dW.flags.writeable:
+        raise ValueError("dW must be writeable")
+    for name, value in strengths.items():
+        if not 0 <= value < np.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+def _sum64(a):
+    return float(np.sum(a, dtype=np.float64))
+
+
+def l2_penalty(W, dW, reg, n_threads=1):
     """Returns 0.5 * reg * sum(W**2) and adds reg * W to dW."""
+    _check_penalty_args(W, dW, reg=reg)
     dW += W.dtype.type(reg) * W
-    return 0.5 * reg * float(np.sum(W.astype(np.float64) ** 2))
+    return 0.5 * reg * _sum64(W.astype(np.float64) ** 2)
+
+
+def l1_penalty(W, dW, reg, n_threads=1):
+    """Returns reg * sum(|W|) and adds reg * sign(W) to dW (0 where W == 0)."""
+    _check_penalty_args(W, dW, reg=reg)
+    dW += W.dtype.type(reg) * np.sign(W)
+    return reg * _sum64(np.abs(W.astype(np.float64)))
+
+
+def elastic_net_penalty(W, dW, l1, l2, n_threads=1):
+    """Returns l1 * sum(|W|) + l2 * sum(W**2); adds l1 * sign(W) + 2 * l2 * W to dW."""
+    _check_penalty_args(W, dW, l1=l1, l2=l2)
+    t = W.dtype.type
+    dW += t(l1) * np.sign(W) + t(2.0 * l2) * W
+    w64 = W.astype(np.float64)
+    return l1 * _sum64(np.abs(w64)) + l2 * _sum64(w64 ** 2)
+
+
+def max_norm_constrain(W, c, n_threads=1):
+    """Scale every column of W (n_in, n_out) with L2 norm > c down to norm c, in place;
+    returns how many columns were scaled.  Norms in double, summed down the rows in
+    order as the kernel does; the scaled value is rounded once to W's dtype."""
+    if not isinstance(W, np.ndarray):
+        raise TypeError(f"W must be a numpy array, got {type(W).__name__}")
+    if W.dtype not in (np.float32, np.float64):
+        raise TypeError(f"W must be float32 or float64, got {W.dtype}")
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-D, got an array of shape {W.shape}")
+    if not W.flags.c_contiguous or not W.flags.writeable:
+        raise ValueError("W must be C-contiguous and writeable")
+    if not 0 < c < np.inf:
+        raise ValueError(f"c (the max norm) must be a finite number > 0, got {c}")
+    sq = np.zeros(W.shape[1])
+    for row in W.astype(np.float64):
+        sq += row * row
+    norms = np.sqrt(sq)
+    cols = np.flatnonzero(norms > c)
+    if cols.size:
+        W[:, cols] = (W[:, cols].astype(np.float64) * (c / norms[cols])).astype(W.dtype)
+    return int(cols.size)
