@@ -23,6 +23,13 @@ KERNELS = {
     "numerical_gradient": "_numgrad",
     "sgd_update": "_optim",
     "l2_penalty": "_regularization",
+    "multiclass_svm": "_loss",
+    "attribute_hinge": "_loss",
+    "attribute_logistic": "_loss",
+    "l2_regression": "_loss",
+    "l1_regression": "_loss",
+    "hierarchical_softmax_forward": "_loss",
+    "hierarchical_softmax_backward": "_loss",
 }
 
 BACKENDS = ("compiled", "numpy")
