@@ -393,12 +393,16 @@ def l1_regression(cnp.ndarray scores not None, cnp.ndarray y not None,
 # backward turns dz into
 #     dh_i = sum_t dz[i, t] W[path_t]          (rows in parallel: no sharing)
 #     dW[node] = sum over (i, t) with path_t = node of dz[i, t] h_i,   db[node] likewise.
-# dW is the one reduction over the batch.  It is split by COLUMNS: thread r owns the
-# columns [c0, c1) of every row of dW and walks all examples in row order, path steps in
-# path order.  Each element of dW is thus summed by one thread in one fixed order, the
-# same for any thread count (bit-identical results), with no scratch and no merge; the
-# walk over dz is repeated per thread but is O(N * depth), small next to the O(N * depth
-# * D) multiply-adds it schedules.  db (K - 1 sums) is reduced serially in row order.
+# dW is the one reduction over the batch.  It is split by NODES: thread r owns the rows
+# [lo_r, hi_r) of dW (a contiguous range of pre-order node ids) and walks all examples in
+# row order, path steps in path order, adding only the steps at its own nodes.  Each
+# element of dW is thus summed by one thread in one fixed order whatever the split, so
+# the result is bit-identical for any thread count, with no scratch and no merge.  The
+# ranges are balanced by work (visits per node, counted first), since the root is on
+# every path.  (A split by columns, tried first, made both threads write the cache line
+# that straddles the split in every row they touched: false sharing cost more than the
+# second thread gained.)  The walk over dz is repeated per thread but is O(N * depth),
+# small next to the O(N * depth * D) multiply-adds.  db is reduced serially in row order.
 
 DEF DOT_LANES = 8
 
@@ -467,11 +471,16 @@ cdef inline void _hs_dh_row(const floating* w, const Py_ssize_t* path, Py_ssize_
             dh[j] += g * wr[j]
 
 
+DEF MAX_SPLIT = 256     # most threads the dW reduction is split across
+
+
 cdef void _hs_backward(const floating* h, const floating* w, const Py_ssize_t* y,
                        const Py_ssize_t* paths, const Py_ssize_t* depths, const floating* dz,
                        floating* dh, floating* dw, floating* db, Py_ssize_t n, Py_ssize_t d,
                        Py_ssize_t m, Py_ssize_t p, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i, r, s, j, c0, c1, node, c
+    cdef Py_ssize_t i, r, s, j, lo, hi, node, c
+    cdef Py_ssize_t bounds[MAX_SPLIT + 1]
+    cdef double total, acc
     cdef floating g
     cdef const floating* hrow
     cdef floating* wrow
@@ -480,27 +489,54 @@ cdef void _hs_backward(const floating* h, const floating* w, const Py_ssize_t* y
         nt = threads_for(n * p * d, n_threads)
         for i in prange(n, nogil=True, schedule="static", num_threads=nt):
             _hs_dh_row(w, paths + y[i] * p, depths[y[i]], dz + i * p, dh + i * d, d)
-    # dW by column blocks (see the header comment): the result does not depend on nt.
+    # dW by node ranges (see the header comment): the result does not depend on nt.
     nt = threads_for(n * p * d + m * d, n_threads)
-    if nt > d:
-        nt = <int>d
+    if nt > m:
+        nt = <int>m
+    if nt > MAX_SPLIT:
+        nt = MAX_SPLIT
     if nt < 1:
         nt = 1
-    for r in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        c0 = r * d // nt
-        c1 = (r + 1) * d // nt
+    bounds[0] = 0
+    bounds[nt] = m
+    if nt > 1:
+        # work per node: its visits plus one for zeroing its row (db is the scratch)
         for node in range(m):
+            db[node] = 1
+        for i in range(n):
+            c = y[i]
+            for s in range(depths[c]):
+                db[paths[c * p + s]] += 1
+        total = 0
+        for node in range(m):
+            total += db[node]
+        acc = 0
+        r = 1
+        for node in range(m):
+            acc += db[node]
+            while r < nt and acc >= total * r / nt:
+                bounds[r] = node + 1
+                r += 1
+        while r < nt:
+            bounds[r] = m
+            r += 1
+    for r in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        lo = bounds[r]
+        hi = bounds[r + 1]
+        for node in range(lo, hi):
             wrow = dw + node * d
-            for j in range(c0, c1):
+            for j in range(d):
                 wrow[j] = 0
         for i in range(n):
             c = y[i]
             hrow = h + i * d
             for s in range(depths[c]):
-                g = dz[i * p + s]
-                wrow = dw + paths[c * p + s] * d
-                for j in range(c0, c1):
-                    wrow[j] += g * hrow[j]
+                node = paths[c * p + s]
+                if node >= lo and node < hi:
+                    g = dz[i * p + s]
+                    wrow = dw + node * d
+                    for j in range(d):
+                        wrow[j] += g * hrow[j]
     for node in range(m):
         db[node] = 0
     for i in range(n):
