@@ -335,7 +335,8 @@ cdef object _elementwise_loss(int kind, cnp.ndarray scores, cnp.ndarray y,
                              f"labels must be {lo:g} or 1")
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            _elementwise(kind, <float*>cnp.PyArray_DATA(scores), <float*>cnp.PyArray_DATA(y),
+            _elementwise(kind, <float*>cnp.PyArray_DATA(scores),
+                         <float*>cnp.PyArray_DATA(y),
                          <float*>cnp.PyArray_DATA(dscores),
                          <float*>cnp.PyArray_DATA(row_loss), n, a, n_threads)
     else:
@@ -386,7 +387,8 @@ def l1_regression(cnp.ndarray scores not None, cnp.ndarray y not None,
 # with codes[c, t] = +1 where it turns right, -1 left.  With z = W[node] . h_i + b[node],
 #     P(turn right at node) = sig(z),  P(turn left) = sig(-z) = 1 - sig(z),
 # so P(c | h_i) = prod_t sig(codes[c, t] * z_t) and, with u_t = codes[c, t] * z_t,
-#     L_i = -log P(y_i | h_i) = sum_t softplus(-u_t),   softplus(-u) = max(-u, 0) + log1p(exp(-|u|))
+#     L_i = -log P(y_i | h_i) = sum_t softplus(-u_t),
+#     softplus(-u) = -log sig(u) = max(-u, 0) + log1p(exp(-|u|))   (exp never overflows)
 #     dL_i/dz_t = -codes[c, t] * sig(-u_t)
 # Only the example's own path is walked: O(depth * D) per row, depth ~ log2 K for a
 # balanced tree.  forward writes dz[i, t] = dL/dz_t / N (zero past the path's end);
@@ -399,15 +401,19 @@ def l1_regression(cnp.ndarray scores not None, cnp.ndarray y not None,
 # element of dW is thus summed by one thread in one fixed order whatever the split, so
 # the result is bit-identical for any thread count, with no scratch and no merge.  The
 # ranges are balanced by work (visits per node, counted first), since the root is on
-# every path.  (A split by columns, tried first, made both threads write the cache line
-# that straddles the split in every row they touched: false sharing cost more than the
-# second thread gained.)  The walk over dz is repeated per thread but is O(N * depth),
-# small next to the O(N * depth * D) multiply-adds.  db is reduced serially in row order.
+# every path.  (A split by columns, tried first, makes both threads write the cache line
+# that straddles the split in every row they touch, as rows are not line-aligned; on 2
+# cores, 2048x300 with K = 100, it gained nothing from a second thread where this split
+# gains ~1.3x, ~1.6x with K = 10000: one quiet run on a shared host, so indicative.)
+# The walk over dz is repeated per thread but is O(N * depth), small next to the
+# O(N * depth * D) multiply-adds.  db is reduced serially in row order.
+# (The per-node work counts use db as scratch before db itself is computed.)
 
 DEF DOT_LANES = 8
 
 
-cdef inline floating _dot(const floating* a, const floating* b, Py_ssize_t n) noexcept nogil:
+cdef inline floating _dot(const floating* a, const floating* b,
+                          Py_ssize_t n) noexcept nogil:
     """a . b with DOT_LANES independent partial sums (vectorizable; fixed order)."""
     cdef floating acc[DOT_LANES]
     cdef Py_ssize_t j = 0, l
@@ -448,7 +454,8 @@ cdef inline floating _hs_row(const floating* hrow, const floating* w, const floa
 cdef void _hs_forward(const floating* h, const floating* w, const floating* b,
                       const Py_ssize_t* y, const Py_ssize_t* paths, const Py_ssize_t* codes,
                       const Py_ssize_t* depths, floating* dz, floating* row_loss,
-                      Py_ssize_t n, Py_ssize_t d, Py_ssize_t p, int n_threads) noexcept nogil:
+                      Py_ssize_t n, Py_ssize_t d, Py_ssize_t p,
+                      int n_threads) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating inv_n = (<floating>1) / <floating>n
     cdef int nt = threads_for(n * p * (d + 8), n_threads)
@@ -475,9 +482,10 @@ DEF MAX_SPLIT = 256     # most threads the dW reduction is split across
 
 
 cdef void _hs_backward(const floating* h, const floating* w, const Py_ssize_t* y,
-                       const Py_ssize_t* paths, const Py_ssize_t* depths, const floating* dz,
-                       floating* dh, floating* dw, floating* db, Py_ssize_t n, Py_ssize_t d,
-                       Py_ssize_t m, Py_ssize_t p, int n_threads) noexcept nogil:
+                       const Py_ssize_t* paths, const Py_ssize_t* depths,
+                       const floating* dz, floating* dh, floating* dw, floating* db,
+                       Py_ssize_t n, Py_ssize_t d, Py_ssize_t m, Py_ssize_t p,
+                       int n_threads) noexcept nogil:
     cdef Py_ssize_t i, r, s, j, lo, hi, node, c
     cdef Py_ssize_t bounds[MAX_SPLIT + 1]
     cdef double total, acc

@@ -1,5 +1,5 @@
 """Losses: compiled kernels vs NumPy twins, thread independence, gradient checks,
-hierarchical softmax, numerical stability, validation, and a spiral training sanity check."""
+hierarchical softmax, numerical stability, validation, and spiral training sanity."""
 import os
 
 os.environ.setdefault("FASTNN_REQUIRE_COMPILED", "1")
@@ -60,7 +60,7 @@ def _run_kernel(impl, name, scores, y, n_threads=1):
     return loss, d, rl
 
 
-# ---- compiled vs twin -----------------------------------------------------------------
+# ---- compiled vs twin ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(SCORE_KERNELS))
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -165,7 +165,8 @@ def test_loss_class_matches_formula(name, dtype, backend):
     assert d.dtype == dtype and d.shape == scores.shape
     np.testing.assert_allclose(d, dwant, rtol=rtol, atol=rtol * 1e-2)
     assert loss.row_loss.shape == (n,)
-    assert float(np.sum(loss.row_loss, dtype=np.float64)) / n == pytest.approx(value, rel=rtol)
+    mean_rows = float(np.sum(loss.row_loss, dtype=np.float64)) / n
+    assert mean_rows == pytest.approx(value, rel=rtol)
 
 
 def test_softmax_cross_entropy_unchanged(backend):
@@ -192,7 +193,7 @@ def test_regression_accepts_1d_targets_for_one_output(backend):
     np.testing.assert_allclose(loss.backward(), [[1.0], [2.0]])
 
 
-# ---- numerical stability ----------------------------------------------------------------
+# ---- numerical stability -------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_logistic_stable_at_extreme_scores(dtype, backend):
@@ -218,7 +219,7 @@ def test_logistic_precise_for_tiny_losses(backend):
     assert value == pytest.approx(2 * np.exp(-40.0), rel=1e-12)
 
 
-# ---- gradient checks (float64, away from kinks) -----------------------------------------
+# ---- gradient checks (float64, away from kinks) --------------------------------------
 
 def _away_from_kinks(name, rng, n, k, margin=1e-2):
     """Scores and targets whose hinge margins / L1 differences stay > margin from 0, so
@@ -253,7 +254,7 @@ def test_gradient_check(name, backend):
     assert np.any(analytic != 0)
 
 
-# ---- hierarchical softmax -----------------------------------------------------------------
+# ---- hierarchical softmax ------------------------------------------------------------
 
 def _hs(n_in, k, dtype=np.float64, tree=None, seed=0, scale=0.5):
     hs = losses.HierarchicalSoftmax(n_in, k, tree=tree, seed=seed, dtype=dtype)
@@ -481,7 +482,7 @@ def test_hsoftmax_trains_spiral():
     assert acc > 0.6                            # chance is 1/3 (measured: 0.92)
 
 
-# ---- validation ---------------------------------------------------------------------------
+# ---- validation ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls", [losses.MulticlassSVM, losses.SquaredHingeSVM,
                                  losses.SoftmaxCrossEntropy])
@@ -575,11 +576,11 @@ def test_kernels_reject_bad_arguments():
         c.l1_regression(s, np.zeros((3, 4)), d, np.empty(2))
 
 
-# ---- training sanity ----------------------------------------------------------------------
+# ---- training sanity -----------------------------------------------------------------
 
 @pytest.mark.parametrize("loss, step_size", [
     (losses.MulticlassSVM(), 1.0),
-    (losses.SquaredHingeSVM(), 0.3),      # its gradient grows with the margin: smaller steps
+    (losses.SquaredHingeSVM(), 0.3),      # gradient grows with the margin: smaller step
     (losses.SoftmaxCrossEntropy(), 1.0),
 ], ids=["svm", "squared_hinge", "softmax"])
 def test_losses_train_spiral(loss, step_size):
