@@ -231,3 +231,148 @@ def max_norm_constrain(W, c, n_threads=1):
     if cols.size:
         W[:, cols] = (W[:, cols].astype(np.float64) * (c / norms[cols])).astype(W.dtype)
     return int(cols.size)
+
+
+# ---- more losses (twins of fastnn._loss) ----
+
+def _check_class_labels(y, k):
+    bad = np.flatnonzero((y < 0) | (y >= k))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"y[{i}] = {y[i]} is not a class index in [0, {k})")
+
+
+def multiclass_svm(scores, y, dscores, row_loss, delta=1.0, squared=False, n_threads=1):
+    """Mean Weston-Watkins SVM loss (squared hinge when `squared`); writes dscores and
+    row_loss.  At a kink (margin exactly 0) the subgradient is 0."""
+    n, k = scores.shape
+    _check_class_labels(y, k)
+    dt = scores.dtype.type
+    rows = np.arange(n)
+    margins = scores - scores[rows, y][:, None] + dt(delta)
+    margins[rows, y] = 0
+    pos = np.maximum(margins, 0)
+    inv_n = dt(1) / dt(n)
+    if squared:
+        row_loss[...] = np.sum(pos * pos, axis=1)
+        dscores[...] = 2 * pos * inv_n
+    else:
+        row_loss[...] = np.sum(pos, axis=1)
+        dscores[...] = (pos > 0) * inv_n
+    dscores[rows, y] = 0
+    dscores[rows, y] = -dscores.sum(axis=1)
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def _check_binary(y, lo):
+    bad = np.flatnonzero(~((y == lo) | (y == 1)))
+    if bad.size:
+        i, j = np.unravel_index(int(bad[0]), y.shape)
+        raise ValueError(f"y[{i}, {j}] = {y[i, j]}: labels must be {lo:g} or 1")
+
+
+def attribute_hinge(scores, y, dscores, row_loss, n_threads=1):
+    """Mean of sum_j max(0, 1 - y_ij s_ij) with y = +-1; writes dscores and row_loss."""
+    _check_binary(y, -1.0)
+    n = scores.shape[0]
+    dt = scores.dtype.type
+    m = 1 - y * scores
+    row_loss[...] = np.sum(np.maximum(m, 0), axis=1)
+    dscores[...] = np.where(m > 0, -y * (dt(1) / dt(n)), dt(0))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def _log_sigmoid(u):
+    """log sig(u) = -(max(-u, 0) + log1p(exp(-|u|))): exp never overflows."""
+    return -(np.maximum(-u, 0) + np.log1p(np.exp(-np.abs(u))))
+
+
+def _sigmoid(u):
+    """sig(u) from exp(-|u|) only (no overflow for any u)."""
+    e = np.exp(-np.abs(u))
+    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def attribute_logistic(scores, y, dscores, row_loss, n_threads=1):
+    """Mean of sum_j -[y log sig(s) + (1 - y) log(1 - sig(s))] with y = 0/1, computed as
+    max(s, 0) - y s + log1p(exp(-|s|)); dscores = (sig(s) - y) / N."""
+    _check_binary(y, 0.0)
+    n = scores.shape[0]
+    dt = scores.dtype.type
+    row_loss[...] = np.sum(np.maximum(scores, 0) - y * scores
+                           + np.log1p(np.exp(-np.abs(scores))), axis=1)
+    dscores[...] = (_sigmoid(scores) - y) * (dt(1) / dt(n))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def l2_regression(scores, y, dscores, row_loss, n_threads=1):
+    """Mean of ||s_i - y_i||^2; dscores = 2 (s - y) / N."""
+    n = scores.shape[0]
+    dt = scores.dtype.type
+    diff = scores - y
+    row_loss[...] = np.sum(diff * diff, axis=1)
+    dscores[...] = diff * (dt(2) / dt(n))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def l1_regression(scores, y, dscores, row_loss, n_threads=1):
+    """Mean of ||s_i - y_i||_1; dscores = sign(s - y) / N (0 where s == y)."""
+    n = scores.shape[0]
+    dt = scores.dtype.type
+    diff = scores - y
+    row_loss[...] = np.sum(np.abs(diff), axis=1)
+    dscores[...] = np.sign(diff) * (dt(1) / dt(n))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def _check_tree(paths, codes, depths, m):
+    k, p = paths.shape
+    for c in range(k):
+        d = depths[c]
+        if not (0 <= d <= p and np.all((paths[c, :d] >= 0) & (paths[c, :d] < m))
+                and (codes is None or np.all(np.abs(codes[c, :d]) == 1))):
+            raise ValueError(f"the path of class {c} is invalid: depths must be in "
+                             f"[0, {p}], path nodes in [0, {m}) and codes +-1")
+
+
+def hierarchical_softmax_forward(h, W, b, y, paths, codes, depths, dz, row_loss,
+                                 n_threads=1):
+    """Mean of -log P(y_i | h_i) over a binary tree; writes dz (N, P) and row_loss.
+    See fastnn._loss for the tree arrays and the formulas."""
+    n = h.shape[0]
+    k, p = paths.shape
+    _check_tree(paths, codes, depths, W.shape[0])
+    _check_class_labels(y, k)
+    dt = h.dtype.type
+    depth = depths[y]
+    row_loss[...] = 0
+    dz[...] = 0
+    for t in range(p):
+        on = np.flatnonzero(depth > t)           # rows whose path has a t-th node
+        node = paths[y[on], t]
+        z = np.einsum("ij,ij->i", W[node], h[on]) + b[node]
+        code = codes[y[on], t].astype(h.dtype)
+        u = code * z
+        row_loss[on] -= _log_sigmoid(u)
+        dz[on, t] = -code * _sigmoid(-u) * (dt(1) / dt(n))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def hierarchical_softmax_backward(h, W, y, paths, depths, dz, dh, dW, db, n_threads=1):
+    """dW, db and (unless dh is None) dh from the dz of hierarchical_softmax_forward."""
+    k, p = paths.shape
+    _check_tree(paths, None, depths, W.shape[0])
+    _check_class_labels(y, k)
+    depth = depths[y]
+    dW[...] = 0
+    db[...] = 0
+    if dh is not None:
+        dh[...] = 0
+    for t in range(p):
+        on = np.flatnonzero(depth > t)
+        node = paths[y[on], t]
+        g = dz[on, t]
+        np.add.at(dW, node, g[:, None] * h[on])
+        np.add.at(db, node, g)
+        if dh is not None:
+            dh[on] += g[:, None] * W[node]
