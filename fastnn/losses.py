@@ -371,8 +371,10 @@ class HierarchicalSoftmax:
     def forward(self, h, y):
         """Mean of -log P(y_i | h_i) over the batch.  h (N, D), y (N,) labels in [0, K)."""
         h = self._check_h(h)
-        y = check_labels(y, "y", n_samples=h.shape[0], n_classes=self.n_classes)
-        return self._forward(h, y)
+        return self._forward(h, self._check_y(y, h))
+
+    def _check_y(self, y, h):
+        return check_labels(y, "y", n_samples=h.shape[0], n_classes=self.n_classes)
 
     def __call__(self, h, y):
         return self.forward(h, y)

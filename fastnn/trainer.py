@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_array, check_labels, check_positive_int, check_scalar
+from ._validation import check_array, check_positive_int, check_scalar
 from .layers import Linear
 from .optim import SGD
 from .regularization import L2
@@ -38,9 +38,11 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
     Parameters
     ----------
     net : fastnn.net.Sequential
-    loss : a loss with forward(scores, y) -> float and backward() -> dscores
+    loss : a fastnn.losses loss (its forward(scores, y) gives the data loss, backward()
+        dL/dscores); a HierarchicalSoftmax takes the net's output as features and its
+        own parameters are trained too.
     X : (N, D) array; converted once to the net's dtype and checked for NaN/inf
-    y : (N,) integer labels
+    y : targets of the loss: (N,) class labels, (N, A) attributes or (N, M) values
     steps : int
     step_size : float
     reg : float or None
@@ -63,7 +65,9 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
     steps = check_positive_int(steps, "steps")
     log_every = check_positive_int(log_every, "log_every", minimum=0)
     X = check_array(X, "X", ndim=2, n_cols=net.n_features, dtype=net.dtype)
-    y = check_labels(y, "y", n_samples=X.shape[0])
+    # Each loss validates its own targets (class labels, +-1 attributes, regression
+    # values) against the shape of what the net produces.
+    y = loss._check_y(y, net._forward(X))
     if reg is not None and regularizer is not None:
         raise ValueError("give reg (an L2 strength) or regularizer, not both")
     if regularizer is None:
@@ -73,12 +77,17 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
     penalized, constrained = _regularized(net, regularizer)
     optimizer = SGD(step_size)
     pairs = [(p, g) for _, _, p, g in net.parameters()]
+    # A loss with parameters of its own (HierarchicalSoftmax) is trained with the net;
+    # its weights are not regularized.
+    loss_params = getattr(loss, "params", None)
+    if loss_params:
+        pairs += [(loss.params[name], loss.grads[name]) for name in loss_params]
     history = np.empty(steps)
     data_history = np.empty(steps)
     t0 = time.perf_counter()
     for i in range(steps):
         scores = net._forward(X)
-        data_loss = loss._forward(scores, y) if hasattr(loss, "_forward") else loss(scores, y)
+        data_loss = loss._forward(scores, y)
         net._backward(loss.backward())
         reg_loss = 0.0
         for r, W, dW in penalized:

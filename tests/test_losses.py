@@ -590,3 +590,34 @@ def test_losses_train_spiral(loss, step_size):
     assert history.loss[-1] < history.loss[0]
     # chance is 1/3 and a linear classifier gets ~0.5; measured 0.99 / 0.96 / 0.78
     assert net.score(X, y) > 0.6
+
+
+# ---- every loss trains through fastnn.trainer.gradient_descent ----
+
+def test_trainer_takes_any_loss_and_trains_loss_parameters():
+    from fastnn.layers import Linear
+    from fastnn.net import Sequential
+
+    X, y = spiral(40, 3, seed=0)
+    rng = np.random.default_rng(0)
+
+    def net(n_out):
+        return Sequential([Linear(2, 32, activation="relu", seed=rng,
+                                  init=lambda i, o, r, d: 0.5 * r.standard_normal((i, o))),
+                           Linear(32, n_out, seed=rng)])
+
+    hs = losses.HierarchicalSoftmax(3, 3, seed=1)
+    W0 = hs.W.copy()
+    hist = gradient_descent(net(3), hs, X, y, steps=200, step_size=0.5, log_every=0)
+    assert not np.array_equal(hs.W, W0)           # the loss's own weights moved
+    assert hist.loss[-1] < hist.loss[0]
+    targets = np.eye(3)[y] * 2 - 1                # one +-1 attribute per class
+    hist = gradient_descent(net(3), losses.AttributeHinge(), X, targets, steps=100,
+                            step_size=0.1)
+    assert hist.data_loss[-1] < hist.data_loss[0]
+    values = X[:, :1] ** 2
+    hist = gradient_descent(net(1), losses.L2Regression(), X, values, steps=100,
+                            step_size=0.05)
+    assert hist.data_loss[-1] < 0.5 * hist.data_loss[0]
+    with pytest.raises(ValueError, match="y"):
+        gradient_descent(net(3), losses.AttributeHinge(), X, targets * 0.5, steps=1)
