@@ -1,6 +1,8 @@
 """The dispatch point, build configuration and thread settings."""
 import importlib.machinery
 import os
+import platform
+import sys
 
 import numpy as np
 import pytest
@@ -61,6 +63,9 @@ def test_show_config_reports_the_build(capsys):
         # CI builds with FASTNN_REQUIRE_OPENMP=1: the kernels must have OpenMP.
         assert info["openmp"] is True
     assert info["blas"], "threadpoolctl found no BLAS library"
+    if platform.machine() == "x86_64" and sys.platform == "linux":
+        # gcc >= 12 on x86-64 Linux builds the per-ISA loop clones (CI's compiler)
+        assert info["isa_dispatch"] is True
     assert {"version", "python", "numpy", "platform"} <= set(info)
 
 
