@@ -11,6 +11,10 @@ cdef extern from "fastnn_math.h" nogil:
     int fnn_omp_num_procs()
     float fnn_expf(float x)
     double fnn_exp(double x)
+    float fnn_tanhf(float x)
+    double fnn_tanh(double x)
+    float fnn_sigmoidf(float x)
+    double fnn_sigmoid(double x)
     unsigned long long fnn_mix64(unsigned long long z)
     unsigned long long fnn_dropout_key(unsigned long long seed, unsigned long long step)
     unsigned long long FNN_GOLDEN
@@ -21,6 +25,20 @@ cdef inline floating fexp(floating x) noexcept nogil:
         return fnn_expf(x)
     else:
         return fnn_exp(x)
+
+
+cdef inline floating ftanh(floating x) noexcept nogil:
+    if floating is float:
+        return fnn_tanhf(x)
+    else:
+        return fnn_tanh(x)
+
+
+cdef inline floating fsigmoid(floating x) noexcept nogil:
+    if floating is float:
+        return fnn_sigmoidf(x)
+    else:
+        return fnn_sigmoid(x)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
@@ -95,4 +113,96 @@ cdef inline int check_same_shape(cnp.ndarray a, cnp.ndarray b, str name_a,
     if not same:
         raise ValueError(f"{name_b} has shape {(<object>b).shape}, expected "
                          f"{(<object>a).shape} like {name_a}")
+    return 0
+
+
+# ---- element-wise activations, shared by the fused affine kernels and _activation ----
+# Codes shared with fastnn.layers.ACTIVATIONS and fastnn.reference.  Derivatives are
+# read off the activation's *output* o, which is why leaky ReLU needs alpha >= 0
+# (then o > 0 exactly when the input was > 0).
+cdef enum:
+    ACT_IDENTITY = 0
+    ACT_RELU = 1
+    ACT_LEAKY_RELU = 2
+    ACT_SIGMOID = 3
+    ACT_TANH = 4
+    N_ACT = 5
+
+
+cdef inline void act_bias_forward(floating* y, const floating* b, Py_ssize_t n, int act,
+                                  floating alpha) noexcept nogil:
+    """y[c] = act(y[c] + b[c]) for c < n, in place (one pass, one branch per call)."""
+    cdef Py_ssize_t c
+    cdef floating v
+    if act == ACT_RELU:
+        for c in range(n):
+            v = y[c] + b[c]
+            y[c] = 0 if v < 0 else v
+    elif act == ACT_LEAKY_RELU:
+        for c in range(n):
+            v = y[c] + b[c]
+            y[c] = alpha * v if v < 0 else v
+    elif act == ACT_SIGMOID:
+        for c in range(n):
+            y[c] = fsigmoid(y[c] + b[c])
+    elif act == ACT_TANH:
+        for c in range(n):
+            y[c] = ftanh(y[c] + b[c])
+    else:
+        for c in range(n):
+            y[c] = y[c] + b[c]
+
+
+cdef inline void act_forward(floating* y, const floating* x, Py_ssize_t n, int act,
+                             floating alpha) noexcept nogil:
+    """y[c] = act(x[c]) for c < n."""
+    cdef Py_ssize_t c
+    cdef floating v
+    if act == ACT_RELU:
+        for c in range(n):
+            v = x[c]
+            y[c] = 0 if v < 0 else v
+    elif act == ACT_LEAKY_RELU:
+        for c in range(n):
+            v = x[c]
+            y[c] = alpha * v if v < 0 else v
+    elif act == ACT_SIGMOID:
+        for c in range(n):
+            y[c] = fsigmoid(x[c])
+    elif act == ACT_TANH:
+        for c in range(n):
+            y[c] = ftanh(x[c])
+    else:
+        for c in range(n):
+            y[c] = x[c]
+
+
+cdef inline void act_backward(floating* dz, const floating* g, const floating* o,
+                              Py_ssize_t n, int act, floating alpha) noexcept nogil:
+    """dz[c] = g[c] * act'(.) for c < n, the derivative computed from the output o:
+    relu 1(o > 0), leaky 1 or alpha, sigmoid o (1 - o), tanh 1 - o^2."""
+    cdef Py_ssize_t c
+    if act == ACT_RELU:
+        for c in range(n):
+            dz[c] = g[c] if o[c] > 0 else 0
+    elif act == ACT_LEAKY_RELU:
+        for c in range(n):
+            dz[c] = g[c] if o[c] > 0 else alpha * g[c]
+    elif act == ACT_SIGMOID:
+        for c in range(n):
+            dz[c] = g[c] * (o[c] * (1 - o[c]))
+    elif act == ACT_TANH:
+        for c in range(n):
+            dz[c] = g[c] * (1 - o[c] * o[c])
+    else:
+        for c in range(n):
+            dz[c] = g[c]
+
+
+cdef inline int check_act(int act, double alpha) except -1:
+    """Raise unless act is a known code (and alpha >= 0 for leaky ReLU, see above)."""
+    if act < 0 or act >= N_ACT:
+        raise ValueError(f"activation code must be in [0, {<int>N_ACT}), got {act}")
+    if act == ACT_LEAKY_RELU and not alpha >= 0:
+        raise ValueError(f"alpha (the leaky ReLU slope) must be >= 0, got {alpha}")
     return 0
