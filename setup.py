@@ -70,8 +70,11 @@ class BuildExt(build_ext):
             base = ["/O2"]
         else:
             # No -march=native: a build must run on any CPU of its architecture.
-            # -fno-math-errno lets gcc vectorize loops that call sqrt; it changes no value.
-            base = ["-O3", "-fno-math-errno", "-Wno-unreachable-code"]
+            # -fno-math-errno lets gcc vectorize loops that call sqrt; -fno-trapping-math
+            # lets it if-convert the selects of fastnn_math.h (exp, tanh, sigmoid, leaky
+            # ReLU) so those loops vectorize too.  Neither changes any value: they only
+            # drop errno and floating-point exception-flag semantics.
+            base = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unreachable-code"]
         flags = None
         if _env_flag("FASTNN_NO_OPENMP"):
             msg = "FASTNN_NO_OPENMP is set: building serial kernels"

@@ -182,9 +182,11 @@ cdef inline void act_backward(floating* dz, const floating* g, const floating* o
     """dz[c] = g[c] * act'(.) for c < n, the derivative computed from the output o:
     relu 1(o > 0), leaky 1 or alpha, sigmoid o (1 - o), tanh 1 - o^2."""
     cdef Py_ssize_t c
+    cdef floating v
     if act == ACT_RELU:
         for c in range(n):
-            dz[c] = g[c] if o[c] > 0 else 0
+            v = g[c]                  # loaded unconditionally: the select vectorizes
+            dz[c] = v if o[c] > 0 else 0
     elif act == ACT_LEAKY_RELU:
         for c in range(n):
             dz[c] = g[c] if o[c] > 0 else alpha * g[c]
