@@ -71,9 +71,8 @@ class BuildExt(build_ext):
         else:
             # No -march=native: a build must run on any CPU of its architecture.
             # -fno-math-errno lets gcc vectorize loops that call sqrt; -fno-trapping-math
-            # lets it if-convert the selects of fastnn_math.h (exp, tanh, sigmoid, leaky
-            # ReLU) so those loops vectorize too.  Neither changes any value: they only
-            # drop errno and floating-point exception-flag semantics.
+            # lets it if-convert the clamps in fastnn_math.h's exp (no kernel relies on FP
+            # traps).  Neither changes a computed value.
             base = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unreachable-code"]
         flags = None
         if _env_flag("FASTNN_NO_OPENMP"):

@@ -33,6 +33,16 @@ KERNELS = {
     "numerical_gradient": "_numgrad",
     "sgd_update": "_optim",
     "l2_penalty": "_regularization",
+    "l1_penalty": "_regularization",
+    "elastic_net_penalty": "_regularization",
+    "max_norm_constrain": "_regularization",
+    "multiclass_svm": "_loss",
+    "attribute_hinge": "_loss",
+    "attribute_logistic": "_loss",
+    "l2_regression": "_loss",
+    "l1_regression": "_loss",
+    "hierarchical_softmax_forward": "_loss",
+    "hierarchical_softmax_backward": "_loss",
 }
 
 BACKENDS = ("compiled", "numpy")

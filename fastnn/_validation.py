@@ -85,6 +85,36 @@ def check_labels(y, name="y", *, n_samples=None, n_classes=None):
     return np.ascontiguousarray(y, dtype=np.intp)
 
 
+def check_binary_labels(y, name="y", *, values=(0, 1), shape=None, dtype=np.float64):
+    """Binary labels (one per attribute) as a C-contiguous array of ``dtype``.
+
+    Every entry must be one of the two ``values`` (0/1 or -1/+1); booleans are accepted
+    for 0/1.  ``shape``: the exact shape required (that of the scores), if given.
+    """
+    if not isinstance(y, np.ndarray):
+        try:
+            y = np.asarray(y)
+        except Exception as exc:  # noqa: BLE001 - ragged lists and the like
+            raise TypeError(f"{name} cannot be converted to an array: {exc}") from None
+    lo, hi = values
+    if y.dtype.kind == "b":
+        if (lo, hi) != (0, 1):
+            raise TypeError(f"{name} must hold labels {lo} or {hi}, got booleans")
+    elif y.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold labels {lo} or {hi}, got dtype {y.dtype}")
+    if shape is not None and y.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {y.shape}, expected {tuple(shape)} "
+                         "(one label per score)")
+    if y.size == 0:
+        raise ValueError(f"{name} is empty (shape {y.shape})")
+    bad = ~((y == lo) | (y == hi))
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name}[{', '.join(map(str, idx))}] = {y[idx]}: labels must be "
+                         f"{lo} or {hi}")
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
 def check_positive_int(value, name, *, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")

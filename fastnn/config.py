@@ -53,6 +53,7 @@ def show_config(print_out=True):
     """Print and return what fastnn runs on.
 
     Returns a dict: version, backend ("compiled" or "numpy"), openmp (compiled in?),
+    isa_dispatch (element-wise loops built for several instruction sets?),
     num_threads, cores, blas (one entry per BLAS library loaded, from threadpoolctl),
     python, numpy, platform.
     """
@@ -60,10 +61,11 @@ def show_config(print_out=True):
     from threadpoolctl import threadpool_info
 
     from . import __version__
-    openmp = None
+    openmp = isa_dispatch = None
     if _kernels.COMPILED is not None:
         from . import _runtime
         openmp = _runtime.openmp_enabled()
+        isa_dispatch = _runtime.isa_dispatch()
     blas = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "filepath",
                                    "threading_layer", "architecture")}
@@ -74,6 +76,7 @@ def show_config(print_out=True):
         "backend": _kernels.get_backend(),
         "compiled_available": _kernels.COMPILED is not None,
         "openmp": openmp,
+        "isa_dispatch": isa_dispatch,
         "num_threads": get_num_threads(),
         "cores": _available_cores(),
         "blas": blas,
@@ -86,6 +89,9 @@ def show_config(print_out=True):
         print(f"  backend        : {info['backend']}"
               + ("" if info["compiled_available"] else " (compiled kernels NOT available)"))
         print(f"  OpenMP         : {'yes' if openmp else 'no'}")
+        print(f"  SIMD loops     : "
+              + ("per-ISA clones (AVX-512, AVX2, baseline), picked at load time"
+                 if isa_dispatch else "compiled for the baseline instruction set"))
         print(f"  threads        : {info['num_threads']} (of {info['cores']} cores)")
         for b in blas:
             print(f"  BLAS           : {b['internal_api']} {b['version']} "

@@ -14,6 +14,7 @@ unchecked ``_forward`` / ``_backward``.
 import numpy as np
 
 from . import _kernels, config, init as _init
+from . import regularization as _regularization
 from ._validation import (check_array, check_positive_int, check_scalar, float_dtype,
                           seed_to_uint64)
 
@@ -145,10 +146,18 @@ class Linear(Layer):
         Whether backward computes dx.  The first layer of a net does not need it.
     seed : None, int or numpy Generator
     dtype : float32 or float64
+    regularizer : None or a regularizer (see :mod:`fastnn.regularization`)
+        Overrides the trainer's global regularizer for this layer (a float is an L2
+        strength, a list combines); ``regularization.NONE`` exempts the layer.  None:
+        the layer follows the trainer's.
+    regularize_bias : bool
+        Whether the regularizer (the layer's or the trainer's) also penalizes b
+        (constraints apply to W only).
     """
 
     def __init__(self, n_in, n_out, *, activation=None, alpha=0.01, init="small_random",
-                 bias_init=0.0, input_grad=True, seed=None, dtype=np.float64):
+                 bias_init=0.0, input_grad=True, seed=None, dtype=np.float64,
+                 regularizer=None, regularize_bias=False):
         super().__init__(dtype)
         self.n_in = check_positive_int(n_in, "n_in")
         self.n_out = check_positive_int(n_out, "n_out")
@@ -157,6 +166,9 @@ class Linear(Layer):
         # >= 0: the backward pass reads the derivative off the output's sign
         self.alpha = check_scalar(alpha, "alpha", low=0.0)
         self.input_grad = bool(input_grad)
+        self.regularizer = (None if regularizer is None
+                            else _regularization.get(regularizer, "regularizer"))
+        self.regularize_bias = bool(regularize_bias)
         self.W = _init.weights(init, self.n_in, self.n_out, seed, self.dtype)
         self.b = np.full(self.n_out, check_scalar(bias_init, "bias_init"), dtype=self.dtype)
         self.dW = np.zeros_like(self.W)

@@ -24,8 +24,8 @@ def _check_act(activation, alpha):
         raise ValueError(f"alpha (the leaky ReLU slope) must be >= 0, got {alpha}")
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(-z)) as the kernels compute it: exp(-|z|) never overflows, and
+def _sigmoid_act(z):
+    """1 / (1 + exp(-z)) as the activation kernels compute it: exp(-|z|) never overflows, and
     e / (1 + e) keeps relative accuracy for z < 0."""
     e = np.exp(-np.abs(z))
     r = 1 / (1 + e)
@@ -38,7 +38,7 @@ def _activate(z, activation, alpha, out):
     elif activation == ACT_LEAKY_RELU:
         np.copyto(out, np.where(z < 0, alpha * z, z))
     elif activation == ACT_SIGMOID:
-        np.copyto(out, _sigmoid(z))
+        np.copyto(out, _sigmoid_act(z))
     elif activation == ACT_TANH:
         np.tanh(z, out=out)
     else:
@@ -54,7 +54,7 @@ def _activation_derivative(out, activation, alpha):
     if activation == ACT_SIGMOID:
         return out * (1 - out)
     if activation == ACT_TANH:
-        return 1 - out * out
+        return (1 - out) * (1 + out)        # as the kernels: no cancellation, no FMA
     return np.ones_like(out)
 
 
@@ -188,10 +188,223 @@ def sgd_update(param, grad, step_size, n_threads=1):
     return param
 
 
-def l2_penalty(W, dW, reg):
+# ---- regularization: penalties (value + gradient into dW) and the max-norm projection ----
+
+def _check_penalty_args(W, dW, **strengths):
+    """The compiled kernels' argument checks, so that both backends reject alike."""
+    for name, a in (("W", W), ("dW", dW)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if W.dtype not in (np.float32, np.float64):
+        raise TypeError(f"W must be float32 or float64, got {W.dtype}")
+    if dW.dtype != W.dtype:
+        raise TypeError(f"dW has dtype {dW.dtype}, expected {W.dtype}")
+    if dW.shape != W.shape:
+        raise ValueError(f"dW has shape {dW.shape}, expected {W.shape} like W")
+    for name, a in (("W", W), ("dW", dW)):
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous")
+    if not dW.flags.writeable:
+        raise ValueError("dW must be writeable")
+    for name, value in strengths.items():
+        if not 0 <= value < np.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+def _sum64(a):
+    return float(np.sum(a, dtype=np.float64))
+
+
+def l2_penalty(W, dW, reg, n_threads=1):
     """Returns 0.5 * reg * sum(W**2) and adds reg * W to dW."""
+    _check_penalty_args(W, dW, reg=reg)
     dW += W.dtype.type(reg) * W
-    return 0.5 * reg * float(np.sum(W.astype(np.float64) ** 2))
+    return 0.5 * reg * _sum64(W.astype(np.float64) ** 2)
+
+
+def l1_penalty(W, dW, reg, n_threads=1):
+    """Returns reg * sum(|W|) and adds reg * sign(W) to dW (0 where W == 0)."""
+    _check_penalty_args(W, dW, reg=reg)
+    dW += W.dtype.type(reg) * np.sign(W)
+    return reg * _sum64(np.abs(W.astype(np.float64)))
+
+
+def elastic_net_penalty(W, dW, l1, l2, n_threads=1):
+    """Returns l1 * sum(|W|) + l2 * sum(W**2); adds l1 * sign(W) + 2 * l2 * W to dW."""
+    _check_penalty_args(W, dW, l1=l1, l2=l2)
+    t = W.dtype.type
+    dW += t(l1) * np.sign(W) + t(2.0 * l2) * W
+    w64 = W.astype(np.float64)
+    return l1 * _sum64(np.abs(w64)) + l2 * _sum64(w64 ** 2)
+
+
+def max_norm_constrain(W, c, n_threads=1):
+    """Scale every column of W (n_in, n_out) with L2 norm > c down to norm c, in place;
+    returns how many columns were scaled.  Norms in double, summed down the rows in
+    order as the kernel does; the scaled value is rounded once to W's dtype."""
+    if not isinstance(W, np.ndarray):
+        raise TypeError(f"W must be a numpy array, got {type(W).__name__}")
+    if W.dtype not in (np.float32, np.float64):
+        raise TypeError(f"W must be float32 or float64, got {W.dtype}")
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-D, got an array of shape {W.shape}")
+    if not W.flags.c_contiguous or not W.flags.writeable:
+        raise ValueError("W must be C-contiguous and writeable")
+    if not 0 < c < np.inf:
+        raise ValueError(f"c (the max norm) must be a finite number > 0, got {c}")
+    sq = np.zeros(W.shape[1])
+    for row in W.astype(np.float64):
+        sq += row * row
+    norms = np.sqrt(sq)
+    cols = np.flatnonzero(norms > c)
+    if cols.size:
+        W[:, cols] = (W[:, cols].astype(np.float64) * (c / norms[cols])).astype(W.dtype)
+    return int(cols.size)
+
+
+# ---- more losses (twins of fastnn._loss) ----
+
+def _check_class_labels(y, k):
+    bad = np.flatnonzero((y < 0) | (y >= k))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"y[{i}] = {y[i]} is not a class index in [0, {k})")
+
+
+def multiclass_svm(scores, y, dscores, row_loss, delta=1.0, squared=False, n_threads=1):
+    """Mean Weston-Watkins SVM loss (squared hinge when `squared`); writes dscores and
+    row_loss.  At a kink (margin exactly 0) the subgradient is 0."""
+    n, k = scores.shape
+    _check_class_labels(y, k)
+    dt = scores.dtype.type
+    rows = np.arange(n)
+    margins = scores - scores[rows, y][:, None] + dt(delta)
+    margins[rows, y] = 0
+    pos = np.maximum(margins, 0)
+    inv_n = dt(1) / dt(n)
+    if squared:
+        row_loss[...] = np.sum(pos * pos, axis=1)
+        dscores[...] = 2 * pos * inv_n
+    else:
+        row_loss[...] = np.sum(pos, axis=1)
+        dscores[...] = (pos > 0) * inv_n
+    dscores[rows, y] = 0
+    dscores[rows, y] = -dscores.sum(axis=1)
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def _check_binary(y, lo):
+    bad = np.flatnonzero(~((y == lo) | (y == 1)))
+    if bad.size:
+        i, j = np.unravel_index(int(bad[0]), y.shape)
+        raise ValueError(f"y[{i}, {j}] = {y[i, j]}: labels must be {lo:g} or 1")
+
+
+def attribute_hinge(scores, y, dscores, row_loss, n_threads=1):
+    """Mean of sum_j max(0, 1 - y_ij s_ij) with y = +-1; writes dscores and row_loss."""
+    _check_binary(y, -1.0)
+    n = scores.shape[0]
+    dt = scores.dtype.type
+    m = 1 - y * scores
+    row_loss[...] = np.sum(np.maximum(m, 0), axis=1)
+    dscores[...] = np.where(m > 0, -y * (dt(1) / dt(n)), dt(0))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def _log_sigmoid(u):
+    """log sig(u) = -(max(-u, 0) + log1p(exp(-|u|))): exp never overflows."""
+    return -(np.maximum(-u, 0) + np.log1p(np.exp(-np.abs(u))))
+
+
+def _sigmoid(u):
+    """sig(u) from exp(-|u|) only (no overflow for any u)."""
+    e = np.exp(-np.abs(u))
+    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def attribute_logistic(scores, y, dscores, row_loss, n_threads=1):
+    """Mean of sum_j -[y log sig(s) + (1 - y) log(1 - sig(s))] with y = 0/1, computed as
+    max(s, 0) - y s + log1p(exp(-|s|)); dscores = (sig(s) - y) / N."""
+    _check_binary(y, 0.0)
+    n = scores.shape[0]
+    dt = scores.dtype.type
+    row_loss[...] = np.sum(np.maximum(scores, 0) - y * scores
+                           + np.log1p(np.exp(-np.abs(scores))), axis=1)
+    dscores[...] = (_sigmoid(scores) - y) * (dt(1) / dt(n))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def l2_regression(scores, y, dscores, row_loss, n_threads=1):
+    """Mean of ||s_i - y_i||^2; dscores = 2 (s - y) / N."""
+    n = scores.shape[0]
+    dt = scores.dtype.type
+    diff = scores - y
+    row_loss[...] = np.sum(diff * diff, axis=1)
+    dscores[...] = diff * (dt(2) / dt(n))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def l1_regression(scores, y, dscores, row_loss, n_threads=1):
+    """Mean of ||s_i - y_i||_1; dscores = sign(s - y) / N (0 where s == y)."""
+    n = scores.shape[0]
+    dt = scores.dtype.type
+    diff = scores - y
+    row_loss[...] = np.sum(np.abs(diff), axis=1)
+    dscores[...] = np.sign(diff) * (dt(1) / dt(n))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def _check_tree(paths, codes, depths, m):
+    k, p = paths.shape
+    for c in range(k):
+        d = depths[c]
+        if not (0 <= d <= p and np.all((paths[c, :d] >= 0) & (paths[c, :d] < m))
+                and (codes is None or np.all(np.abs(codes[c, :d]) == 1))):
+            raise ValueError(f"the path of class {c} is invalid: depths must be in "
+                             f"[0, {p}], path nodes in [0, {m}) and codes +-1")
+
+
+def hierarchical_softmax_forward(h, W, b, y, paths, codes, depths, dz, row_loss,
+                                 n_threads=1):
+    """Mean of -log P(y_i | h_i) over a binary tree; writes dz (N, P) and row_loss.
+    See fastnn._loss for the tree arrays and the formulas."""
+    n = h.shape[0]
+    k, p = paths.shape
+    _check_tree(paths, codes, depths, W.shape[0])
+    _check_class_labels(y, k)
+    dt = h.dtype.type
+    depth = depths[y]
+    row_loss[...] = 0
+    dz[...] = 0
+    for t in range(p):
+        on = np.flatnonzero(depth > t)           # rows whose path has a t-th node
+        node = paths[y[on], t]
+        z = np.einsum("ij,ij->i", W[node], h[on]) + b[node]
+        code = codes[y[on], t].astype(h.dtype)
+        u = code * z
+        row_loss[on] -= _log_sigmoid(u)
+        dz[on, t] = -code * _sigmoid(-u) * (dt(1) / dt(n))
+    return float(row_loss.sum(dtype=np.float64) / n)
+
+
+def hierarchical_softmax_backward(h, W, y, paths, depths, dz, dh, dW, db, n_threads=1):
+    """dW, db and (unless dh is None) dh from the dz of hierarchical_softmax_forward."""
+    k, p = paths.shape
+    _check_tree(paths, None, depths, W.shape[0])
+    _check_class_labels(y, k)
+    depth = depths[y]
+    dW[...] = 0
+    db[...] = 0
+    if dh is not None:
+        dh[...] = 0
+    for t in range(p):
+        on = np.flatnonzero(depth > t)
+        node = paths[y[on], t]
+        g = dz[on, t]
+        np.add.at(dW, node, g[:, None] * h[on])
+        np.add.at(db, node, g)
+        if dh is not None:
+            dh[on] += g[:, None] * W[node]
 
 
 # ---- standalone activations ----

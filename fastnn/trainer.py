@@ -5,10 +5,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_array, check_labels, check_positive_int
+from ._validation import check_array, check_positive_int, check_scalar
 from .layers import Linear
 from .optim import SGD
 from .regularization import L2
+from .regularization import get as get_regularizer
 
 
 @dataclass
@@ -25,21 +26,33 @@ class History:
         return 1e6 * self.seconds / max(self.steps, 1)
 
 
-def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=1e-3, log_every=0,
-                     log=print, callback=None):
+def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regularizer=None,
+                     log_every=0, log=print, callback=None):
     """Full-batch gradient descent, as in the notes' case study.
 
-    Each step: scores = net(X); L = loss(scores, y) + 0.5 * reg * sum of every Linear
-    layer's W**2; backpropagate; ``param -= step_size * grad`` for every parameter.
+    Each step: scores = net(X); L = loss(scores, y) + the regularization penalty of every
+    Linear layer; backpropagate; ``param -= step_size * grad`` for every parameter; then
+    every constraint (max-norm) projects the weights it governs.  With the defaults the
+    penalty is the notes' ``0.5 * reg * sum(W**2)`` over every Linear layer's W, reg 1e-3.
 
     Parameters
     ----------
     net : fastnn.net.Sequential
-    loss : a loss with forward(scores, y) -> float and backward() -> dscores
+    loss : a fastnn.losses loss (its forward(scores, y) gives the data loss, backward()
+        dL/dscores); a HierarchicalSoftmax takes the net's output as features and its
+        own parameters are trained too.
     X : (N, D) array; converted once to the net's dtype and checked for NaN/inf
-    y : (N,) integer labels
+    y : targets of the loss: (N,) class labels, (N, A) attributes or (N, M) values
     steps : int
-    step_size, reg : float
+    step_size : float
+    reg : float or None
+        L2 strength (the notes' reg); None means 1e-3 unless ``regularizer`` is given.
+        Give reg or regularizer, not both.
+    regularizer : None, a fastnn.regularization regularizer, or a list of them
+        The global regularizer, e.g. ``ElasticNet(1e-4, 1e-3)`` or
+        ``[L2(1e-3), MaxNorm(3)]``; ``regularization.NONE`` (or reg=0) for none.  A Linear layer built with ``regularizer=`` uses its
+        own instead (``regularization.NONE`` exempts it); biases are regularized only in
+        layers built with ``regularize_bias=True``.  Constraints apply to W only.
     log_every : int
         Print "iteration i: loss L" every this many steps (0: silent).
     callback : callable(step, loss) or None, called after every step.
@@ -47,27 +60,41 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=1e-3, log_eve
     Returns
     -------
     History
+        ``loss`` is data loss + penalty (constraints add nothing).
     """
     steps = check_positive_int(steps, "steps")
     log_every = check_positive_int(log_every, "log_every", minimum=0)
     X = check_array(X, "X", ndim=2, n_cols=net.n_features, dtype=net.dtype)
-    y = check_labels(y, "y", n_samples=X.shape[0])
-    regularizer = L2(reg)
+    # Each loss validates its own targets (class labels, +-1 attributes, regression
+    # values) against the shape of what the net produces.
+    y = loss._check_y(y, net._forward(X))
+    if reg is not None and regularizer is not None:
+        raise ValueError("give reg (an L2 strength) or regularizer, not both")
+    if regularizer is None:
+        regularizer = L2(1e-3 if reg is None else check_scalar(reg, "reg", low=0.0))
+    else:
+        regularizer = get_regularizer(regularizer, "regularizer")
+    penalized, constrained = _regularized(net, regularizer)
     optimizer = SGD(step_size)
-    params = net.parameters()
-    weights = [(p, g) for layer, name, p, g in params if isinstance(layer, Linear) and name == "W"]
-    pairs = [(p, g) for _, _, p, g in params]
+    pairs = [(p, g) for _, _, p, g in net.parameters()]
+    # A loss with parameters of its own (HierarchicalSoftmax) is trained with the net;
+    # its weights are not regularized.
+    loss_params = getattr(loss, "params", None)
+    if loss_params:
+        pairs += [(loss.params[name], loss.grads[name]) for name in loss_params]
     history = np.empty(steps)
     data_history = np.empty(steps)
     t0 = time.perf_counter()
     for i in range(steps):
         scores = net._forward(X)
-        data_loss = loss._forward(scores, y) if hasattr(loss, "_forward") else loss(scores, y)
+        data_loss = loss._forward(scores, y)
         net._backward(loss.backward())
         reg_loss = 0.0
-        for W, dW in weights:
-            reg_loss += regularizer.penalty_and_grad(W, dW)
+        for r, W, dW in penalized:
+            reg_loss += r.penalty_and_grad(W, dW)
         optimizer.step(pairs)
+        for r, W in constrained:
+            r.constrain(W)
         total = data_loss + reg_loss
         history[i] = total
         data_history[i] = data_loss
@@ -77,3 +104,22 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=1e-3, log_eve
             callback(i, total)
     seconds = time.perf_counter() - t0
     return History(loss=history, data_loss=data_history, seconds=seconds, steps=steps)
+
+
+def _regularized(net, regularizer):
+    """What a step regularizes: ([(regularizer, param, grad)] for the penalties,
+    [(regularizer, W)] for the constraints), from the global regularizer and each
+    Linear layer's ``regularizer`` / ``regularize_bias``."""
+    penalized, constrained = [], []
+    for layer in net.layers:
+        if not isinstance(layer, Linear):
+            continue
+        r = getattr(layer, "regularizer", None)
+        r = regularizer if r is None else r
+        if r.has_penalty:
+            penalized.append((r, layer.W, layer.dW))
+            if getattr(layer, "regularize_bias", False):
+                penalized.append((r, layer.b, layer.db))
+        if r.has_constraint:
+            constrained.append((r, layer.W))
+    return penalized, constrained

@@ -15,7 +15,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (ACT_SIGMOID, act_backward, act_forward, check, check_act, check_float,
-                      check_same_shape, check_shape, threads_for)
+                      check_same_shape, check_shape, prelu_backward_cols, prelu_rows, split,
+                      threads_for)
 
 cnp.import_array()
 
@@ -37,7 +38,7 @@ cdef void _act_forward(const floating* x, floating* out, Py_ssize_t n, int act,
         e1 = e0 + BLOCK
         if e1 > n:
             e1 = n
-        act_forward(out + e0, x + e0, e1 - e0, act, alpha)
+        act_forward(x + e0, out + e0, e1 - e0, act, alpha)
 
 
 cdef void _act_backward(const floating* dout, const floating* out, floating* dx,
@@ -50,7 +51,7 @@ cdef void _act_backward(const floating* dout, const floating* out, floating* dx,
         e1 = e0 + BLOCK
         if e1 > n:
             e1 = n
-        act_backward(dx + e0, dout + e0, out + e0, e1 - e0, act, alpha)
+        act_backward(dout + e0, out + e0, dx + e0, e1 - e0, act, alpha)
 
 
 def activation_forward(cnp.ndarray x not None, cnp.ndarray out not None, int activation,
@@ -84,7 +85,8 @@ def activation_backward(cnp.ndarray dout not None, cnp.ndarray out not None,
                         int n_threads=1):
     """dx[:] = dout * act'(.) computed from the forward *output* `out`; returns dx.
 
-    relu: 1(out > 0); leaky_relu: 1 or alpha; sigmoid: out (1 - out); tanh: 1 - out^2.
+    relu: 1(out > 0); leaky_relu: 1 or alpha; sigmoid: out (1 - out);
+    tanh: (1 - out)(1 + out).
     dout, out, dx: same shape, C-contiguous, one dtype.  dx may be dout.
     """
     cdef int t = check_float(dout, "dout")
@@ -112,17 +114,13 @@ def activation_backward(cnp.ndarray dout not None, cnp.ndarray out not None,
 
 cdef void _prelu_forward(const floating* x, const floating* alpha, floating* out,
                          Py_ssize_t n, Py_ssize_t h, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i, c
-    cdef const floating* xr
-    cdef floating* orow
-    cdef floating v
     cdef int nt = threads_for(n * h, n_threads)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        xr = x + i * h
-        orow = out + i * h
-        for c in range(h):
-            v = xr[c]
-            orow[c] = v if v > 0 else alpha[c] * v
+    cdef int t
+    cdef Py_ssize_t r0, r1
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = split(n, nt, t)
+        r1 = split(n, nt, t + 1)
+        prelu_rows(x + r0 * h, alpha, out + r0 * h, r1 - r0, h)
 
 
 cdef void _prelu_backward(const floating* dout, const floating* x, const floating* alpha,
@@ -133,24 +131,13 @@ cdef void _prelu_backward(const floating* dout, const floating* x, const floatin
     cdef int nt = threads_for(n * h, n_threads)
     if nt > h:
         nt = <int>h
-    cdef Py_ssize_t t, i, c, c0, c1
-    cdef const floating* g
-    cdef const floating* xr
-    cdef floating* d
+    cdef int t
+    cdef Py_ssize_t c
     for c in range(h):
         dalpha[c] = 0
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        c0 = t * h // nt
-        c1 = (t + 1) * h // nt
-        for i in range(n):
-            g = dout + i * h
-            xr = x + i * h
-            for c in range(c0, c1):
-                dalpha[c] += 0 if xr[c] > 0 else g[c] * xr[c]
-            if dx != NULL:
-                d = dx + i * h
-                for c in range(c0, c1):
-                    d[c] = g[c] if xr[c] > 0 else alpha[c] * g[c]
+        prelu_backward_cols(dout, x, alpha, dx, dalpha, n, h, split(h, nt, t),
+                            split(h, nt, t + 1))
 
 
 def prelu_forward(cnp.ndarray x not None, cnp.ndarray alpha not None,

@@ -13,8 +13,8 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (ACT_IDENTITY, ACT_SIGMOID, act_backward, act_bias_forward, check,
-                     check_act, check_float, check_shape, gemm, threads_for)
+from _common cimport (ACT_IDENTITY, ACT_SIGMOID, act_backward_cols, bias_act_rows, check,
+                      check_act, check_float, check_shape, gemm, split, threads_for)
 
 cnp.import_array()
 
@@ -25,13 +25,16 @@ cnp.import_array()
 cdef void _forward(const floating* x, const floating* w, const floating* b, floating* out,
                    Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, int act, floating alpha,
                    int n_threads) noexcept nogil:
-    cdef Py_ssize_t i
     gemm(False, False, <int>n, <int>h, <int>d, <floating>1, x, <int>d, w, <int>h,
          <floating>0, out, <int>h)
     # sigmoid/tanh cost an exp per element: worth threads at smaller sizes
     cdef int nt = threads_for(n * h * (1 if act < ACT_SIGMOID else 8), n_threads)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        act_bias_forward(out + i * h, b, h, act, alpha)
+    cdef int t
+    cdef Py_ssize_t r0, r1
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = split(n, nt, t)
+        r1 = split(n, nt, t + 1)
+        bias_act_rows(out + r0 * h, b, r1 - r0, h, act, alpha)
 
 
 cdef void _epilogue_backward(const floating* dout, const floating* out, floating* dz,
@@ -42,24 +45,13 @@ cdef void _epilogue_backward(const floating* dout, const floating* out, floating
     cdef int nt = threads_for(n * h, n_threads)
     if nt > h:
         nt = <int>h
-    cdef Py_ssize_t t, i, c, c0, c1
-    cdef const floating* g
-    cdef floating* z
+    cdef int t
+    cdef Py_ssize_t c
     for c in range(h):
         db[c] = 0
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        c0 = t * h // nt
-        c1 = (t + 1) * h // nt
-        for i in range(n):
-            g = dout + i * h
-            if act == ACT_IDENTITY:
-                for c in range(c0, c1):
-                    db[c] += g[c]
-            else:
-                z = dz + i * h
-                act_backward(z + c0, g + c0, out + i * h + c0, c1 - c0, act, alpha)
-                for c in range(c0, c1):
-                    db[c] += z[c]
+        act_backward_cols(dout, out, dz, db, n, h, split(h, nt, t), split(h, nt, t + 1), act,
+                          alpha)
 
 
 cdef void _backward(const floating* dout, const floating* x, const floating* w,

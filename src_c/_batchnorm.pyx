@@ -19,7 +19,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
-from _common cimport check, check_float, check_shape, threads_for
+from _common cimport (bn_backward_cols, bn_col_stats, bn_dx_rows, bn_normalize_rows, check,
+                      check_float, check_shape, split, threads_for)
 
 cnp.import_array()
 
@@ -30,45 +31,22 @@ cdef void _column_stats(const floating* x, floating* mean, floating* var, Py_ssi
     cdef int nt = threads_for(n * h, n_threads)
     if nt > h:
         nt = <int>h
-    cdef Py_ssize_t t, i, c, c0, c1
-    cdef const floating* xr
-    cdef floating dev
-    for c in range(h):
-        mean[c] = 0
-        var[c] = 0
+    cdef int t
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        c0 = t * h // nt
-        c1 = (t + 1) * h // nt
-        for i in range(n):
-            xr = x + i * h
-            for c in range(c0, c1):
-                mean[c] += xr[c]
-        for c in range(c0, c1):
-            mean[c] = mean[c] / n
-        for i in range(n):
-            xr = x + i * h
-            for c in range(c0, c1):
-                dev = xr[c] - mean[c]
-                var[c] += dev * dev
-        for c in range(c0, c1):
-            var[c] = var[c] / n
+        bn_col_stats(x, mean, var, n, h, split(h, nt, t), split(h, nt, t + 1))
 
 
 cdef void _normalize(const floating* x, const floating* gamma, const floating* beta,
                      const floating* mean, const floating* inv_std, floating* xhat,
                      floating* out, Py_ssize_t n, Py_ssize_t h, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i, c
-    cdef const floating* xr
-    cdef floating* hr
-    cdef floating* orow
     cdef int nt = threads_for(n * h, n_threads)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        xr = x + i * h
-        hr = xhat + i * h
-        orow = out + i * h
-        for c in range(h):
-            hr[c] = (xr[c] - mean[c]) * inv_std[c]
-            orow[c] = gamma[c] * hr[c] + beta[c]
+    cdef int t
+    cdef Py_ssize_t r0, r1
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = split(n, nt, t)
+        r1 = split(n, nt, t + 1)
+        bn_normalize_rows(x + r0 * h, gamma, beta, mean, inv_std, xhat + r0 * h,
+                          out + r0 * h, r1 - r0, h)
 
 
 cdef void _forward(const floating* x, const floating* gamma, const floating* beta,
@@ -99,35 +77,18 @@ cdef void _backward(const floating* dout, const floating* xhat, const floating* 
     cdef int nt = threads_for(n * h, n_threads)
     if nt > h:
         nt = <int>h
-    cdef Py_ssize_t t, i, c, c0, c1
-    cdef const floating* g
-    cdef const floating* hr
-    cdef floating* d
-    for c in range(h):
-        dgamma[c] = 0
-        dbeta[c] = 0
+    cdef int t
+    cdef Py_ssize_t r0, r1
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        c0 = t * h // nt
-        c1 = (t + 1) * h // nt
-        for i in range(n):
-            g = dout + i * h
-            hr = xhat + i * h
-            for c in range(c0, c1):
-                dbeta[c] += g[c]
-                dgamma[c] += g[c] * hr[c]
+        bn_backward_cols(dout, xhat, dgamma, dbeta, n, h, split(h, nt, t), split(h, nt, t + 1))
     if dx == NULL:
         return
     nt = threads_for(n * h, n_threads)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        g = dout + i * h
-        hr = xhat + i * h
-        d = dx + i * h
-        if training:
-            for c in range(h):
-                d[c] = gamma[c] * inv_std[c] * (g[c] - dbeta[c] / n - hr[c] * (dgamma[c] / n))
-        else:
-            for c in range(h):
-                d[c] = gamma[c] * inv_std[c] * g[c]
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = split(n, nt, t)
+        r1 = split(n, nt, t + 1)
+        bn_dx_rows(dout + r0 * h, xhat + r0 * h, gamma, inv_std, dgamma, dbeta, dx + r0 * h,
+                   r1 - r0, h, n, training)
 
 
 cdef int _check_hyper(double momentum, double eps) except -1:

@@ -20,45 +20,13 @@ cdef extern from "fastnn_math.h" nogil:
     unsigned long long FNN_GOLDEN
 
 
+
 cdef inline floating fexp(floating x) noexcept nogil:
+    """exp of fastnn_math.h (<= 2 ulp), for loops written in Cython."""
     if floating is float:
         return fnn_expf(x)
     else:
         return fnn_exp(x)
-
-
-cdef inline floating ftanh(floating x) noexcept nogil:
-    if floating is float:
-        return fnn_tanhf(x)
-    else:
-        return fnn_tanh(x)
-
-
-cdef inline floating fsigmoid(floating x) noexcept nogil:
-    if floating is float:
-        return fnn_sigmoidf(x)
-    else:
-        return fnn_sigmoid(x)
-
-
-cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
-                      const floating* a, int lda, const floating* b, int ldb,
-                      floating beta, floating* c, int ldc) noexcept nogil:
-    """Row-major C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C.
-
-    BLAS is column-major, and a row-major matrix read column-major is its transpose, so
-    this computes C.T = op(B).T @ op(A).T: the operands swap places, the flags do not.
-    lda/ldb/ldc are the row lengths of the arrays as stored."""
-    cdef char ta = b'T' if trans_b else b'N'
-    cdef char tb = b'T' if trans_a else b'N'
-    if m == 0 or n == 0:
-        return
-    if floating is float:
-        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
-              &beta, c, &ldc)
-    else:
-        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
-              &beta, c, &ldc)
 
 
 cdef inline int check(cnp.ndarray a, str name, int ndim, int typenum,
@@ -116,10 +84,118 @@ cdef inline int check_same_shape(cnp.ndarray a, cnp.ndarray b, str name_a,
     return 0
 
 
-# ---- element-wise activations, shared by the fused affine kernels and _activation ----
-# Codes shared with fastnn.layers.ACTIVATIONS and fastnn.reference.  Derivatives are
-# read off the activation's *output* o, which is why leaky ReLU needs alpha >= 0
-# (then o > 0 exactly when the input was > 0).
+# ---- the per-ISA loops of fastnn_loops.h, with fused-type dispatch ----
+from libc.stdint cimport uint8_t, uint64_t
+
+cdef extern from "fastnn_loops.h" nogil:
+    int FNN_HAVE_CLONES
+    int FNN_SOFTMAX_BLOCK_ELEMS
+    int FNN_SOFTMAX_MAX_ROWS
+    void fnn_exp_inplace_f32(float* x, Py_ssize_t n)
+    void fnn_exp_inplace_f64(double* x, Py_ssize_t n)
+    void fnn_softmax_xent_block_f32(const float* s, const Py_ssize_t* y, float* d, float* loss,
+                                    Py_ssize_t rows, Py_ssize_t k, float inv_n)
+    void fnn_softmax_xent_block_f64(const double* s, const Py_ssize_t* y, double* d,
+                                    double* loss, Py_ssize_t rows, Py_ssize_t k, double inv_n)
+    void fnn_dropout_pairs_f32(const float* x, float* out, uint8_t* mask, Py_ssize_t c0,
+                               Py_ssize_t c1, uint64_t key, uint64_t thr, float scale)
+    void fnn_dropout_pairs_f64(const double* x, double* out, uint8_t* mask, Py_ssize_t c0,
+                               Py_ssize_t c1, uint64_t key, uint64_t thr, double scale)
+    void fnn_dropout_backward_f32(const float* dout, const uint8_t* mask, float* dx,
+                                  Py_ssize_t n, float scale)
+    void fnn_dropout_backward_f64(const double* dout, const uint8_t* mask, double* dx,
+                                  Py_ssize_t n, double scale)
+    void fnn_bias_act_rows_f32(float* out, const float* b, Py_ssize_t rows, Py_ssize_t h,
+                               int act, float alpha)
+    void fnn_bias_act_rows_f64(double* out, const double* b, Py_ssize_t rows, Py_ssize_t h,
+                               int act, double alpha)
+    void fnn_act_backward_cols_f32(const float* dout, const float* out, float* dz, float* db,
+                                   Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1,
+                                   int act, float alpha)
+    void fnn_act_backward_cols_f64(const double* dout, const double* out, double* dz,
+                                   double* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                   Py_ssize_t c1, int act, double alpha)
+
+
+cdef inline void exp_inplace(floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fnn_exp_inplace_f32(x, n)
+    else:
+        fnn_exp_inplace_f64(x, n)
+
+
+cdef inline void softmax_xent_block(const floating* s, const Py_ssize_t* y, floating* d,
+                                    floating* loss, Py_ssize_t rows, Py_ssize_t k,
+                                    floating inv_n) noexcept nogil:
+    if floating is float:
+        fnn_softmax_xent_block_f32(s, y, d, loss, rows, k, inv_n)
+    else:
+        fnn_softmax_xent_block_f64(s, y, d, loss, rows, k, inv_n)
+
+
+cdef inline void dropout_pairs(const floating* x, floating* out, uint8_t* mask, Py_ssize_t c0,
+                               Py_ssize_t c1, uint64_t key, uint64_t thr,
+                               floating scale) noexcept nogil:
+    if floating is float:
+        fnn_dropout_pairs_f32(x, out, mask, c0, c1, key, thr, scale)
+    else:
+        fnn_dropout_pairs_f64(x, out, mask, c0, c1, key, thr, scale)
+
+
+cdef inline void dropout_backward_block(const floating* dout, const uint8_t* mask, floating* dx,
+                                        Py_ssize_t n, floating scale) noexcept nogil:
+    if floating is float:
+        fnn_dropout_backward_f32(dout, mask, dx, n, scale)
+    else:
+        fnn_dropout_backward_f64(dout, mask, dx, n, scale)
+
+
+cdef inline void bias_act_rows(floating* out, const floating* b, Py_ssize_t rows,
+                               Py_ssize_t h, int act, floating alpha) noexcept nogil:
+    if floating is float:
+        fnn_bias_act_rows_f32(out, b, rows, h, act, alpha)
+    else:
+        fnn_bias_act_rows_f64(out, b, rows, h, act, alpha)
+
+
+cdef inline void act_backward_cols(const floating* dout, const floating* out, floating* dz,
+                                   floating* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                   Py_ssize_t c1, int act, floating alpha) noexcept nogil:
+    if floating is float:
+        fnn_act_backward_cols_f32(dout, out, dz, db, n, h, c0, c1, act, alpha)
+    else:
+        fnn_act_backward_cols_f64(dout, out, dz, db, n, h, c0, c1, act, alpha)
+
+
+cdef inline Py_ssize_t split(Py_ssize_t total, int parts, int t) noexcept nogil:
+    """Start of part t when [0, total) is cut into `parts` near-equal contiguous parts."""
+    return total * t // parts
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                      const floating* a, int lda, const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C.
+
+    BLAS is column-major, and a row-major matrix read column-major is its transpose, so
+    this computes C.T = op(B).T @ op(A).T: the operands swap places, the flags do not.
+    lda/ldb/ldc are the row lengths of the arrays as stored."""
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
+              &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
+              &beta, c, &ldc)
+
+
+# ---- activations, normalization and maxout loops (fastnn_loops.inc) ----
+# Activation codes, shared with fastnn.layers.ACTIVATIONS and fastnn.reference.
+# Derivatives are read off the activation's *output* o, which is why leaky ReLU needs
+# alpha >= 0 (then o > 0 exactly when the input was > 0).
 cdef enum:
     ACT_IDENTITY = 0
     ACT_RELU = 1
@@ -129,78 +205,6 @@ cdef enum:
     N_ACT = 5
 
 
-cdef inline void act_bias_forward(floating* y, const floating* b, Py_ssize_t n, int act,
-                                  floating alpha) noexcept nogil:
-    """y[c] = act(y[c] + b[c]) for c < n, in place (one pass, one branch per call)."""
-    cdef Py_ssize_t c
-    cdef floating v
-    if act == ACT_RELU:
-        for c in range(n):
-            v = y[c] + b[c]
-            y[c] = 0 if v < 0 else v
-    elif act == ACT_LEAKY_RELU:
-        for c in range(n):
-            v = y[c] + b[c]
-            y[c] = alpha * v if v < 0 else v
-    elif act == ACT_SIGMOID:
-        for c in range(n):
-            y[c] = fsigmoid(y[c] + b[c])
-    elif act == ACT_TANH:
-        for c in range(n):
-            y[c] = ftanh(y[c] + b[c])
-    else:
-        for c in range(n):
-            y[c] = y[c] + b[c]
-
-
-cdef inline void act_forward(floating* y, const floating* x, Py_ssize_t n, int act,
-                             floating alpha) noexcept nogil:
-    """y[c] = act(x[c]) for c < n."""
-    cdef Py_ssize_t c
-    cdef floating v
-    if act == ACT_RELU:
-        for c in range(n):
-            v = x[c]
-            y[c] = 0 if v < 0 else v
-    elif act == ACT_LEAKY_RELU:
-        for c in range(n):
-            v = x[c]
-            y[c] = alpha * v if v < 0 else v
-    elif act == ACT_SIGMOID:
-        for c in range(n):
-            y[c] = fsigmoid(x[c])
-    elif act == ACT_TANH:
-        for c in range(n):
-            y[c] = ftanh(x[c])
-    else:
-        for c in range(n):
-            y[c] = x[c]
-
-
-cdef inline void act_backward(floating* dz, const floating* g, const floating* o,
-                              Py_ssize_t n, int act, floating alpha) noexcept nogil:
-    """dz[c] = g[c] * act'(.) for c < n, the derivative computed from the output o:
-    relu 1(o > 0), leaky 1 or alpha, sigmoid o (1 - o), tanh 1 - o^2."""
-    cdef Py_ssize_t c
-    cdef floating v
-    if act == ACT_RELU:
-        for c in range(n):
-            v = g[c]                  # loaded unconditionally: the select vectorizes
-            dz[c] = v if o[c] > 0 else 0
-    elif act == ACT_LEAKY_RELU:
-        for c in range(n):
-            dz[c] = g[c] if o[c] > 0 else alpha * g[c]
-    elif act == ACT_SIGMOID:
-        for c in range(n):
-            dz[c] = g[c] * (o[c] * (1 - o[c]))
-    elif act == ACT_TANH:
-        for c in range(n):
-            dz[c] = g[c] * (1 - o[c] * o[c])
-    else:
-        for c in range(n):
-            dz[c] = g[c]
-
-
 cdef inline int check_act(int act, double alpha) except -1:
     """Raise unless act is a known code (and alpha >= 0 for leaky ReLU, see above)."""
     if act < 0 or act >= N_ACT:
@@ -208,3 +212,148 @@ cdef inline int check_act(int act, double alpha) except -1:
     if act == ACT_LEAKY_RELU and not alpha >= 0:
         raise ValueError(f"alpha (the leaky ReLU slope) must be >= 0, got {alpha}")
     return 0
+
+
+from libc.stdint cimport int32_t
+
+cdef extern from "fastnn_loops.h" nogil:
+    void fnn_act_forward_f32(const float* x, float* y, Py_ssize_t n, int act, float alpha)
+    void fnn_act_forward_f64(const double* x, double* y, Py_ssize_t n, int act, double alpha)
+    void fnn_act_backward_f32(const float* g, const float* o, float* dx, Py_ssize_t n, int act,
+                              float alpha)
+    void fnn_act_backward_f64(const double* g, const double* o, double* dx, Py_ssize_t n,
+                              int act, double alpha)
+    void fnn_prelu_rows_f32(const float* x, const float* alpha, float* out, Py_ssize_t rows,
+                            Py_ssize_t h)
+    void fnn_prelu_rows_f64(const double* x, const double* alpha, double* out,
+                            Py_ssize_t rows, Py_ssize_t h)
+    void fnn_prelu_backward_cols_f32(const float* dout, const float* x, const float* alpha,
+                                     float* dx, float* dalpha, Py_ssize_t n, Py_ssize_t h,
+                                     Py_ssize_t c0, Py_ssize_t c1)
+    void fnn_prelu_backward_cols_f64(const double* dout, const double* x, const double* alpha,
+                                     double* dx, double* dalpha, Py_ssize_t n, Py_ssize_t h,
+                                     Py_ssize_t c0, Py_ssize_t c1)
+    void fnn_bn_col_stats_f32(const float* x, float* mean, float* var, Py_ssize_t n,
+                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1)
+    void fnn_bn_col_stats_f64(const double* x, double* mean, double* var, Py_ssize_t n,
+                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1)
+    void fnn_bn_normalize_rows_f32(const float* x, const float* gamma, const float* beta,
+                                   const float* mean, const float* inv_std, float* xhat,
+                                   float* out, Py_ssize_t rows, Py_ssize_t h)
+    void fnn_bn_normalize_rows_f64(const double* x, const double* gamma, const double* beta,
+                                   const double* mean, const double* inv_std, double* xhat,
+                                   double* out, Py_ssize_t rows, Py_ssize_t h)
+    void fnn_bn_backward_cols_f32(const float* dout, const float* xhat, float* dgamma,
+                                  float* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                  Py_ssize_t c1)
+    void fnn_bn_backward_cols_f64(const double* dout, const double* xhat, double* dgamma,
+                                  double* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                  Py_ssize_t c1)
+    void fnn_bn_dx_rows_f32(const float* dout, const float* xhat, const float* gamma,
+                            const float* inv_std, const float* dgamma, const float* dbeta,
+                            float* dx, Py_ssize_t rows, Py_ssize_t h, Py_ssize_t n_total,
+                            int training)
+    void fnn_bn_dx_rows_f64(const double* dout, const double* xhat, const double* gamma,
+                            const double* inv_std, const double* dgamma, const double* dbeta,
+                            double* dx, Py_ssize_t rows, Py_ssize_t h, Py_ssize_t n_total,
+                            int training)
+    void fnn_maxout_rows_f32(const float* z, const float* b, float* out, int32_t* arg,
+                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k)
+    void fnn_maxout_rows_f64(const double* z, const double* b, double* out, int32_t* arg,
+                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k)
+    void fnn_maxout_scatter_cols_f32(const float* dout, const int32_t* arg, float* dz,
+                                     float* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
+                                     Py_ssize_t j0, Py_ssize_t j1)
+    void fnn_maxout_scatter_cols_f64(const double* dout, const int32_t* arg, double* dz,
+                                     double* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
+                                     Py_ssize_t j0, Py_ssize_t j1)
+
+
+cdef inline void act_forward(const floating* x, floating* y, Py_ssize_t n, int act,
+                             floating alpha) noexcept nogil:
+    if floating is float:
+        fnn_act_forward_f32(x, y, n, act, alpha)
+    else:
+        fnn_act_forward_f64(x, y, n, act, alpha)
+
+
+cdef inline void act_backward(const floating* g, const floating* o, floating* dx,
+                              Py_ssize_t n, int act, floating alpha) noexcept nogil:
+    if floating is float:
+        fnn_act_backward_f32(g, o, dx, n, act, alpha)
+    else:
+        fnn_act_backward_f64(g, o, dx, n, act, alpha)
+
+
+cdef inline void prelu_rows(const floating* x, const floating* alpha, floating* out,
+                            Py_ssize_t rows, Py_ssize_t h) noexcept nogil:
+    if floating is float:
+        fnn_prelu_rows_f32(x, alpha, out, rows, h)
+    else:
+        fnn_prelu_rows_f64(x, alpha, out, rows, h)
+
+
+cdef inline void prelu_backward_cols(const floating* dout, const floating* x,
+                                     const floating* alpha, floating* dx, floating* dalpha,
+                                     Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                     Py_ssize_t c1) noexcept nogil:
+    if floating is float:
+        fnn_prelu_backward_cols_f32(dout, x, alpha, dx, dalpha, n, h, c0, c1)
+    else:
+        fnn_prelu_backward_cols_f64(dout, x, alpha, dx, dalpha, n, h, c0, c1)
+
+
+cdef inline void bn_col_stats(const floating* x, floating* mean, floating* var, Py_ssize_t n,
+                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    if floating is float:
+        fnn_bn_col_stats_f32(x, mean, var, n, h, c0, c1)
+    else:
+        fnn_bn_col_stats_f64(x, mean, var, n, h, c0, c1)
+
+
+cdef inline void bn_normalize_rows(const floating* x, const floating* gamma,
+                                   const floating* beta, const floating* mean,
+                                   const floating* inv_std, floating* xhat, floating* out,
+                                   Py_ssize_t rows, Py_ssize_t h) noexcept nogil:
+    if floating is float:
+        fnn_bn_normalize_rows_f32(x, gamma, beta, mean, inv_std, xhat, out, rows, h)
+    else:
+        fnn_bn_normalize_rows_f64(x, gamma, beta, mean, inv_std, xhat, out, rows, h)
+
+
+cdef inline void bn_backward_cols(const floating* dout, const floating* xhat, floating* dgamma,
+                                  floating* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                  Py_ssize_t c1) noexcept nogil:
+    if floating is float:
+        fnn_bn_backward_cols_f32(dout, xhat, dgamma, dbeta, n, h, c0, c1)
+    else:
+        fnn_bn_backward_cols_f64(dout, xhat, dgamma, dbeta, n, h, c0, c1)
+
+
+cdef inline void bn_dx_rows(const floating* dout, const floating* xhat, const floating* gamma,
+                            const floating* inv_std, const floating* dgamma,
+                            const floating* dbeta, floating* dx, Py_ssize_t rows, Py_ssize_t h,
+                            Py_ssize_t n_total, bint training) noexcept nogil:
+    if floating is float:
+        fnn_bn_dx_rows_f32(dout, xhat, gamma, inv_std, dgamma, dbeta, dx, rows, h, n_total,
+                           training)
+    else:
+        fnn_bn_dx_rows_f64(dout, xhat, gamma, inv_std, dgamma, dbeta, dx, rows, h, n_total,
+                           training)
+
+
+cdef inline void maxout_rows(const floating* z, const floating* b, floating* out, int32_t* arg,
+                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k) noexcept nogil:
+    if floating is float:
+        fnn_maxout_rows_f32(z, b, out, arg, rows, h, k)
+    else:
+        fnn_maxout_rows_f64(z, b, out, arg, rows, h, k)
+
+
+cdef inline void maxout_scatter_cols(const floating* dout, const int32_t* arg, floating* dz,
+                                     floating* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
+                                     Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    if floating is float:
+        fnn_maxout_scatter_cols_f32(dout, arg, dz, db, n, h, k, j0, j1)
+    else:
+        fnn_maxout_scatter_cols_f64(dout, arg, dz, db, n, h, k, j0, j1)

@@ -9,9 +9,10 @@
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint64_t
 
-from _common cimport check, check_float, check_same_shape, fnn_dropout_key, fnn_mix64, FNN_GOLDEN
+from _common cimport (FNN_GOLDEN, check, check_float, check_same_shape, dropout_backward_block,
+                      dropout_pairs, fnn_dropout_key, fnn_mix64)
 
 cnp.import_array()
 
@@ -20,46 +21,35 @@ DEF BLOCK = 4096   # counters per parallel work item (8192 elements)
 
 cdef void _forward(const floating* x, floating* out, uint8_t* mask, Py_ssize_t n,
                    uint64_t key, uint64_t thr, floating scale, int n_threads) noexcept nogil:
-    cdef Py_ssize_t n_words = (n + 1) // 2
     cdef Py_ssize_t n_full = n // 2            # counters whose both elements exist
     cdef Py_ssize_t n_blocks = (n_full + BLOCK - 1) // BLOCK
-    cdef Py_ssize_t blk, c, c0, c1, e
+    cdef Py_ssize_t blk, c0, c1, e
     cdef uint64_t z
-    cdef uint8_t k0, k1
     cdef int nt = n_threads if n_blocks > 1 else 1
     for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=nt):
         c0 = blk * BLOCK
         c1 = c0 + BLOCK
         if c1 > n_full:
             c1 = n_full
-        for c in range(c0, c1):
-            z = fnn_mix64(key + <uint64_t>(c + 1) * FNN_GOLDEN)
-            k0 = (z & 0xFFFFFFFFu) < thr
-            k1 = (z >> 32) < thr
-            mask[2 * c] = k0
-            mask[2 * c + 1] = k1
-            out[2 * c] = x[2 * c] * scale if k0 else 0
-            out[2 * c + 1] = x[2 * c + 1] * scale if k1 else 0
-    if n_words > n_full:                        # odd n: the last element alone
+        dropout_pairs(x, out, mask, c0, c1, key, thr, scale)
+    if n % 2:                                   # odd n: the last element, low half of its word
         e = n - 1
         z = fnn_mix64(key + <uint64_t>(n_full + 1) * FNN_GOLDEN)
-        k0 = (z & 0xFFFFFFFFu) < thr
-        mask[e] = k0
-        out[e] = x[e] * scale if k0 else 0
+        mask[e] = (z & 0xFFFFFFFFu) < thr
+        out[e] = x[e] * scale if mask[e] else 0
 
 
 cdef void _backward(const floating* dout, const uint8_t* mask, floating* dx, Py_ssize_t n,
                     floating scale, int n_threads) noexcept nogil:
     cdef Py_ssize_t n_blocks = (n + 2 * BLOCK - 1) // (2 * BLOCK)
-    cdef Py_ssize_t blk, e, e0, e1
+    cdef Py_ssize_t blk, e0, e1
     cdef int nt = n_threads if n_blocks > 1 else 1
     for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=nt):
         e0 = blk * 2 * BLOCK
         e1 = e0 + 2 * BLOCK
         if e1 > n:
             e1 = n
-        for e in range(e0, e1):
-            dx[e] = dout[e] * scale if mask[e] else 0
+        dropout_backward_block(dout + e0, mask + e0, dx + e0, e1 - e0, scale)
 
 
 cdef uint64_t keep_threshold(double p) except? 0:

@@ -15,7 +15,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t
 
-from _common cimport check, check_float, check_shape, gemm, threads_for
+from _common cimport (check, check_float, check_shape, gemm, maxout_rows, maxout_scatter_cols,
+                      split, threads_for)
 
 cnp.import_array()
 
@@ -24,25 +25,15 @@ cdef void _forward(const floating* x, const floating* w, const floating* b, floa
                    floating* out, int32_t* arg, Py_ssize_t n, Py_ssize_t d, Py_ssize_t h,
                    Py_ssize_t k, int n_threads) noexcept nogil:
     cdef Py_ssize_t hk = h * k
-    cdef Py_ssize_t i, j, p
-    cdef floating best, v
-    cdef int32_t bp
-    cdef const floating* zr
     gemm(False, False, <int>n, <int>hk, <int>d, <floating>1, x, <int>d, w, <int>hk,
          <floating>0, z, <int>hk)
     cdef int nt = threads_for(n * hk, n_threads)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        zr = z + i * hk
-        for j in range(h):
-            best = zr[j * k] + b[j * k]
-            bp = 0
-            for p in range(1, k):
-                v = zr[j * k + p] + b[j * k + p]
-                if v > best:
-                    best = v
-                    bp = <int32_t>p
-            out[i * h + j] = best
-            arg[i * h + j] = bp
+    cdef int t
+    cdef Py_ssize_t r0, r1
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        r0 = split(n, nt, t)
+        r1 = split(n, nt, t + 1)
+        maxout_rows(z + r0 * hk, b, out + r0 * h, arg + r0 * h, r1 - r0, h, k)
 
 
 cdef void _backward(const floating* dout, const floating* x, const floating* w,
@@ -53,23 +44,12 @@ cdef void _backward(const floating* dout, const floating* x, const floating* w,
     cdef int nt = threads_for(n * hk, n_threads)
     if nt > h:
         nt = <int>h
-    cdef Py_ssize_t t, i, j, c, j0, j1, col
-    cdef floating g
-    cdef floating* zr
+    cdef int t
+    cdef Py_ssize_t c
     for c in range(hk):
         db[c] = 0
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        j0 = t * h // nt
-        j1 = (t + 1) * h // nt
-        for i in range(n):
-            zr = dz + i * hk
-            for c in range(j0 * k, j1 * k):
-                zr[c] = 0
-            for j in range(j0, j1):
-                g = dout[i * h + j]
-                col = j * k + arg[i * h + j]
-                zr[col] = g
-                db[col] += g
+        maxout_scatter_cols(dout, arg, dz, db, n, h, k, split(h, nt, t), split(h, nt, t + 1))
     gemm(True, False, <int>d, <int>hk, <int>n, <floating>1, x, <int>d, dz, <int>hk,
          <floating>0, dw, <int>hk)
     if dx != NULL:

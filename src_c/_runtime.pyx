@@ -7,6 +7,12 @@ def openmp_enabled():
     return bool(FNN_HAVE_OPENMP)
 
 
+def isa_dispatch():
+    """True when the loops were compiled for several instruction sets (AVX-512, AVX2,
+    baseline), picked at load time for this CPU."""
+    return bool(FNN_HAVE_CLONES)
+
+
 def omp_max_threads():
     """OpenMP's default team size (1 without OpenMP)."""
     return fnn_omp_max_threads()
@@ -15,3 +21,30 @@ def omp_max_threads():
 def omp_num_procs():
     """Processors OpenMP sees (1 without OpenMP)."""
     return fnn_omp_num_procs()
+
+
+cimport numpy as cnp
+from cython cimport floating
+from _common cimport FNN_HAVE_CLONES, check, check_float, check_same_shape, exp_inplace
+
+cnp.import_array()
+
+
+cdef void _exp(const floating* x, floating* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = x[i]
+    exp_inplace(out, n)
+
+
+def vector_exp(cnp.ndarray x not None, cnp.ndarray out not None):
+    """out = exp(x) with the kernels' own exp (fastnn_math.h), for testing its accuracy."""
+    cdef int t = check_float(x, "x")
+    check(x, "x", 1, t)
+    check(out, "out", 1, t, True)
+    check_same_shape(x, out, "x", "out")
+    if t == cnp.NPY_FLOAT32:
+        _exp(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), x.shape[0])
+    else:
+        _exp(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out), x.shape[0])
+    return out

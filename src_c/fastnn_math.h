@@ -37,11 +37,9 @@ static inline uint64_t fnn_f64_bits(double f) { uint64_t u; memcpy(&u, &f, sizeo
  * factors 2^n1 * 2^n2 so that results in the subnormal range round gradually instead
  * of flushing to zero.  n comes from the "shifter" trick: adding 1.5*2^23 leaves
  * round(x*log2e) in the low mantissa bits, read back by integer subtraction. */
-static inline float fnn_expf(float x)
+static inline float fnn_expf_core(float xc)
 {
     const float shifter = 12582912.0f;            /* 1.5 * 2^23 */
-    float xc = x < -104.0f ? -104.0f : x;         /* exp(-104) < smallest subnormal / 2 */
-    xc = xc > 89.0f ? 89.0f : xc;                 /* exp(89) > FLT_MAX */
     float t = xc * 1.44269504088896341f + shifter;
     float n = t - shifter;
     int32_t ni = (int32_t)(fnn_f32_bits(t) - fnn_f32_bits(shifter));
@@ -60,17 +58,21 @@ static inline float fnn_expf(float x)
     int32_t n2 = ni - n1;
     float s1 = fnn_f32_from_bits((uint32_t)(n1 + 127) << 23);
     float s2 = fnn_f32_from_bits((uint32_t)(n2 + 127) << 23);
-    float y = (p * s1) * s2;
-    y = x < -104.0f ? 0.0f : y;
-    return y;
+    /* x <= -104 was clamped to -104, where p * 2^-150 < 2^-150 rounds to exactly 0 */
+    return (p * s1) * s2;
+}
+
+/* exp(x) for any float x: overflow to +inf, gradual underflow, NaN propagates. */
+static inline float fnn_expf(float x)
+{
+    float xc = x < -104.0f ? -104.0f : x;
+    return fnn_expf_core(xc > 89.0f ? 89.0f : xc);    /* exp(89) > FLT_MAX */
 }
 
 /* exp in double: same scheme, degree-13 Taylor polynomial (truncation < 1e-17). */
-static inline double fnn_exp(double x)
+static inline double fnn_exp_core(double xc)
 {
     const double shifter = 6755399441055744.0;    /* 1.5 * 2^52 */
-    double xc = x < -746.0 ? -746.0 : x;
-    xc = xc > 710.0 ? 710.0 : xc;
     double t = xc * 1.4426950408889634074 + shifter;
     double n = t - shifter;
     int64_t ni = (int64_t)(fnn_f64_bits(t) - fnn_f64_bits(shifter));
@@ -94,9 +96,14 @@ static inline double fnn_exp(double x)
     int64_t n2 = ni - n1;
     double s1 = fnn_f64_from_bits((uint64_t)(n1 + 1023) << 52);
     double s2 = fnn_f64_from_bits((uint64_t)(n2 + 1023) << 52);
-    double y = (p * s1) * s2;
-    y = x < -746.0 ? 0.0 : y;
-    return y;
+    /* clamped at -746: p * 2^-1076 < 2^-1075 rounds to exactly 0 */
+    return (p * s1) * s2;
+}
+
+static inline double fnn_exp(double x)
+{
+    double xc = x < -746.0 ? -746.0 : x;
+    return fnn_exp_core(xc > 710.0 ? 710.0 : xc);
 }
 
 /* tanh.  |x| > 0.625: 1 - 2 / (e^{2|x|} + 1), which loses nothing there (the subtracted

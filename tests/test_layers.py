@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from conftest import DTYPES, RTOL
 from fastnn import _kernels
 from fastnn.gradcheck import numerical_gradient, rel_error
 from fastnn.layers import (ACTIVATIONS, BatchNorm, Dropout, LeakyReLU, Linear, Maxout,
@@ -18,13 +19,11 @@ from fastnn.net import Sequential
 
 C = _kernels.COMPILED
 NP = _kernels.NUMPY
-DTYPES = [np.float32, np.float64]
 BACKENDS = ["compiled", "numpy"]
 CODES = sorted(set(ACTIVATIONS.values()))          # 0 identity .. 4 tanh
-# float64: the kernels and twins run the same formulas, so they agree to a few ulp, far
-# inside 1e-12.  float32: one ulp is 6e-8, and GEMMs of different BLAS builds sum in
-# different orders, so 1e-5 leaves room for that without hiding a wrong formula.
-RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+# RTOL (conftest): float64 1e-12, float32 1e-5.  The kernels and twins run the same
+# formulas up to summation order (BLAS blocking), FMA contraction in the AVX2/AVX-512
+# clones and our exp/tanh vs libm's: a few ulp per operation, far inside either.
 ROW_SHAPES = [(1, 7), (13, 29), (1024, 512)]        # (N, H): one row, odd, large
 
 

@@ -1,0 +1,60 @@
+/* The element-wise and per-row loops of fastnn's kernels, in C so that each one is
+ * compiled for several instruction sets and picked at load time (GCC's target_clones:
+ * AVX-512, AVX2+FMA, baseline).  The Cython modules do validation, threading (each call
+ * here handles one thread's block) and BLAS; these functions do the arithmetic.
+ *
+ * fastnn_loops.inc holds the bodies, written once for a type T and included twice:
+ * name_f32 for float, name_f64 for double.
+ */
+#ifndef FASTNN_LOOPS_H
+#define FASTNN_LOOPS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <math.h>
+#include "fastnn_math.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && __GNUC__ >= 12 && !defined(FASTNN_NO_CLONES)
+#define FNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FNN_HAVE_CLONES 1
+#else
+#define FNN_CLONES
+#define FNN_HAVE_CLONES 0
+#endif
+
+/* Rows a softmax block holds: enough elements for the vectorized exp pass, few enough
+ * to stay in L1 between the three passes. */
+#define FNN_SOFTMAX_BLOCK_ELEMS 2048
+#define FNN_SOFTMAX_MAX_ROWS 256
+#define FNN_LANES 16
+
+#define T float
+#define FNN_(name) name##_f32
+#define FNN_EXP fnn_expf
+#define FNN_LOG logf
+#define FNN_TANH fnn_tanhf
+#define FNN_SIGMOID fnn_sigmoidf
+#include "fastnn_loops.inc"
+#undef T
+#undef FNN_
+#undef FNN_EXP
+#undef FNN_LOG
+#undef FNN_TANH
+#undef FNN_SIGMOID
+
+#define T double
+#define FNN_(name) name##_f64
+#define FNN_EXP fnn_exp
+#define FNN_LOG log
+#define FNN_TANH fnn_tanh
+#define FNN_SIGMOID fnn_sigmoid
+#include "fastnn_loops.inc"
+#undef T
+#undef FNN_
+#undef FNN_EXP
+#undef FNN_LOG
+#undef FNN_TANH
+#undef FNN_SIGMOID
+
+#endif

@@ -1,0 +1,107 @@
+"""The dispatch point, build configuration and thread settings."""
+import importlib.machinery
+import os
+import platform
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _kernels, datasets
+from fastnn.layers import Dropout, Linear
+from fastnn.losses import SoftmaxCrossEntropy
+from fastnn.net import Sequential
+from fastnn.trainer import gradient_descent
+
+
+def test_compiled_backend_is_the_default_and_every_kernel_is_compiled():
+    assert fastnn.get_backend() == "compiled"
+    assert _kernels.COMPILED is not None, _kernels.COMPILED_IMPORT_ERROR
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    for name, module in _kernels.KERNELS.items():
+        fn = getattr(_kernels.COMPILED, name)
+        mod = importlib.import_module(f"fastnn.{module}")
+        assert mod.__file__.endswith(suffixes), f"{module} is not an extension: {mod.__file__}"
+        assert getattr(mod, name) is fn
+        assert fn is not getattr(_kernels.NUMPY, name)
+
+
+def test_use_backend_switches_and_restores():
+    assert fastnn.get_backend() == "compiled"
+    with fastnn.use_backend("numpy") as ns:
+        assert fastnn.get_backend() == "numpy"
+        assert ns is _kernels.NUMPY
+    assert fastnn.get_backend() == "compiled"
+    fastnn.use_backend("numpy")
+    try:
+        assert _kernels.backend() is _kernels.NUMPY
+    finally:
+        fastnn.use_backend("compiled")
+    with pytest.raises(ValueError, match="backend"):
+        fastnn.use_backend("cuda")
+
+
+def test_training_on_compiled_backend_never_calls_a_twin(twins_forbidden):
+    # twins_forbidden makes every NumPy twin raise: this whole path must be compiled.
+    X, y = datasets.spiral(20, 3, seed=0)
+    rng = np.random.default_rng(0)
+    net = Sequential([Linear(2, 16, activation="relu", seed=rng), Dropout(0.9, seed=1),
+                      Linear(16, 3, seed=rng)])
+    hist = gradient_descent(net, SoftmaxCrossEntropy(), X, y, steps=5, step_size=0.5)
+    assert np.all(np.isfinite(hist.loss))
+    g = fastnn.gradcheck.numerical_gradient(lambda w: float(np.sum(w ** 2)), np.ones(3))
+    np.testing.assert_allclose(g, 2.0, rtol=1e-8)
+
+
+def test_show_config_reports_the_build(capsys):
+    info = fastnn.show_config()
+    printed = capsys.readouterr().out
+    assert info["backend"] == "compiled" and "compiled" in printed
+    assert info["num_threads"] == fastnn.get_num_threads()
+    if os.environ.get("FASTNN_NO_OPENMP", "") in ("", "0"):
+        # CI builds with FASTNN_REQUIRE_OPENMP=1: the kernels must have OpenMP.
+        assert info["openmp"] is True
+    assert info["blas"], "threadpoolctl found no BLAS library"
+    if platform.machine() == "x86_64" and sys.platform == "linux":
+        # gcc >= 12 on x86-64 Linux builds the per-ISA loop clones (CI's compiler)
+        assert info["isa_dispatch"] is True
+    assert {"version", "python", "numpy", "platform"} <= set(info)
+
+
+def test_set_num_threads_validates_and_round_trips():
+    old = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(1)
+        assert fastnn.get_num_threads() == 1
+    finally:
+        fastnn.set_num_threads(old)
+    with pytest.raises(ValueError, match="n"):
+        fastnn.set_num_threads(0)
+    with pytest.raises(TypeError, match="n"):
+        fastnn.set_num_threads(1.5)
+
+
+def test_vector_exp_is_within_two_ulp_of_exp():
+    from fastnn import _runtime
+    # float64 against an 80-bit long double reference, over exp's whole finite range
+    # including gradual underflow; float32 against float64.
+    x = np.concatenate([np.linspace(-745.0, 709.7, 200_001), np.linspace(-1, 1, 10_001),
+                        [0.0, -0.0, -1e-300, 1e-300]])
+    out = _runtime.vector_exp(x, np.empty_like(x))
+    ref = np.exp(x.astype(np.longdouble))
+    normal = ref > np.finfo(np.float64).tiny
+    ulp = np.abs(out[normal] - ref[normal]) / np.spacing(ref[normal].astype(np.float64))
+    assert ulp.max() <= 2.0
+    sub = ~normal   # subnormal results: absolute error within one subnormal step
+    assert np.all(np.abs(out[sub] - ref[sub].astype(np.float64)) <= 2 * 5e-324)
+    x32 = np.linspace(-103.0, 88.7, 100_001, dtype=np.float32)
+    out32 = _runtime.vector_exp(x32, np.empty_like(x32))
+    ref32 = np.exp(x32.astype(np.float64))
+    normal = ref32 > np.finfo(np.float32).tiny
+    ulp32 = np.abs(out32[normal] - ref32[normal]) / np.spacing(ref32[normal].astype(np.float32))
+    assert ulp32.max() <= 2.0
+    special = np.array([-np.inf, np.inf, np.nan, 800.0, -800.0])
+    got = _runtime.vector_exp(special, np.empty_like(special))
+    np.testing.assert_array_equal(got[[0, 1, 3, 4]], [0.0, np.inf, np.inf, 0.0])
+    assert np.isnan(got[2])

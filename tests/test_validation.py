@@ -1,0 +1,128 @@
+"""Bad input gets a ValueError/TypeError naming the argument, on every public entry point."""
+import numpy as np
+import pytest
+
+from fastnn import datasets
+from fastnn.layers import Dropout, Linear, ReLU
+from fastnn.losses import SoftmaxCrossEntropy
+from fastnn.net import Sequential
+from fastnn.trainer import gradient_descent
+
+
+@pytest.fixture
+def net():
+    rng = np.random.default_rng(0)
+    return Sequential([Linear(2, 5, activation="relu", seed=rng), Linear(5, 3, seed=rng)])
+
+
+def test_layer_constructor_arguments():
+    with pytest.raises(ValueError, match="n_in"):
+        Linear(0, 3)
+    with pytest.raises(TypeError, match="n_out"):
+        Linear(2, 3.0)
+    with pytest.raises(ValueError, match="activation"):
+        Linear(2, 3, activation="swish")
+    with pytest.raises(ValueError, match="init"):
+        Linear(2, 3, init="glorious")
+    with pytest.raises(TypeError, match="dtype"):
+        Linear(2, 3, dtype=np.float16)
+    with pytest.raises(TypeError, match="dtype"):
+        Linear(2, 3, dtype="complex128")
+    with pytest.raises(TypeError, match="seed"):
+        Linear(2, 3, seed="abc")
+    with pytest.raises(ValueError, match="seed"):
+        Linear(2, 3, seed=-1)
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (np.ones((4, 3)), ValueError, "columns"),
+    (np.ones(4), ValueError, "2-D"),
+    (np.ones((0, 2)), ValueError, "empty"),
+    (np.array([[1.0, np.nan]]), ValueError, "NaN"),
+    (np.array([[1.0, np.inf]]), ValueError, "NaN or infinity"),
+    (np.ones((2, 2), complex), TypeError, "real"),
+    (np.array([["a", "b"]]), TypeError, "real"),
+    ([[1.0, 2.0], [3.0]], TypeError, "X"),
+])
+def test_net_forward_rejects_bad_data(net, bad, exc, match, backend):
+    with pytest.raises(exc, match=match):
+        net.forward(bad)
+
+
+def test_integer_and_float32_data_are_converted_not_misread(net, backend):
+    X = np.array([[1, 2], [3, 4]])
+    np.testing.assert_allclose(net.forward(X), net.forward(X.astype(float)))
+    Xf = np.asfortranarray(np.random.default_rng(0).standard_normal((5, 2)))
+    np.testing.assert_allclose(net.forward(Xf), net.forward(np.ascontiguousarray(Xf)))
+
+
+def test_layer_backward_checks(backend):
+    layer = Linear(3, 4)
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward(np.ones((2, 4)))
+    layer.forward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="dout"):
+        layer.backward(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="dout"):
+        layer.backward(np.full((2, 4), np.nan))
+    with pytest.raises(ValueError, match="x"):
+        layer.forward(np.ones((2, 4)))
+    relu = ReLU()
+    np.testing.assert_array_equal(relu.forward(np.array([[-1.0, 2.0]])), [[0.0, 2.0]])
+    np.testing.assert_array_equal(relu.backward(np.array([[5.0, 5.0]])), [[0.0, 5.0]])
+
+
+def test_trainer_arguments(net):
+    X, y = datasets.spiral(5, 3, seed=0)
+    loss = SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match="y"):
+        gradient_descent(net, loss, X, y[:-1], steps=1)
+    with pytest.raises(ValueError, match="y"):
+        gradient_descent(net, loss, X, y + 1, steps=1)
+    with pytest.raises(TypeError, match="y"):
+        gradient_descent(net, loss, X, y + 0.5, steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        gradient_descent(net, loss, X, y, steps=0)
+    with pytest.raises(ValueError, match="step_size"):
+        gradient_descent(net, loss, X, y, steps=1, step_size=-1.0)
+    with pytest.raises(ValueError, match="reg"):
+        gradient_descent(net, loss, X, y, steps=1, reg=-1e-3)
+    with pytest.raises(ValueError, match="X"):
+        gradient_descent(net, loss, np.where(X > 0.5, np.nan, X), y, steps=1)
+
+
+def test_sequential_arguments():
+    with pytest.raises(ValueError, match="layers"):
+        Sequential([])
+    with pytest.raises(TypeError, match="layers"):
+        Sequential([Linear(2, 3), "relu"])
+    with pytest.raises(ValueError, match="dtype"):
+        Sequential([Linear(2, 3), Linear(3, 2, dtype=np.float32)])
+
+
+def test_set_params_checks_shape_and_converts_dtype():
+    layer = Linear(2, 3, dtype=np.float32)
+    layer.set_params(W=np.ones((2, 3)))
+    assert layer.W.dtype == np.float32 and np.all(layer.W == 1)
+    with pytest.raises(ValueError, match="W"):
+        layer.set_params(W=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="gamma"):
+        layer.set_params(gamma=np.ones(3))
+
+
+def test_dropout_arguments():
+    with pytest.raises(TypeError, match="p"):
+        Dropout("0.5")
+    with pytest.raises(ValueError, match="p"):
+        Dropout(0.0)
+
+
+def test_net_prediction_api(net, backend):
+    X, y = datasets.spiral(10, 3, seed=0)
+    p = net.predict_proba(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(net.predict(X), np.argmax(p, axis=1))
+    assert 0.0 <= net.score(X, y) <= 1.0
+    assert net.n_params == 2 * 5 + 5 + 5 * 3 + 3
+    with pytest.raises(ValueError, match="y"):
+        net.score(X, y[:5])
