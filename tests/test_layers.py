@@ -563,3 +563,35 @@ def test_compiled_kernels_reject_mismatched_buffers():
     with pytest.raises(TypeError, match="arg"):
         C.maxout_forward(x, np.ones((3, 4)), np.ones(4), np.empty((2, 4)), np.empty((2, 2)),
                          np.empty((2, 2), np.int64), 2)
+
+
+# ------------------------------------------------------------ in a whole net -------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_new_layers_train_the_spiral(backend):
+    # Linear -> BatchNorm -> Tanh and a Maxout net both fit the notes' spiral, which a
+    # linear classifier cannot (~0.5); 300 full-batch steps suffice when the gradients
+    # of every new layer are right.
+    from fastnn.datasets import spiral
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.trainer import gradient_descent
+    X, y = spiral(100, 3, seed=0)
+    with fastnn.use_backend(backend):
+        for layers in ([Linear(2, 100, seed=1), BatchNorm(100), Tanh(), Linear(100, 3, seed=2)],
+                       [Maxout(2, 50, 3, seed=1), PReLU(50), Linear(50, 3, seed=2)]):
+            net = Sequential(layers)
+            h = gradient_descent(net, SoftmaxCrossEntropy(), X, y, steps=300, step_size=1.0)
+            assert h.loss[-1] < 0.5 * h.loss[0]
+            assert net.score(X, y) > 0.8
+
+
+def test_nets_of_new_layers_pickle():
+    import pickle
+    net = Sequential([Maxout(3, 8, 2, seed=0), BatchNorm(8), PReLU(8), Linear(8, 6, seed=1),
+                      Tanh(), Dropout(0.7, mode="vanilla", seed=2), Linear(6, 4, seed=3),
+                      LeakyReLU(0.1), Linear(4, 2, seed=4), Sigmoid()])
+    X = np.random.default_rng(0).standard_normal((9, 3))
+    net.forward(X)                               # moves the running statistics
+    clone = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(clone.predict_scores(X), net.predict_scores(X))
+    assert [act for _, act, _ in clone._plan] == [act for _, act, _ in net._plan]
