@@ -259,8 +259,9 @@ class Dropout(Layer):
 
     mode="inverted" (default, recommended): in training ``out = x * mask / p``, in
     evaluation mode the identity.  mode="vanilla" (the notes' first version): in
-    training ``out = x * mask``, in evaluation mode ``out = p * x``; the expected
-    output is the same either way, but vanilla puts the scaling on the test-time path.
+    training ``out = x * mask``, in evaluation mode ``out = p * x``.  Either way the
+    test-time output equals the expected training output; vanilla just puts the
+    scaling on the test-time path.
 
     The mask of the t-th training forward is a pure function of (seed, t, element
     index), the same in both modes, so a run is reproducible from its seed for any
