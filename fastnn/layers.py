@@ -18,11 +18,13 @@ from . import regularization as _regularization
 from ._validation import (check_array, check_positive_int, check_scalar, float_dtype,
                           seed_to_uint64)
 
-ACTIVATIONS = {None: 0, "identity": 0, "relu": 1, "leaky_relu": 2}
+#: The kernels' activation codes (the enum of src_c/_common.pxd, mirrored by reference).
+ACTIVATIONS = {None: 0, "identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 
 def activation_code(activation):
-    """The kernels' code for an activation name (None or "identity", "relu", "leaky_relu")."""
+    """The kernels' code for an activation name (None or "identity", "relu", "leaky_relu",
+    "sigmoid", "tanh")."""
     try:
         return ACTIVATIONS[activation]
     except (KeyError, TypeError):
@@ -133,10 +135,10 @@ class Linear(Layer):
     Parameters
     ----------
     n_in, n_out : int
-    activation : None, "relu" or "leaky_relu"
+    activation : None, "relu", "leaky_relu", "sigmoid" or "tanh"
         Applied in the same compiled pass as the bias (forward) and the bias gradient
-        (backward).
-    alpha : float
+        (backward); its derivative is computed from the output.
+    alpha : float >= 0
         Leaky ReLU's slope for negative inputs.
     init : str or callable
         Weight initializer (see :mod:`fastnn.init`); biases start at ``bias_init``.
@@ -161,7 +163,8 @@ class Linear(Layer):
         self.n_out = check_positive_int(n_out, "n_out")
         self.activation = activation
         self._act = activation_code(activation)
-        self.alpha = check_scalar(alpha, "alpha")
+        # >= 0: the backward pass reads the derivative off the output's sign
+        self.alpha = check_scalar(alpha, "alpha", low=0.0)
         self.input_grad = bool(input_grad)
         self.regularizer = (None if regularizer is None
                             else _regularization.get(regularizer, "regularizer"))
@@ -211,64 +214,345 @@ class Linear(Layer):
         return f"{self.n_in}, {self.n_out}{act}, dtype={self.dtype.name}"
 
 
-class ReLU(Layer):
-    """max(0, x), element-wise.  After a Linear layer in a Sequential it is fused into
-    the Linear kernel; on its own it runs as one in-place ufunc pass."""
+class ElementwiseActivation(Layer):
+    """Base of the element-wise activations: ``out = act(x)``, any shape, one compiled
+    pass forward and one backward (the derivative is computed from the output).
+
+    After a :class:`Linear` without activation in a :class:`fastnn.net.Sequential`, the
+    activation runs inside the Linear kernel instead (its own buffers are then unused).
+    """
+
+    #: The kernels' activation code (see ACTIVATIONS); set by each subclass.
+    act_code = 0
+    #: Slope below zero (only leaky ReLU uses it).
+    alpha = 0.0
+
+    def __init__(self, dtype=np.float64):
+        super().__init__(dtype)
+        self._last_out = None
 
     def _forward(self, x):
         out = self._buffers.get("out", x.shape[0], x.shape[1:])
-        np.maximum(x, 0, out=out)
+        _kernels.backend().activation_forward(x, out, self.act_code, self.alpha,
+                                              config._n_threads)
         self._last_out = out
         return out
 
     def _backward(self, dout):
         dx = self._buffers.get("dx", dout.shape[0], dout.shape[1:])
-        np.multiply(dout, self._last_out > 0, out=dx)
+        _kernels.backend().activation_backward(dout, self._last_out, dx, self.act_code,
+                                               self.alpha, config._n_threads)
         return dx
 
     def _check_input(self, x):
         return check_array(x, "x", dtype=self.dtype)
 
 
+class ReLU(ElementwiseActivation):
+    """max(0, x), element-wise."""
+
+    act_code = ACTIVATIONS["relu"]
+
+
 class Dropout(Layer):
-    """Inverted dropout: in training, ``out = x * mask / p`` with mask ~ Bernoulli(p),
-    ``p`` the probability of *keeping* a unit; in evaluation mode, the identity.
+    """Dropout with ``p`` the probability of *keeping* a unit, mask ~ Bernoulli(p).
+
+    mode="inverted" (default, recommended): in training ``out = x * mask / p``, in
+    evaluation mode the identity.  mode="vanilla" (the notes' first version): in
+    training ``out = x * mask``, in evaluation mode ``out = p * x``.  Either way the
+    test-time output equals the expected training output; vanilla just puts the
+    scaling on the test-time path.
 
     The mask of the t-th training forward is a pure function of (seed, t, element
-    index), so a run is reproducible from its seed for any thread count, and
-    ``step`` can be stored and restored.
+    index), the same in both modes, so a run is reproducible from its seed for any
+    thread count, and ``step`` can be stored and restored.
     """
 
-    def __init__(self, p=0.5, *, seed=None, dtype=np.float64):
+    MODES = ("inverted", "vanilla")
+
+    def __init__(self, p=0.5, *, mode="inverted", seed=None, dtype=np.float64):
         super().__init__(dtype)
         self.p = check_scalar(p, "p", low=0.0, high=1.0, low_open=True)
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
         self.seed = seed_to_uint64(seed)
         self.step = 0
         self._mask = None
         self._last_out = None
+        self._run_training = True
 
     def _forward(self, x):
+        self._run_training = self.training
         if not self.training:
             self._mask = None
-            self._last_out = x
-            return x
+            if self.mode == "inverted":
+                self._last_out = x
+                return x
+            out = self._buffers.get("out", x.shape[0], x.shape[1:])
+            np.multiply(x, self.dtype.type(self.p), out=out)
+            self._last_out = out
+            return out
         out = self._buffers.get("out", x.shape[0], x.shape[1:])
         mask = self._buffers.get("mask", x.shape[0], x.shape[1:], np.uint8)
-        _kernels.backend().dropout_forward(x, out, mask, self.p, self.seed, self.step,
-                                           config._n_threads)
+        if self.mode == "inverted":
+            _kernels.backend().dropout_forward(x, out, mask, self.p, self.seed, self.step,
+                                               config._n_threads)
+        else:
+            _kernels.backend().dropout_forward_scaled(x, out, mask, self.p, 1.0, self.seed,
+                                                      self.step, config._n_threads)
         self.step += 1
         self._mask, self._last_out = mask, out
         return out
 
     def _backward(self, dout):
-        if self._mask is None:        # evaluation mode: identity
-            return dout
+        if not self._run_training:   # evaluation mode: identity or the scaling by p
+            if self.mode == "inverted":
+                return dout
+            dx = self._buffers.get("dx", dout.shape[0], dout.shape[1:])
+            np.multiply(dout, self.dtype.type(self.p), out=dx)
+            return dx
         dx = self._buffers.get("dx", dout.shape[0], dout.shape[1:])
-        _kernels.backend().dropout_backward(dout, self._mask, dx, self.p, config._n_threads)
+        if self.mode == "inverted":
+            _kernels.backend().dropout_backward(dout, self._mask, dx, self.p,
+                                                config._n_threads)
+        else:
+            _kernels.backend().dropout_backward_scaled(dout, self._mask, dx, 1.0,
+                                                       config._n_threads)
         return dx
 
     def _check_input(self, x):
         return check_array(x, "x", dtype=self.dtype)
 
     def _repr_args(self):
-        return f"p={self.p}"
+        mode = "" if self.mode == "inverted" else f", mode={self.mode!r}"
+        return f"p={self.p}{mode}"
+
+
+class LeakyReLU(ElementwiseActivation):
+    """x where x >= 0, alpha * x below zero (alpha >= 0: the backward pass reads the
+    derivative off the output's sign)."""
+
+    act_code = ACTIVATIONS["leaky_relu"]
+
+    def __init__(self, alpha=0.01, *, dtype=np.float64):
+        super().__init__(dtype)
+        self.alpha = check_scalar(alpha, "alpha", low=0.0)
+
+    def _repr_args(self):
+        return f"alpha={self.alpha}"
+
+
+class Sigmoid(ElementwiseActivation):
+    """1 / (1 + exp(-x)), element-wise; derivative out * (1 - out)."""
+
+    act_code = ACTIVATIONS["sigmoid"]
+
+
+class Tanh(ElementwiseActivation):
+    """tanh(x), element-wise; derivative 1 - out**2."""
+
+    act_code = ACTIVATIONS["tanh"]
+
+
+class PReLU(Layer):
+    """Parametric ReLU: ``out = x`` where x > 0, ``alpha[c] * x`` elsewhere, with one
+    learned slope per unit (column).
+
+    Parameters
+    ----------
+    n_units : int
+        Columns of the input, x (N, n_units).
+    alpha_init : float
+        The slopes' initial value (0.25); any real number (the gradient uses the input,
+        so negative slopes are fine).
+    dtype : float32 or float64
+
+    ``params`` = {"alpha": (n_units,)}; its gradient is reduced over the batch column by
+    column in row order (the same bits for any thread count).
+    """
+
+    def __init__(self, n_units, *, alpha_init=0.25, dtype=np.float64):
+        super().__init__(dtype)
+        self.n_units = check_positive_int(n_units, "n_units")
+        self.alpha = np.full(self.n_units, check_scalar(alpha_init, "alpha_init"),
+                             dtype=self.dtype)
+        self.dalpha = np.zeros_like(self.alpha)
+        self._x = None
+        self._last_out = None
+
+    n_in = property(lambda self: self.n_units)
+    n_out = property(lambda self: self.n_units)
+
+    @property
+    def params(self):
+        return {"alpha": self.alpha}
+
+    @property
+    def grads(self):
+        return {"alpha": self.dalpha}
+
+    def _check_input(self, x):
+        return check_array(x, "x", ndim=2, n_cols=self.n_units, dtype=self.dtype)
+
+    def _forward(self, x):
+        out = self._buffers.get("out", x.shape[0], (self.n_units,))
+        _kernels.backend().prelu_forward(x, self.alpha, out, config._n_threads)
+        self._x, self._last_out = x, out
+        return out
+
+    def _backward(self, dout):
+        dx = self._buffers.get("dx", dout.shape[0], (self.n_units,))
+        _kernels.backend().prelu_backward(dout, self._x, self.alpha, dx, self.dalpha,
+                                          config._n_threads)
+        return dx
+
+    def _repr_args(self):
+        return f"{self.n_units}, dtype={self.dtype.name}"
+
+
+class Maxout(Layer):
+    """Maxout units: each of the n_out outputs is the max of k affine pieces,
+    ``out[:, j] = max_p (x @ W + b)[:, j*k + p]``.
+
+    Layout: W (n_in, n_out*k), b (n_out*k,); column ``j*k + p`` is piece p of unit j
+    (``W.reshape(n_in, n_out, k)[:, j, p]``).  Backward routes each output's gradient
+    to its winning piece (the first one on ties).  ReLU is the special case k = 2 with
+    one piece fixed at zero; Maxout doubles (k-folds) the parameters instead.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+    k : int >= 1
+        Pieces per unit.
+    init : str or callable
+        Weight initializer for the (n_in, n_out*k) matrix (see :mod:`fastnn.init`);
+        biases start at ``bias_init``.
+    input_grad : bool
+        Whether backward computes dx (not needed for the first layer of a net).
+    seed : None, int or numpy Generator
+    dtype : float32 or float64
+    """
+
+    def __init__(self, n_in, n_out, k=2, *, init="small_random", bias_init=0.0,
+                 input_grad=True, seed=None, dtype=np.float64):
+        super().__init__(dtype)
+        self.n_in = check_positive_int(n_in, "n_in")
+        self.n_out = check_positive_int(n_out, "n_out")
+        self.k = check_positive_int(k, "k")
+        self.input_grad = bool(input_grad)
+        self.W = _init.weights(init, self.n_in, self.n_out * self.k, seed, self.dtype)
+        self.b = np.full(self.n_out * self.k, check_scalar(bias_init, "bias_init"),
+                         dtype=self.dtype)
+        self.dW = np.zeros_like(self.W)
+        self.db = np.zeros_like(self.b)
+        self._x = None
+        self._last_out = None
+
+    @property
+    def params(self):
+        return {"W": self.W, "b": self.b}
+
+    @property
+    def grads(self):
+        return {"W": self.dW, "b": self.db}
+
+    def _check_input(self, x):
+        return check_array(x, "x", ndim=2, n_cols=self.n_in, dtype=self.dtype)
+
+    def _forward(self, x):
+        n = x.shape[0]
+        z = self._buffers.get("z", n, (self.n_out * self.k,))
+        out = self._buffers.get("out", n, (self.n_out,))
+        arg = self._buffers.get("arg", n, (self.n_out,), np.int32)
+        _kernels.backend().maxout_forward(x, self.W, self.b, z, out, arg, self.k,
+                                          config._n_threads)
+        self._x, self._last_out, self._arg = x, out, arg
+        return out
+
+    def _backward(self, dout, input_grad=None):
+        n = dout.shape[0]
+        dz = self._buffers.get("dz", n, (self.n_out * self.k,))
+        want_dx = self.input_grad if input_grad is None else input_grad
+        dx = self._buffers.get("dx", n, (self.n_in,)) if want_dx else None
+        _kernels.backend().maxout_backward(dout, self._x, self.W, self._arg, dz, dx,
+                                           self.dW, self.db, self.k, config._n_threads)
+        return dx
+
+    def _repr_args(self):
+        return f"{self.n_in}, {self.n_out}, k={self.k}, dtype={self.dtype.name}"
+
+
+class BatchNorm(Layer):
+    """Batch normalization of each feature (column) over the batch, then a learned
+    scale and shift: ``out = gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    Meant to sit after a Linear layer (without activation) and before the
+    nonlinearity.  In training mode mean and var are the batch's (var biased, over N)
+    and the running averages are updated,
+    ``running = momentum * running + (1 - momentum) * batch``; in evaluation mode the
+    running averages are used instead (they start at mean 0, var 1).
+
+    Parameters
+    ----------
+    n_features : int
+    momentum : float in [0, 1)
+    eps : float > 0
+    dtype : float32 or float64
+
+    ``params`` = {"gamma": ones, "beta": zeros}, each (n_features,);
+    ``running_mean`` and ``running_var`` are state, not parameters.
+    """
+
+    def __init__(self, n_features, *, momentum=0.9, eps=1e-5, dtype=np.float64):
+        super().__init__(dtype)
+        self.n_features = check_positive_int(n_features, "n_features")
+        self.momentum = check_scalar(momentum, "momentum", low=0.0, high=1.0,
+                                     high_open=True)
+        self.eps = check_scalar(eps, "eps", low=0.0, low_open=True)
+        h = self.n_features
+        self.gamma = np.ones(h, dtype=self.dtype)
+        self.beta = np.zeros(h, dtype=self.dtype)
+        self.dgamma = np.zeros_like(self.gamma)
+        self.dbeta = np.zeros_like(self.beta)
+        self.running_mean = np.zeros(h, dtype=self.dtype)
+        self.running_var = np.ones(h, dtype=self.dtype)
+        self._mean = np.zeros(h, dtype=self.dtype)      # statistics of the last forward
+        self._inv_std = np.ones(h, dtype=self.dtype)
+        self._last_out = None
+        self._run_training = True
+
+    n_in = property(lambda self: self.n_features)
+    n_out = property(lambda self: self.n_features)
+
+    @property
+    def params(self):
+        return {"gamma": self.gamma, "beta": self.beta}
+
+    @property
+    def grads(self):
+        return {"gamma": self.dgamma, "beta": self.dbeta}
+
+    def _check_input(self, x):
+        return check_array(x, "x", ndim=2, n_cols=self.n_features, dtype=self.dtype)
+
+    def _forward(self, x):
+        n = x.shape[0]
+        out = self._buffers.get("out", n, (self.n_features,))
+        xhat = self._buffers.get("xhat", n, (self.n_features,))
+        _kernels.backend().batchnorm_forward(x, self.gamma, self.beta, self.running_mean,
+                                             self.running_var, out, xhat, self._mean,
+                                             self._inv_std, self.training, self.momentum,
+                                             self.eps, config._n_threads)
+        self._xhat, self._last_out, self._run_training = xhat, out, self.training
+        return out
+
+    def _backward(self, dout):
+        dx = self._buffers.get("dx", dout.shape[0], (self.n_features,))
+        _kernels.backend().batchnorm_backward(dout, self._xhat, self.gamma, self._inv_std,
+                                              dx, self.dgamma, self.dbeta,
+                                              self._run_training, config._n_threads)
+        return dx
+
+    def _repr_args(self):
+        return f"{self.n_features}, momentum={self.momentum}, dtype={self.dtype.name}"

@@ -2,15 +2,16 @@
 import numpy as np
 
 from ._validation import check_array, check_labels
-from .layers import ACTIVATIONS, Layer, Linear, ReLU
+from .layers import ElementwiseActivation, Layer, Linear, Maxout
 
 
 class Sequential:
     """Layers applied in order: ``scores = layers[-1](...layers[0](X))``.
 
-    A :class:`~fastnn.layers.Linear` without activation followed by a
-    :class:`~fastnn.layers.ReLU` runs as one fused affine+ReLU kernel (the ReLU layer's
-    own buffers are then not used).  All layers must share one dtype.
+    A :class:`~fastnn.layers.Linear` without activation followed by an element-wise
+    activation layer (:class:`~fastnn.layers.ReLU`, ``LeakyReLU``, ``Sigmoid``,
+    ``Tanh``) runs as one fused affine+activation kernel (the activation layer's own
+    buffers are then not used).  All layers must share one dtype.
 
     The first layer gets no input gradient unless ``backward(..., input_grad=True)``.
     """
@@ -33,13 +34,15 @@ class Sequential:
 
     @staticmethod
     def _fuse(layers):
-        """[(layer, act_code, alpha) or (layer, None, None)] with Linear+ReLU merged."""
+        """[(layer, act_code, alpha) or (layer, None, None)] with each Linear (without
+        activation) + element-wise activation pair merged into the Linear's kernel."""
         plan, i = [], 0
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, Linear) and layer._act == 0 and type(nxt) is ReLU:
-                plan.append((layer, ACTIVATIONS["relu"], 0.0))
+            if (isinstance(layer, Linear) and layer._act == 0
+                    and isinstance(nxt, ElementwiseActivation)):
+                plan.append((layer, nxt.act_code, nxt.alpha))
                 i += 2
             else:
                 plan.append((layer, None, None))
@@ -76,7 +79,7 @@ class Sequential:
     def _backward(self, dout, input_grad=False):
         for i in range(len(self._plan) - 1, -1, -1):
             layer = self._plan[i][0]
-            if i == 0 and isinstance(layer, Linear):
+            if i == 0 and isinstance(layer, (Linear, Maxout)):
                 dout = layer._backward(dout, input_grad)
             else:
                 dout = layer._backward(dout)

@@ -9,9 +9,27 @@ import numpy as np
 ACT_IDENTITY = 0
 ACT_RELU = 1
 ACT_LEAKY_RELU = 2
+ACT_SIGMOID = 3
+ACT_TANH = 4
+N_ACT = 5
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _check_act(activation, alpha):
+    if not 0 <= activation < N_ACT:
+        raise ValueError(f"activation code must be in [0, {N_ACT}), got {activation}")
+    if activation == ACT_LEAKY_RELU and not alpha >= 0:
+        raise ValueError(f"alpha (the leaky ReLU slope) must be >= 0, got {alpha}")
+
+
+def _sigmoid_act(z):
+    """1 / (1 + exp(-z)) as the activation kernels compute it: exp(-|z|) never overflows, and
+    e / (1 + e) keeps relative accuracy for z < 0."""
+    e = np.exp(-np.abs(z))
+    r = 1 / (1 + e)
+    return np.where(z >= 0, r, e * r)
 
 
 def _activate(z, activation, alpha, out):
@@ -19,20 +37,30 @@ def _activate(z, activation, alpha, out):
         np.maximum(z, 0, out=out)
     elif activation == ACT_LEAKY_RELU:
         np.copyto(out, np.where(z < 0, alpha * z, z))
+    elif activation == ACT_SIGMOID:
+        np.copyto(out, _sigmoid_act(z))
+    elif activation == ACT_TANH:
+        np.tanh(z, out=out)
     else:
         np.copyto(out, z)
 
 
 def _activation_derivative(out, activation, alpha):
+    """act'(.) from the activation's output (leaky ReLU: valid for alpha >= 0)."""
     if activation == ACT_RELU:
         return (out > 0).astype(out.dtype)
     if activation == ACT_LEAKY_RELU:
         return np.where(out > 0, 1, alpha).astype(out.dtype)
+    if activation == ACT_SIGMOID:
+        return out * (1 - out)
+    if activation == ACT_TANH:
+        return (1 - out) * (1 + out)        # as the kernels: no cancellation, no FMA
     return np.ones_like(out)
 
 
 def affine_forward(x, W, b, out, activation=ACT_IDENTITY, alpha=0.0, n_threads=1):
     """out[:] = act(x @ W + b); returns out.  See fastnn._affine.affine_forward."""
+    _check_act(activation, alpha)
     _activate(x @ W + b, activation, out.dtype.type(alpha), out)
     return out
 
@@ -40,6 +68,7 @@ def affine_forward(x, W, b, out, activation=ACT_IDENTITY, alpha=0.0, n_threads=1
 def affine_backward(dout, x, W, out, dz, dx, dW, db, activation=ACT_IDENTITY, alpha=0.0,
                     n_threads=1):
     """Gradients of out = act(x @ W + b).  See fastnn._affine.affine_backward."""
+    _check_act(activation, alpha)
     g = dout * _activation_derivative(out, activation, out.dtype.type(alpha))
     if dz is not None and activation != ACT_IDENTITY:
         dz[...] = g
@@ -376,3 +405,130 @@ def hierarchical_softmax_backward(h, W, y, paths, depths, dz, dh, dW, db, n_thre
         np.add.at(db, node, g)
         if dh is not None:
             dh[on] += g[:, None] * W[node]
+
+
+# ---- standalone activations ----
+
+def activation_forward(x, out, activation, alpha=0.0, n_threads=1):
+    """out[:] = act(x), element-wise.  See fastnn._activation.activation_forward."""
+    _check_act(activation, alpha)
+    _activate(x, activation, x.dtype.type(alpha), out)
+    return out
+
+
+def activation_backward(dout, out, dx, activation, alpha=0.0, n_threads=1):
+    """dx[:] = dout * act'(.) from the forward output.  See fastnn._activation."""
+    _check_act(activation, alpha)
+    dx[...] = dout * _activation_derivative(out, activation, out.dtype.type(alpha))
+    return dx
+
+
+def prelu_forward(x, alpha, out, n_threads=1):
+    """out = x where x > 0, alpha[c] * x elsewhere."""
+    out[...] = np.where(x > 0, x, alpha * x)
+    return out
+
+
+def prelu_backward(dout, x, alpha, dx, dalpha, n_threads=1):
+    """dalpha = column sums of dout * x where x <= 0; dx (unless None) = dout * slope."""
+    # summing axis 0 of a C-contiguous array adds the rows in order, like the kernel
+    dalpha[...] = np.where(x > 0, 0, dout * x).sum(axis=0)
+    if dx is not None:
+        dx[...] = np.where(x > 0, dout, alpha * dout)
+    return dx
+
+
+# ---- maxout ----
+
+def _maxout_units(W, k):
+    if k < 1:
+        raise ValueError(f"k (pieces per unit) must be >= 1, got {k}")
+    if W.shape[1] % k:
+        raise ValueError(f"W has {W.shape[1]} columns, not a multiple of k = {k}")
+    return W.shape[1] // k
+
+
+def maxout_forward(x, W, b, z, out, arg, k, n_threads=1):
+    """out[i, j] = max_p (x @ W + b)[i, j*k + p]; z = x @ W; arg = winning p (first on
+    ties).  See fastnn._maxout.maxout_forward."""
+    h = _maxout_units(W, k)
+    np.matmul(x, W, out=z)
+    pieces = (z + b).reshape(x.shape[0], h, k)
+    arg[...] = np.argmax(pieces, axis=2)          # argmax returns the first maximum
+    out[...] = np.take_along_axis(pieces, arg[..., None].astype(np.intp), axis=2)[..., 0]
+    return out
+
+
+def maxout_backward(dout, x, W, arg, dz, dx, dW, db, k, n_threads=1):
+    """Route dout to each unit's winning piece, then the affine gradients."""
+    h = _maxout_units(W, k)
+    if np.any((arg < 0) | (arg >= k)):
+        raise ValueError(f"arg holds a piece index outside [0, {k})")
+    dz[...] = 0
+    pieces = dz.reshape(dout.shape[0], h, k)
+    np.put_along_axis(pieces, arg[..., None].astype(np.intp), dout[..., None], axis=2)
+    db[...] = dz.sum(axis=0)
+    dW[...] = x.T @ dz
+    if dx is not None:
+        dx[...] = dz @ W.T
+
+
+# ---- batch normalization ----
+
+def _check_bn_hyper(momentum, eps):
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if not eps > 0.0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, out, xhat, mean, inv_std,
+                      training, momentum, eps, n_threads=1):
+    """Batch normalization forward.  See fastnn._batchnorm.batchnorm_forward."""
+    _check_bn_hyper(momentum, eps)
+    t = x.dtype.type
+    n = x.shape[0]
+    if training:
+        mean[...] = x.sum(axis=0) / n
+        var = ((x - mean) ** 2).sum(axis=0) / n
+        m = t(momentum)
+        running_mean[...] = m * running_mean + (1 - m) * mean
+        running_var[...] = m * running_var + (1 - m) * var
+    else:
+        mean[...] = running_mean
+        var = running_var
+    inv_std[...] = 1 / np.sqrt(var + t(eps))
+    xhat[...] = (x - mean) * inv_std
+    out[...] = gamma * xhat + beta
+    return out
+
+
+def batchnorm_backward(dout, xhat, gamma, inv_std, dx, dgamma, dbeta, training,
+                       n_threads=1):
+    """Batch normalization backward.  See fastnn._batchnorm.batchnorm_backward."""
+    n = dout.shape[0]
+    dbeta[...] = dout.sum(axis=0)
+    dgamma[...] = (dout * xhat).sum(axis=0)
+    if dx is not None:
+        if training:
+            dx[...] = gamma * inv_std * (dout - dbeta / n - xhat * (dgamma / n))
+        else:
+            dx[...] = gamma * inv_std * dout
+    return dx
+
+
+# ---- dropout with an explicit scale (vanilla dropout: scale 1) ----
+
+def dropout_forward_scaled(x, out, mask, p, scale, seed, step, n_threads=1):
+    """out = x * mask * scale with dropout_forward's mask.  See fastnn._dropout."""
+    thr = keep_threshold(p)
+    keep = dropout_draws(x.size, seed, step).reshape(x.shape) < np.uint64(thr)
+    mask[...] = keep
+    out[...] = np.where(keep, x * x.dtype.type(scale), x.dtype.type(0))
+    return out
+
+
+def dropout_backward_scaled(dout, mask, dx, scale, n_threads=1):
+    """dx = dout * mask * scale."""
+    dx[...] = np.where(mask != 0, dout * dout.dtype.type(scale), dout.dtype.type(0))
+    return dx

@@ -1,4 +1,5 @@
-# Fused affine + element-wise activation, forward and backward.
+# Fused affine + element-wise activation, forward and backward
+# (identity, relu, leaky_relu, sigmoid, tanh: the codes of _common.pxd).
 #
 #   forward:  out = act(x @ W + b)                    x (N, D), W (D, H), b (H,), out (N, H)
 #   backward: dz = dout * act'(out);  db = sum_rows dz;  dW = x.T @ dz;  dx = dz @ W.T
@@ -12,16 +13,13 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (act_backward_cols, bias_act_rows, check, check_float, check_shape, gemm,
-                      split, threads_for)
+from _common cimport (ACT_IDENTITY, ACT_SIGMOID, act_backward_cols, bias_act_rows, check,
+                      check_act, check_float, check_shape, gemm, split, threads_for)
 
 cnp.import_array()
 
-# Activation codes shared with fastnn._kernels and fastnn.reference.
-ACT_IDENTITY = 0
-ACT_RELU = 1
-ACT_LEAKY_RELU = 2
-DEF N_ACT = 3
+# Activation codes: the enum of _common.pxd, mirrored by fastnn.layers.ACTIVATIONS and
+# fastnn.reference.
 
 
 cdef void _forward(const floating* x, const floating* w, const floating* b, floating* out,
@@ -29,7 +27,8 @@ cdef void _forward(const floating* x, const floating* w, const floating* b, floa
                    int n_threads) noexcept nogil:
     gemm(False, False, <int>n, <int>h, <int>d, <floating>1, x, <int>d, w, <int>h,
          <floating>0, out, <int>h)
-    cdef int nt = threads_for(n * h, n_threads)
+    # sigmoid/tanh cost an exp per element: worth threads at smaller sizes
+    cdef int nt = threads_for(n * h * (1 if act < ACT_SIGMOID else 8), n_threads)
     cdef int t
     cdef Py_ssize_t r0, r1
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
@@ -68,26 +67,21 @@ cdef void _backward(const floating* dout, const floating* x, const floating* w,
              <floating>0, dx, <int>d)
 
 
-cdef int _check_act(int act, double alpha) except -1:
-    if act < 0 or act >= N_ACT:
-        raise ValueError(f"activation code must be in [0, {N_ACT}), got {act}")
-    return 0
-
-
 def affine_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b not None,
-                   cnp.ndarray out not None, int activation=ACT_IDENTITY, double alpha=0.0,
+                   cnp.ndarray out not None, int activation=0, double alpha=0.0,
                    int n_threads=1):
     """out[:] = act(x @ W + b); returns out.
 
     x (N, D), W (D, H), b (H,), out (N, H): C-contiguous, one dtype (float32 or float64).
-    activation: ACT_IDENTITY, ACT_RELU or ACT_LEAKY_RELU (slope `alpha` below zero).
+    activation: 0 identity, 1 relu, 2 leaky_relu (slope `alpha` >= 0 below zero),
+    3 sigmoid, 4 tanh.
     """
     cdef int t = check_float(x, "x")
     check(x, "x", 2, t)
     check(W, "W", 2, t)
     check(b, "b", 1, t)
     check(out, "out", 2, t, True)
-    _check_act(activation, alpha)
+    check_act(activation, alpha)
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], h = W.shape[1]
     check_shape(W, "W", d, h)
     check_shape(b, "b", h)
@@ -108,11 +102,11 @@ def affine_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b
 def affine_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
                     cnp.ndarray W not None, cnp.ndarray out not None, cnp.ndarray dz,
                     cnp.ndarray dx, cnp.ndarray dW not None, cnp.ndarray db not None,
-                    int activation=ACT_IDENTITY, double alpha=0.0, int n_threads=1):
+                    int activation=0, double alpha=0.0, int n_threads=1):
     """Gradients of out = act(x @ W + b) given dout = dL/dout.
 
     Writes dW (D, H), db (H,) and, unless dx is None, dx (N, D).  dz (N, H) is scratch
-    for dL/d(x @ W + b); it may be None when activation is ACT_IDENTITY.  `out` is the
+    for dL/d(x @ W + b); it may be None when activation is 0 (identity).  `out` is the
     forward output (the activation's derivative is computed from it).
     """
     cdef int t = check_float(dout, "dout")
@@ -122,7 +116,7 @@ def affine_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
     check(out, "out", 2, t)
     check(dW, "dW", 2, t, True)
     check(db, "db", 1, t, True)
-    _check_act(activation, alpha)
+    check_act(activation, alpha)
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], h = W.shape[1]
     check_shape(W, "W", d, h)
     check_shape(dout, "dout", n, h)

@@ -11,6 +11,10 @@ cdef extern from "fastnn_math.h" nogil:
     int fnn_omp_num_procs()
     float fnn_expf(float x)
     double fnn_exp(double x)
+    float fnn_tanhf(float x)
+    double fnn_tanh(double x)
+    float fnn_sigmoidf(float x)
+    double fnn_sigmoid(double x)
     unsigned long long fnn_mix64(unsigned long long z)
     unsigned long long fnn_dropout_key(unsigned long long seed, unsigned long long step)
     unsigned long long FNN_GOLDEN
@@ -188,3 +192,168 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
               &beta, c, &ldc)
 
 
+# ---- activations, normalization and maxout loops (fastnn_loops.inc) ----
+# Activation codes, shared with fastnn.layers.ACTIVATIONS and fastnn.reference.
+# Derivatives are read off the activation's *output* o, which is why leaky ReLU needs
+# alpha >= 0 (then o > 0 exactly when the input was > 0).
+cdef enum:
+    ACT_IDENTITY = 0
+    ACT_RELU = 1
+    ACT_LEAKY_RELU = 2
+    ACT_SIGMOID = 3
+    ACT_TANH = 4
+    N_ACT = 5
+
+
+cdef inline int check_act(int act, double alpha) except -1:
+    """Raise unless act is a known code (and alpha >= 0 for leaky ReLU, see above)."""
+    if act < 0 or act >= N_ACT:
+        raise ValueError(f"activation code must be in [0, {<int>N_ACT}), got {act}")
+    if act == ACT_LEAKY_RELU and not alpha >= 0:
+        raise ValueError(f"alpha (the leaky ReLU slope) must be >= 0, got {alpha}")
+    return 0
+
+
+from libc.stdint cimport int32_t
+
+cdef extern from "fastnn_loops.h" nogil:
+    void fnn_act_forward_f32(const float* x, float* y, Py_ssize_t n, int act, float alpha)
+    void fnn_act_forward_f64(const double* x, double* y, Py_ssize_t n, int act, double alpha)
+    void fnn_act_backward_f32(const float* g, const float* o, float* dx, Py_ssize_t n, int act,
+                              float alpha)
+    void fnn_act_backward_f64(const double* g, const double* o, double* dx, Py_ssize_t n,
+                              int act, double alpha)
+    void fnn_prelu_rows_f32(const float* x, const float* alpha, float* out, Py_ssize_t rows,
+                            Py_ssize_t h)
+    void fnn_prelu_rows_f64(const double* x, const double* alpha, double* out,
+                            Py_ssize_t rows, Py_ssize_t h)
+    void fnn_prelu_backward_cols_f32(const float* dout, const float* x, const float* alpha,
+                                     float* dx, float* dalpha, Py_ssize_t n, Py_ssize_t h,
+                                     Py_ssize_t c0, Py_ssize_t c1)
+    void fnn_prelu_backward_cols_f64(const double* dout, const double* x, const double* alpha,
+                                     double* dx, double* dalpha, Py_ssize_t n, Py_ssize_t h,
+                                     Py_ssize_t c0, Py_ssize_t c1)
+    void fnn_bn_col_stats_f32(const float* x, float* mean, float* var, Py_ssize_t n,
+                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1)
+    void fnn_bn_col_stats_f64(const double* x, double* mean, double* var, Py_ssize_t n,
+                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1)
+    void fnn_bn_normalize_rows_f32(const float* x, const float* gamma, const float* beta,
+                                   const float* mean, const float* inv_std, float* xhat,
+                                   float* out, Py_ssize_t rows, Py_ssize_t h)
+    void fnn_bn_normalize_rows_f64(const double* x, const double* gamma, const double* beta,
+                                   const double* mean, const double* inv_std, double* xhat,
+                                   double* out, Py_ssize_t rows, Py_ssize_t h)
+    void fnn_bn_backward_cols_f32(const float* dout, const float* xhat, float* dgamma,
+                                  float* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                  Py_ssize_t c1)
+    void fnn_bn_backward_cols_f64(const double* dout, const double* xhat, double* dgamma,
+                                  double* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                  Py_ssize_t c1)
+    void fnn_bn_dx_rows_f32(const float* dout, const float* xhat, const float* gamma,
+                            const float* inv_std, const float* dgamma, const float* dbeta,
+                            float* dx, Py_ssize_t rows, Py_ssize_t h, Py_ssize_t n_total,
+                            int training)
+    void fnn_bn_dx_rows_f64(const double* dout, const double* xhat, const double* gamma,
+                            const double* inv_std, const double* dgamma, const double* dbeta,
+                            double* dx, Py_ssize_t rows, Py_ssize_t h, Py_ssize_t n_total,
+                            int training)
+    void fnn_maxout_rows_f32(const float* z, const float* b, float* out, int32_t* arg,
+                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k)
+    void fnn_maxout_rows_f64(const double* z, const double* b, double* out, int32_t* arg,
+                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k)
+    void fnn_maxout_scatter_cols_f32(const float* dout, const int32_t* arg, float* dz,
+                                     float* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
+                                     Py_ssize_t j0, Py_ssize_t j1)
+    void fnn_maxout_scatter_cols_f64(const double* dout, const int32_t* arg, double* dz,
+                                     double* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
+                                     Py_ssize_t j0, Py_ssize_t j1)
+
+
+cdef inline void act_forward(const floating* x, floating* y, Py_ssize_t n, int act,
+                             floating alpha) noexcept nogil:
+    if floating is float:
+        fnn_act_forward_f32(x, y, n, act, alpha)
+    else:
+        fnn_act_forward_f64(x, y, n, act, alpha)
+
+
+cdef inline void act_backward(const floating* g, const floating* o, floating* dx,
+                              Py_ssize_t n, int act, floating alpha) noexcept nogil:
+    if floating is float:
+        fnn_act_backward_f32(g, o, dx, n, act, alpha)
+    else:
+        fnn_act_backward_f64(g, o, dx, n, act, alpha)
+
+
+cdef inline void prelu_rows(const floating* x, const floating* alpha, floating* out,
+                            Py_ssize_t rows, Py_ssize_t h) noexcept nogil:
+    if floating is float:
+        fnn_prelu_rows_f32(x, alpha, out, rows, h)
+    else:
+        fnn_prelu_rows_f64(x, alpha, out, rows, h)
+
+
+cdef inline void prelu_backward_cols(const floating* dout, const floating* x,
+                                     const floating* alpha, floating* dx, floating* dalpha,
+                                     Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                     Py_ssize_t c1) noexcept nogil:
+    if floating is float:
+        fnn_prelu_backward_cols_f32(dout, x, alpha, dx, dalpha, n, h, c0, c1)
+    else:
+        fnn_prelu_backward_cols_f64(dout, x, alpha, dx, dalpha, n, h, c0, c1)
+
+
+cdef inline void bn_col_stats(const floating* x, floating* mean, floating* var, Py_ssize_t n,
+                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    if floating is float:
+        fnn_bn_col_stats_f32(x, mean, var, n, h, c0, c1)
+    else:
+        fnn_bn_col_stats_f64(x, mean, var, n, h, c0, c1)
+
+
+cdef inline void bn_normalize_rows(const floating* x, const floating* gamma,
+                                   const floating* beta, const floating* mean,
+                                   const floating* inv_std, floating* xhat, floating* out,
+                                   Py_ssize_t rows, Py_ssize_t h) noexcept nogil:
+    if floating is float:
+        fnn_bn_normalize_rows_f32(x, gamma, beta, mean, inv_std, xhat, out, rows, h)
+    else:
+        fnn_bn_normalize_rows_f64(x, gamma, beta, mean, inv_std, xhat, out, rows, h)
+
+
+cdef inline void bn_backward_cols(const floating* dout, const floating* xhat, floating* dgamma,
+                                  floating* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
+                                  Py_ssize_t c1) noexcept nogil:
+    if floating is float:
+        fnn_bn_backward_cols_f32(dout, xhat, dgamma, dbeta, n, h, c0, c1)
+    else:
+        fnn_bn_backward_cols_f64(dout, xhat, dgamma, dbeta, n, h, c0, c1)
+
+
+cdef inline void bn_dx_rows(const floating* dout, const floating* xhat, const floating* gamma,
+                            const floating* inv_std, const floating* dgamma,
+                            const floating* dbeta, floating* dx, Py_ssize_t rows, Py_ssize_t h,
+                            Py_ssize_t n_total, bint training) noexcept nogil:
+    if floating is float:
+        fnn_bn_dx_rows_f32(dout, xhat, gamma, inv_std, dgamma, dbeta, dx, rows, h, n_total,
+                           training)
+    else:
+        fnn_bn_dx_rows_f64(dout, xhat, gamma, inv_std, dgamma, dbeta, dx, rows, h, n_total,
+                           training)
+
+
+cdef inline void maxout_rows(const floating* z, const floating* b, floating* out, int32_t* arg,
+                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k) noexcept nogil:
+    if floating is float:
+        fnn_maxout_rows_f32(z, b, out, arg, rows, h, k)
+    else:
+        fnn_maxout_rows_f64(z, b, out, arg, rows, h, k)
+
+
+cdef inline void maxout_scatter_cols(const floating* dout, const int32_t* arg, floating* dz,
+                                     floating* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
+                                     Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    if floating is float:
+        fnn_maxout_scatter_cols_f32(dout, arg, dz, db, n, h, k, j0, j1)
+    else:
+        fnn_maxout_scatter_cols_f64(dout, arg, dz, db, n, h, k, j0, j1)

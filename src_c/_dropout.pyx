@@ -115,3 +115,54 @@ def dropout_backward(cnp.ndarray dout not None, cnp.ndarray mask not None,
 def dropout_key(uint64_t seed, uint64_t step):
     """The generator key for (seed, step), exposed so tests can pin the NumPy twin to it."""
     return fnn_dropout_key(seed, step)
+
+
+def dropout_forward_scaled(cnp.ndarray x not None, cnp.ndarray out not None,
+                           cnp.ndarray mask not None, double p, double scale, uint64_t seed,
+                           uint64_t step, int n_threads=1):
+    """out = x * mask * scale with the mask of dropout_forward (same p, seed, step).
+
+    scale = 1/p is inverted dropout (dropout_forward); scale = 1 is the notes' "vanilla"
+    dropout, which instead multiplies by p at test time.  Returns out.
+    """
+    cdef int t = check_float(x, "x")
+    cdef int nd = cnp.PyArray_NDIM(x)
+    check(x, "x", nd, t)
+    check(out, "out", nd, t, True)
+    check(mask, "mask", nd, cnp.NPY_UINT8, True)
+    check_same_shape(x, out, "x", "out")
+    check_same_shape(x, mask, "x", "mask")
+    cdef uint64_t thr = keep_threshold(p)
+    cdef uint64_t key = fnn_dropout_key(seed, step)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out),
+                     <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr, <float>scale, n_threads)
+    else:
+        with nogil:
+            _forward(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out),
+                     <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr, scale, n_threads)
+    return out
+
+
+def dropout_backward_scaled(cnp.ndarray dout not None, cnp.ndarray mask not None,
+                            cnp.ndarray dx not None, double scale, int n_threads=1):
+    """dx = dout * mask * scale (the backward of dropout_forward_scaled).  Returns dx."""
+    cdef int t = check_float(dout, "dout")
+    cdef int nd = cnp.PyArray_NDIM(dout)
+    check(dout, "dout", nd, t)
+    check(mask, "mask", nd, cnp.NPY_UINT8)
+    check(dx, "dx", nd, t, True)
+    check_same_shape(dout, mask, "dout", "mask")
+    check_same_shape(dout, dx, "dout", "dx")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(dout)
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            _backward(<float*>cnp.PyArray_DATA(dout), <uint8_t*>cnp.PyArray_DATA(mask),
+                      <float*>cnp.PyArray_DATA(dx), n, <float>scale, n_threads)
+    else:
+        with nogil:
+            _backward(<double*>cnp.PyArray_DATA(dout), <uint8_t*>cnp.PyArray_DATA(mask),
+                      <double*>cnp.PyArray_DATA(dx), n, scale, n_threads)
+    return dx

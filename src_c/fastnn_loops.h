@@ -33,20 +33,28 @@
 #define FNN_(name) name##_f32
 #define FNN_EXP fnn_expf
 #define FNN_LOG logf
+#define FNN_TANH fnn_tanhf
+#define FNN_SIGMOID fnn_sigmoidf
 #include "fastnn_loops.inc"
 #undef T
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_LOG
+#undef FNN_TANH
+#undef FNN_SIGMOID
 
 #define T double
 #define FNN_(name) name##_f64
 #define FNN_EXP fnn_exp
 #define FNN_LOG log
+#define FNN_TANH fnn_tanh
+#define FNN_SIGMOID fnn_sigmoid
 #include "fastnn_loops.inc"
 #undef T
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_LOG
+#undef FNN_TANH
+#undef FNN_SIGMOID
 
 #endif
