@@ -56,20 +56,18 @@ class BatchBuffers:
         return view
 
 
-class Layer:
-    """Base class.  Subclasses implement _forward/_backward and list their parameters."""
+class Parametrized:
+    """Parameter and mode bookkeeping shared by layers and losses that own parameters.
+
+    Subclasses define ``params`` and ``grads`` (dicts of their own arrays) and set
+    ``dtype``."""
 
     #: True in training mode, False in evaluation mode (dropout, batch norm differ).
     training = True
 
-    def __init__(self, dtype=np.float64):
-        self.dtype = float_dtype(dtype)
-        self._buffers = BatchBuffers(self.dtype)
-
-    # -- parameters ---------------------------------------------------------------
     @property
     def params(self):
-        """Parameters by name (the layer's own arrays: write into them, in place)."""
+        """Parameters by name (the object's own arrays: write into them, in place)."""
         return {}
 
     @property
@@ -94,13 +92,20 @@ class Layer:
                                  f"{params[name].shape}")
             params[name][...] = value
 
-    # -- modes --------------------------------------------------------------------
     def train(self, mode=True):
         self.training = bool(mode)
         return self
 
     def eval(self):
         return self.train(False)
+
+
+class Layer(Parametrized):
+    """Base class.  Subclasses implement _forward/_backward and list their parameters."""
+
+    def __init__(self, dtype=np.float64):
+        self.dtype = float_dtype(dtype)
+        self._buffers = BatchBuffers(self.dtype)
 
     # -- passes -------------------------------------------------------------------
     def forward(self, x):

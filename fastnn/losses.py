@@ -24,7 +24,7 @@ import numpy as np
 from . import _kernels, config, init as _init
 from ._validation import (check_array, check_binary_labels, check_labels,
                           check_positive_int, check_scalar, float_dtype)
-from .layers import BatchBuffers
+from .layers import BatchBuffers, Parametrized
 from .reference import _log_sigmoid
 
 
@@ -272,7 +272,7 @@ def compile_tree(tree, n_classes):
     return built[0], paths, codes, depths
 
 
-class HierarchicalSoftmax:
+class HierarchicalSoftmax(Parametrized):
     """Hierarchical softmax: a layer and a loss in one, for many classes.
 
     The classes are the leaves of a binary tree; each of its K - 1 internal nodes holds
@@ -308,7 +308,6 @@ class HierarchicalSoftmax:
     then writes ``grads`` and returns dL/dh (N, D), a buffer owned by this object.
     """
 
-    training = True
 
     def __init__(self, n_in, n_classes, *, tree=None, init="small_random", seed=None,
                  dtype=np.float64):
@@ -332,37 +331,11 @@ class HierarchicalSoftmax:
     # -- parameters (as a layer) ------------------------------------------------------
     @property
     def params(self):
-        """Parameters by name (the object's own arrays: write into them, in place)."""
         return {"W": self.W, "b": self.b}
 
     @property
     def grads(self):
-        """Gradients by name, written by the last backward."""
         return {"W": self.dW, "b": self.db}
-
-    @property
-    def n_params(self):
-        return self.W.size + self.b.size
-
-    def set_params(self, **values):
-        """Copy new values into named parameters (shape must match; dtype converts)."""
-        params = self.params
-        for name, value in values.items():
-            if name not in params:
-                raise ValueError(f"HierarchicalSoftmax has no parameter {name!r}; "
-                                 f"it has {sorted(params)}")
-            value = check_array(value, name, dtype=self.dtype)
-            if value.shape != params[name].shape:
-                raise ValueError(f"{name} has shape {value.shape}, expected "
-                                 f"{params[name].shape}")
-            params[name][...] = value
-
-    def train(self, mode=True):
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     # -- loss -------------------------------------------------------------------------
     def _check_h(self, h):

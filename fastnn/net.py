@@ -1,8 +1,9 @@
 """Networks: a stack of layers run as one forward and one backward pass."""
 import numpy as np
 
-from ._validation import check_array, check_labels
-from .layers import ElementwiseActivation, Layer, Linear, Maxout
+from ._validation import check_array, check_labels, check_positive_int, check_random_state
+from .layers import (BatchNorm, Dropout, ElementwiseActivation, Layer, LeakyReLU, Linear, Maxout,
+                     ReLU, Sigmoid, Tanh)
 
 
 class Sequential:
@@ -139,3 +140,64 @@ class Sequential:
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n  {inner}\n])"
+
+
+_ACTIVATION_LAYERS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+#: The notes' advice: He initialization for the ReLU family, Glorot for sigmoid/tanh.
+_DEFAULT_INIT = {"relu": "he_normal", "leaky_relu": "he_normal", "sigmoid": "glorot_normal",
+                 "tanh": "glorot_normal"}
+
+
+class MLP(Sequential):
+    """A fully connected net from its layer sizes, e.g. ``MLP([3, 4, 4, 1])`` is the
+    notes' 3-layer net (two hidden layers of 4): Linear layers with ``activation``
+    between them and none after the last (it gives the scores).
+
+    Parameters
+    ----------
+    sizes : sequence of int, at least 2: inputs, hidden widths..., outputs
+    activation : "relu" (default), "leaky_relu", "sigmoid" or "tanh"
+    init : initializer name or callable; default He for the ReLU family, Glorot for
+        sigmoid and tanh (see :mod:`fastnn.init`)
+    dropout : None or the probability p of *keeping* a hidden unit (inverted dropout
+        after every hidden activation)
+    batch_norm : insert BatchNorm after every hidden Linear, before its activation
+    alpha : leaky ReLU's slope
+    seed : None, int or numpy Generator (weights and dropout masks)
+    dtype : float32 or float64
+
+    Hidden Linear layers without batch norm run fused with their activation.
+    """
+
+    def __init__(self, sizes, *, activation="relu", init=None, dropout=None,
+                 batch_norm=False, alpha=0.01, seed=None, dtype=np.float64):
+        try:
+            sizes = [check_positive_int(s, "sizes") for s in sizes]
+        except TypeError:
+            if not hasattr(sizes, "__iter__"):
+                raise TypeError("sizes must be a sequence of layer widths, got "
+                                f"{type(sizes).__name__}") from None
+            raise
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least 2 entries (inputs, outputs), got {sizes}")
+        if activation not in _ACTIVATION_LAYERS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of "
+                             f"{sorted(_ACTIVATION_LAYERS)}")
+        init = _DEFAULT_INIT[activation] if init is None else init
+        rng = check_random_state(seed)
+        act_kwargs = {"alpha": alpha} if activation == "leaky_relu" else {}
+        layers = []
+        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+            if batch_norm:
+                layers += [Linear(n_in, n_out, init=init, seed=rng, dtype=dtype),
+                           BatchNorm(n_out, dtype=dtype),
+                           _ACTIVATION_LAYERS[activation](dtype=dtype, **act_kwargs)]
+            else:
+                layers.append(Linear(n_in, n_out, activation=activation, init=init, seed=rng,
+                                     dtype=dtype, **act_kwargs))
+            if dropout is not None:
+                layers.append(Dropout(dropout, seed=rng, dtype=dtype))
+        layers.append(Linear(sizes[-2], sizes[-1], init=init, seed=rng, dtype=dtype))
+        super().__init__(layers)
+        self.sizes = sizes
+        self.activation = activation

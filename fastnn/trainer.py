@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validation import check_array, check_positive_int, check_scalar
-from .layers import Linear
 from .optim import SGD
 from .regularization import L2
 from .regularization import get as get_regularizer
@@ -30,10 +29,10 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
                      log_every=0, log=print, callback=None):
     """Full-batch gradient descent, as in the notes' case study.
 
-    Each step: scores = net(X); L = loss(scores, y) + the regularization penalty of every
-    Linear layer; backpropagate; ``param -= step_size * grad`` for every parameter; then
-    every constraint (max-norm) projects the weights it governs.  With the defaults the
-    penalty is the notes' ``0.5 * reg * sum(W**2)`` over every Linear layer's W, reg 1e-3.
+    Each step: scores = net(X); L = loss(scores, y) + the regularization penalty of
+    every layer with weights; backpropagate; ``param -= step_size * grad`` for every
+    parameter; then every constraint (max-norm) projects the weights it governs.  With the defaults the
+    penalty is the notes' ``0.5 * reg * sum(W**2)`` over every layer's W, reg 1e-3.
 
     Parameters
     ----------
@@ -50,9 +49,10 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
         Give reg or regularizer, not both.
     regularizer : None, a fastnn.regularization regularizer, or a list of them
         The global regularizer, e.g. ``ElasticNet(1e-4, 1e-3)`` or
-        ``[L2(1e-3), MaxNorm(3)]``; ``regularization.NONE`` (or reg=0) for none.  A Linear layer built with ``regularizer=`` uses its
-        own instead (``regularization.NONE`` exempts it); biases are regularized only in
-        layers built with ``regularize_bias=True``.  Constraints apply to W only.
+        ``[L2(1e-3), MaxNorm(3)]``; ``regularization.NONE`` (or reg=0) for none.  A
+        Linear layer built with ``regularizer=`` uses its own instead
+        (``regularization.NONE`` exempts it); biases are regularized only in layers
+        built with ``regularize_bias=True``.  Constraints apply to W only.
     log_every : int
         Print "iteration i: loss L" every this many steps (0: silent).
     callback : callable(step, loss) or None, called after every step.
@@ -109,10 +109,12 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
 def _regularized(net, regularizer):
     """What a step regularizes: ([(regularizer, param, grad)] for the penalties,
     [(regularizer, W)] for the constraints), from the global regularizer and each
-    Linear layer's ``regularizer`` / ``regularize_bias``."""
+    layer's ``regularizer`` / ``regularize_bias``.  Every layer with a weight matrix
+    ``W`` (Linear, Maxout) is regularized; gains and shifts (BatchNorm, PReLU) are not."""
     penalized, constrained = [], []
     for layer in net.layers:
-        if not isinstance(layer, Linear):
+        params = layer.params
+        if "W" not in params:
             continue
         r = getattr(layer, "regularizer", None)
         r = regularizer if r is None else r
