@@ -124,7 +124,9 @@ class Layer(Parametrized):
         return self._backward(dout)
 
     def _check_input(self, x):
-        return check_array(x, "x", ndim=2, dtype=self.dtype)
+        """x as (N, n_in) of the layer's dtype (any width when the layer has no n_in)."""
+        return check_array(x, "x", ndim=2, n_cols=getattr(self, "n_in", None),
+                           dtype=self.dtype)
 
     def __repr__(self):
         return f"{type(self).__name__}({self._repr_args()})"
@@ -133,7 +135,24 @@ class Layer(Parametrized):
         return ""
 
 
-class Linear(Layer):
+class HasWeights(Parametrized):
+    """Owns a weight matrix ``W`` and a bias ``b`` with their gradients ``dW``, ``db``
+    (Linear, Maxout, HierarchicalSoftmax)."""
+
+    def _own_weights(self, W, b):
+        self.W, self.b = W, b
+        self.dW, self.db = np.zeros_like(W), np.zeros_like(b)
+
+    @property
+    def params(self):
+        return {"W": self.W, "b": self.b}
+
+    @property
+    def grads(self):
+        return {"W": self.dW, "b": self.db}
+
+
+class Linear(HasWeights, Layer):
     """Fully connected layer, optionally fused with its activation:
     ``out = act(x @ W + b)`` with x (N, n_in), W (n_in, n_out), b (n_out,).
 
@@ -174,23 +193,11 @@ class Linear(Layer):
         self.regularizer = (None if regularizer is None
                             else _regularization.get(regularizer, "regularizer"))
         self.regularize_bias = bool(regularize_bias)
-        self.W = _init.weights(init, self.n_in, self.n_out, seed, self.dtype)
-        self.b = np.full(self.n_out, check_scalar(bias_init, "bias_init"), dtype=self.dtype)
-        self.dW = np.zeros_like(self.W)
-        self.db = np.zeros_like(self.b)
+        self._own_weights(_init.weights(init, self.n_in, self.n_out, seed, self.dtype),
+                          np.full(self.n_out, check_scalar(bias_init, "bias_init"),
+                                  dtype=self.dtype))
         self._x = None
         self._last_out = None
-
-    @property
-    def params(self):
-        return {"W": self.W, "b": self.b}
-
-    @property
-    def grads(self):
-        return {"W": self.dW, "b": self.db}
-
-    def _check_input(self, x):
-        return check_array(x, "x", ndim=2, n_cols=self.n_in, dtype=self.dtype)
 
     def _forward(self, x, act=None, alpha=None):
         """act/alpha override the layer's own activation (used when a container fuses
@@ -416,7 +423,7 @@ class PReLU(Layer):
         return f"{self.n_units}, dtype={self.dtype.name}"
 
 
-class Maxout(Layer):
+class Maxout(HasWeights, Layer):
     """Maxout units: each of the n_out outputs is the max of k affine pieces,
     ``out[:, j] = max_p (x @ W + b)[:, j*k + p]``.
 
@@ -446,24 +453,11 @@ class Maxout(Layer):
         self.n_out = check_positive_int(n_out, "n_out")
         self.k = check_positive_int(k, "k")
         self.input_grad = bool(input_grad)
-        self.W = _init.weights(init, self.n_in, self.n_out * self.k, seed, self.dtype)
-        self.b = np.full(self.n_out * self.k, check_scalar(bias_init, "bias_init"),
-                         dtype=self.dtype)
-        self.dW = np.zeros_like(self.W)
-        self.db = np.zeros_like(self.b)
+        self._own_weights(_init.weights(init, self.n_in, self.n_out * self.k, seed, self.dtype),
+                          np.full(self.n_out * self.k, check_scalar(bias_init, "bias_init"),
+                                  dtype=self.dtype))
         self._x = None
         self._last_out = None
-
-    @property
-    def params(self):
-        return {"W": self.W, "b": self.b}
-
-    @property
-    def grads(self):
-        return {"W": self.dW, "b": self.db}
-
-    def _check_input(self, x):
-        return check_array(x, "x", ndim=2, n_cols=self.n_in, dtype=self.dtype)
 
     def _forward(self, x):
         n = x.shape[0]
@@ -537,9 +531,6 @@ class BatchNorm(Layer):
     @property
     def grads(self):
         return {"gamma": self.dgamma, "beta": self.dbeta}
-
-    def _check_input(self, x):
-        return check_array(x, "x", ndim=2, n_cols=self.n_features, dtype=self.dtype)
 
     def _forward(self, x):
         n = x.shape[0]

@@ -24,7 +24,7 @@ import numpy as np
 from . import _kernels, config, init as _init
 from ._validation import (check_array, check_binary_labels, check_labels,
                           check_positive_int, check_scalar, float_dtype)
-from .layers import BatchBuffers, Parametrized
+from .layers import BatchBuffers, HasWeights
 from .reference import _log_sigmoid
 
 
@@ -272,7 +272,7 @@ def compile_tree(tree, n_classes):
     return built[0], paths, codes, depths
 
 
-class HierarchicalSoftmax(Parametrized):
+class HierarchicalSoftmax(HasWeights):
     """Hierarchical softmax: a layer and a loss in one, for many classes.
 
     The classes are the leaves of a binary tree; each of its K - 1 internal nodes holds
@@ -318,24 +318,13 @@ class HierarchicalSoftmax(Parametrized):
             tree = balanced_tree(self.n_classes)
         self.tree, self.paths, self.codes, self.depths = compile_tree(tree, self.n_classes)
         self.n_nodes = self.n_classes - 1
-        self.W = np.ascontiguousarray(
-            _init.weights(init, self.n_in, self.n_nodes, seed, self.dtype).T)
-        self.b = np.zeros(self.n_nodes, dtype=self.dtype)
-        self.dW = np.zeros_like(self.W)
-        self.db = np.zeros_like(self.b)
+        self._own_weights(np.ascontiguousarray(
+            _init.weights(init, self.n_in, self.n_nodes, seed, self.dtype).T),
+            np.zeros(self.n_nodes, dtype=self.dtype))
         self._buffers = BatchBuffers(self.dtype)
         self._h = self._y = self._dz = None
         self.row_loss = None
         self.dh = None
-
-    # -- parameters (as a layer) ------------------------------------------------------
-    @property
-    def params(self):
-        return {"W": self.W, "b": self.b}
-
-    @property
-    def grads(self):
-        return {"W": self.dW, "b": self.db}
 
     # -- loss -------------------------------------------------------------------------
     def _check_h(self, h):
