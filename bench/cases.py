@@ -309,7 +309,7 @@ def spiral_case(dtype=np.float64):
     return Case(
         key=f"spiral-{tag}",
         title=f"a. spiral training step: 300x2 -> 100 ReLU -> 3, full batch, {dtype.name}",
-        unit="us", inner=50, reps=40, quick_reps=12, quick_inner=25,
+        unit="us", inner=50, reps=40, quick_reps=10, quick_inner=20,
         candidates=cands, reference="notes",
         compare=lambda got, ref: abs(got - ref) / abs(ref),
         tol={c.name: tol for c in cands})
@@ -804,7 +804,7 @@ def numgrad_case():
         key="numgrad",
         title="e. numerical gradient of the spiral net (603 parameters, h=1e-5, float64; "
               "all but the last row call the same fastnn loss)",
-        unit="ms", inner=1, reps=7, quick_reps=3, candidates=cands,
+        unit="ms", inner=1, reps=9, quick_reps=5, candidates=cands,
         reference=None, compare=numgrad_check, tol=tol)
 
 
