@@ -309,7 +309,7 @@ def spiral_case(dtype=np.float64):
     return Case(
         key=f"spiral-{tag}",
         title=f"a. spiral training step: 300x2 -> 100 ReLU -> 3, full batch, {dtype.name}",
-        unit="us", inner=50, reps=40, quick_reps=10, quick_inner=20,
+        unit="us", inner=50, reps=30, quick_reps=10, quick_inner=20,
         candidates=cands, reference="notes",
         compare=lambda got, ref: abs(got - ref) / abs(ref),
         tol={c.name: tol for c in cands})
