@@ -69,6 +69,8 @@ def affine_backward(dout, x, W, out, dz, dx, dW, db, activation=ACT_IDENTITY, al
                     n_threads=1):
     """Gradients of out = act(x @ W + b).  See fastnn._affine.affine_backward."""
     _check_act(activation, alpha)
+    if dz is None and activation != ACT_IDENTITY:
+        raise ValueError("dz scratch is required unless activation is identity")
     g = dout * _activation_derivative(out, activation, out.dtype.type(alpha))
     if dz is not None and activation != ACT_IDENTITY:
         dz[...] = g
@@ -81,9 +83,8 @@ def affine_backward(dout, x, W, out, dz, dx, dW, db, activation=ACT_IDENTITY, al
 def softmax_cross_entropy(scores, y, dscores, row_loss, n_threads=1):
     """Mean softmax cross-entropy; writes dscores (N, K) and row_loss (N,)."""
     n, k = scores.shape
-    if np.any((y < 0) | (y >= k)):
-        bad = int(np.flatnonzero((y < 0) | (y >= k))[0])
-        raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
+    _check_nonempty(scores)
+    _check_class_labels(y, k)
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     z = exp.sum(axis=1)
@@ -178,6 +179,9 @@ def numerical_gradient(f, x, grad, h, centered=True):
                 xm, fm = old, fx
         finally:
             flat[i] = old
+        if float(xp) == float(xm):
+            raise ValueError(f"h = {h} is below the resolution of x[{i}] = {old} in "
+                             f"{x.dtype}: x + h rounds to x; use a larger h or float64")
         gflat[i] = (fp - fm) / (float(xp) - float(xm))
     return grad
 
@@ -264,6 +268,11 @@ def max_norm_constrain(W, c, n_threads=1):
 
 # ---- more losses (twins of fastnn._loss) ----
 
+def _check_nonempty(scores):
+    if scores.size == 0:
+        raise ValueError(f"scores must be non-empty, got shape {scores.shape}")
+
+
 def _check_class_labels(y, k):
     bad = np.flatnonzero((y < 0) | (y >= k))
     if bad.size:
@@ -275,6 +284,7 @@ def multiclass_svm(scores, y, dscores, row_loss, delta=1.0, squared=False, n_thr
     """Mean Weston-Watkins SVM loss (squared hinge when `squared`); writes dscores and
     row_loss.  At a kink (margin exactly 0) the subgradient is 0."""
     n, k = scores.shape
+    _check_nonempty(scores)
     _check_class_labels(y, k)
     dt = scores.dtype.type
     rows = np.arange(n)
@@ -302,6 +312,7 @@ def _check_binary(y, lo):
 
 def attribute_hinge(scores, y, dscores, row_loss, n_threads=1):
     """Mean of sum_j max(0, 1 - y_ij s_ij) with y = +-1; writes dscores and row_loss."""
+    _check_nonempty(scores)
     _check_binary(y, -1.0)
     n = scores.shape[0]
     dt = scores.dtype.type
@@ -325,6 +336,7 @@ def _sigmoid(u):
 def attribute_logistic(scores, y, dscores, row_loss, n_threads=1):
     """Mean of sum_j -[y log sig(s) + (1 - y) log(1 - sig(s))] with y = 0/1, computed as
     max(s, 0) - y s + log1p(exp(-|s|)); dscores = (sig(s) - y) / N."""
+    _check_nonempty(scores)
     _check_binary(y, 0.0)
     n = scores.shape[0]
     dt = scores.dtype.type
@@ -336,6 +348,7 @@ def attribute_logistic(scores, y, dscores, row_loss, n_threads=1):
 
 def l2_regression(scores, y, dscores, row_loss, n_threads=1):
     """Mean of ||s_i - y_i||^2; dscores = 2 (s - y) / N."""
+    _check_nonempty(scores)
     n = scores.shape[0]
     dt = scores.dtype.type
     diff = scores - y
@@ -346,6 +359,7 @@ def l2_regression(scores, y, dscores, row_loss, n_threads=1):
 
 def l1_regression(scores, y, dscores, row_loss, n_threads=1):
     """Mean of ||s_i - y_i||_1; dscores = sign(s - y) / N (0 where s == y)."""
+    _check_nonempty(scores)
     n = scores.shape[0]
     dt = scores.dtype.type
     diff = scores - y
@@ -488,6 +502,9 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, out, xhat, mean
     _check_bn_hyper(momentum, eps)
     t = x.dtype.type
     n = x.shape[0]
+    if training and n < 2:
+        raise ValueError(f"x needs at least 2 rows in training mode (batch statistics), "
+                         f"got {n}")
     if training:
         mean[...] = x.sum(axis=0) / n
         var = ((x - mean) ** 2).sum(axis=0) / n

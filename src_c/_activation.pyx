@@ -14,7 +14,8 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (ACT_SIGMOID, act_backward, act_forward, check, check_act, check_float,
+from _common cimport (ACT_SIGMOID, act_backward, act_forward, check, check_act, check_disjoint,
+                      check_float,
                       check_same_shape, check_shape, prelu_backward_cols, prelu_rows, split,
                       threads_for)
 
@@ -67,6 +68,7 @@ def activation_forward(cnp.ndarray x not None, cnp.ndarray out not None, int act
     check(x, "x", nd, t)
     check(out, "out", nd, t, True)
     check_same_shape(x, out, "x", "out")
+    check_disjoint(out, "out", x, "x", True)
     check_act(activation, alpha)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     if t == cnp.NPY_FLOAT32:
@@ -96,6 +98,8 @@ def activation_backward(cnp.ndarray dout not None, cnp.ndarray out not None,
     check(dx, "dx", nd, t, True)
     check_same_shape(dout, out, "dout", "out")
     check_same_shape(dout, dx, "dout", "dx")
+    check_disjoint(dx, "dx", dout, "dout", True)
+    check_disjoint(dx, "dx", out, "out", True)
     check_act(activation, alpha)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(dout)
     if t == cnp.NPY_FLOAT32:
@@ -153,6 +157,8 @@ def prelu_forward(cnp.ndarray x not None, cnp.ndarray alpha not None,
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1]
     check_shape(alpha, "alpha", h)
     check_shape(out, "out", n, h)
+    check_disjoint(out, "out", x, "x")
+    check_disjoint(out, "out", alpha, "alpha")
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _prelu_forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(alpha),
@@ -181,10 +187,14 @@ def prelu_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
     check_shape(dout, "dout", n, h)
     check_shape(alpha, "alpha", h)
     check_shape(dalpha, "dalpha", h)
+    for a, aname in ((dout, "dout"), (x, "x"), (alpha, "alpha")):
+        check_disjoint(dalpha, "dalpha", a, aname)
     cdef void* dx_p = NULL
     if dx is not None:
         check(dx, "dx", 2, t, True)
         check_shape(dx, "dx", n, h)
+        for a, aname in ((dout, "dout"), (x, "x"), (alpha, "alpha"), (dalpha, "dalpha")):
+            check_disjoint(dx, "dx", a, aname)
         dx_p = cnp.PyArray_DATA(dx)
     if t == cnp.NPY_FLOAT32:
         with nogil:

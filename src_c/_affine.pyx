@@ -14,7 +14,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (ACT_IDENTITY, ACT_SIGMOID, act_backward_cols, bias_act_rows, check,
-                      check_act, check_float, check_shape, gemm, split, threads_for)
+                      check_act, check_blas_dims, check_disjoint, check_float, check_shape,
+                      gemm, split, threads_for)
 
 cnp.import_array()
 
@@ -86,6 +87,10 @@ def affine_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b
     check_shape(W, "W", d, h)
     check_shape(b, "b", h)
     check_shape(out, "out", n, h)
+    check_blas_dims(n, d, h)
+    check_disjoint(out, "out", x, "x")
+    check_disjoint(out, "out", W, "W")
+    check_disjoint(out, "out", b, "b")
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
@@ -135,6 +140,19 @@ def affine_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
         check(dx, "dx", 2, t, True)
         check_shape(dx, "dx", n, d)
         dx_p = cnp.PyArray_DATA(dx)
+    check_blas_dims(n, d, h)
+    # every output apart from every input and from each other (the GEMMs and the
+    # restrict-qualified epilogue loops assume it)
+    for o, oname in ((dz if dz_p != NULL else None, "dz"), (dx, "dx"), (dW, "dW"), (db, "db")):
+        for a, aname in ((dout, "dout"), (x, "x"), (W, "W"), (out, "out")):
+            check_disjoint(o, oname, a, aname)
+    check_disjoint(dW, "dW", db, "db")
+    if dz_p != NULL:
+        check_disjoint(dz, "dz", dW, "dW")
+        check_disjoint(dz, "dz", db, "db")
+        check_disjoint(dz, "dz", dx, "dx")
+    check_disjoint(dx, "dx", dW, "dW")
+    check_disjoint(dx, "dx", db, "db")
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _backward(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),

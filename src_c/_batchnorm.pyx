@@ -20,7 +20,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 
 from _common cimport (bn_backward_cols, bn_col_stats, bn_dx_rows, bn_normalize_rows, check,
-                      check_float, check_shape, split, threads_for)
+                      check_float, check_outputs, check_shape, split, threads_for)
 
 cnp.import_array()
 
@@ -131,6 +131,12 @@ def batchnorm_forward(cnp.ndarray x not None, cnp.ndarray gamma not None,
         check_shape(a, name, h)
     check_shape(out, "out", n, h)
     check_shape(xhat, "xhat", n, h)
+    if training and n < 2:
+        raise ValueError(f"x needs at least 2 rows in training mode (batch statistics), "
+                         f"got {n}")
+    check_outputs(((out, "out"), (xhat, "xhat"), (mean, "mean"), (inv_std, "inv_std"),
+                   (running_mean, "running_mean"), (running_var, "running_var")),
+                  ((x, "x"), (gamma, "gamma"), (beta, "beta")))
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(gamma),
@@ -176,6 +182,8 @@ def batchnorm_backward(cnp.ndarray dout not None, cnp.ndarray xhat not None,
         check(dx, "dx", 2, t, True)
         check_shape(dx, "dx", n, h)
         dx_p = cnp.PyArray_DATA(dx)
+    check_outputs(((dx, "dx"), (dgamma, "dgamma"), (dbeta, "dbeta")),
+                  ((dout, "dout"), (xhat, "xhat"), (gamma, "gamma"), (inv_std, "inv_std")))
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _backward(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(xhat),

@@ -39,8 +39,50 @@ cdef inline int check(cnp.ndarray a, str name, int ndim, int typenum,
                         f"{cnp.PyArray_DescrFromType(typenum)}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{name} must be C-contiguous")
+    if not cnp.PyArray_ISNOTSWAPPED(a) or not cnp.PyArray_ISALIGNED(a):
+        # same type number, other byte order or an odd address: the kernels would
+        # misread it (or fault in a SIMD load)
+        raise ValueError(f"{name} must be aligned and in native byte order")
     if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name} must be writeable")
+    return 0
+
+
+cdef inline int check_disjoint(cnp.ndarray out, str out_name, cnp.ndarray a, str a_name,
+                               bint allow_same=False) except -1:
+    """Raise if output `out` shares memory with `a` (both C-contiguous, so each is one
+    address range).  allow_same: the very same buffer is fine (element-wise kernels
+    that document in-place use); a partial overlap never is."""
+    if a is None or out is None:
+        return 0
+    cdef char* o0 = <char*>cnp.PyArray_DATA(out)
+    cdef char* o1 = o0 + cnp.PyArray_NBYTES(out)
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* a1 = a0 + cnp.PyArray_NBYTES(a)
+    if o0 < a1 and a0 < o1:
+        if allow_same and o0 == a0 and o1 == a1:
+            return 0
+        raise ValueError(f"{out_name} must not share memory with {a_name}")
+    return 0
+
+
+cdef inline int check_outputs(tuple outputs, tuple inputs) except -1:
+    """Every (array, name) of `outputs` apart from every input and from each other
+    (None entries are skipped).  For kernels called a few times per step."""
+    cdef Py_ssize_t i, j
+    for i in range(len(outputs)):
+        o, oname = outputs[i]
+        for a, aname in inputs:
+            check_disjoint(o, oname, a, aname)
+        for j in range(i + 1, len(outputs)):
+            check_disjoint(o, oname, outputs[j][0], outputs[j][1])
+    return 0
+
+
+cdef inline int check_blas_dims(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) except -1:
+    """BLAS takes 32-bit int sizes: refuse larger ones instead of letting them wrap."""
+    if a > 2147483647 or b > 2147483647 or c > 2147483647:
+        raise ValueError("matrix dimensions above 2**31 - 1 are not supported by BLAS")
     return 0
 
 

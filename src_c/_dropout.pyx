@@ -11,7 +11,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint8_t, uint64_t
 
-from _common cimport (FNN_GOLDEN, check, check_float, check_same_shape, dropout_backward_block,
+from _common cimport (FNN_GOLDEN, check, check_disjoint, check_float, check_same_shape, dropout_backward_block,
                       dropout_pairs, fnn_dropout_key, fnn_mix64)
 
 cnp.import_array()
@@ -25,7 +25,7 @@ cdef void _forward(const floating* x, floating* out, uint8_t* mask, Py_ssize_t n
     cdef Py_ssize_t n_blocks = (n_full + BLOCK - 1) // BLOCK
     cdef Py_ssize_t blk, c0, c1, e
     cdef uint64_t z
-    cdef int nt = n_threads if n_blocks > 1 else 1
+    cdef int nt = n_threads if n_blocks > 1 and n_threads > 1 else 1
     for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=nt):
         c0 = blk * BLOCK
         c1 = c0 + BLOCK
@@ -43,7 +43,7 @@ cdef void _backward(const floating* dout, const uint8_t* mask, floating* dx, Py_
                     floating scale, int n_threads) noexcept nogil:
     cdef Py_ssize_t n_blocks = (n + 2 * BLOCK - 1) // (2 * BLOCK)
     cdef Py_ssize_t blk, e0, e1
-    cdef int nt = n_threads if n_blocks > 1 else 1
+    cdef int nt = n_threads if n_blocks > 1 and n_threads > 1 else 1
     for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=nt):
         e0 = blk * 2 * BLOCK
         e1 = e0 + 2 * BLOCK
@@ -74,6 +74,9 @@ def dropout_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     check(mask, "mask", nd, cnp.NPY_UINT8, True)
     check_same_shape(x, out, "x", "out")
     check_same_shape(x, mask, "x", "mask")
+    check_disjoint(out, "out", x, "x", True)      # element-wise: in place is fine
+    check_disjoint(mask, "mask", x, "x")
+    check_disjoint(mask, "mask", out, "out")
     cdef uint64_t thr = keep_threshold(p)
     cdef uint64_t key = fnn_dropout_key(seed, step)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
@@ -99,6 +102,8 @@ def dropout_backward(cnp.ndarray dout not None, cnp.ndarray mask not None,
     check(dx, "dx", nd, t, True)
     check_same_shape(dout, mask, "dout", "mask")
     check_same_shape(dout, dx, "dout", "dx")
+    check_disjoint(dx, "dx", dout, "dout", True)
+    check_disjoint(dx, "dx", mask, "mask")
     keep_threshold(p)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(dout)
     if t == cnp.NPY_FLOAT32:
@@ -132,6 +137,9 @@ def dropout_forward_scaled(cnp.ndarray x not None, cnp.ndarray out not None,
     check(mask, "mask", nd, cnp.NPY_UINT8, True)
     check_same_shape(x, out, "x", "out")
     check_same_shape(x, mask, "x", "mask")
+    check_disjoint(out, "out", x, "x", True)      # element-wise: in place is fine
+    check_disjoint(mask, "mask", x, "x")
+    check_disjoint(mask, "mask", out, "out")
     cdef uint64_t thr = keep_threshold(p)
     cdef uint64_t key = fnn_dropout_key(seed, step)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
@@ -156,6 +164,8 @@ def dropout_backward_scaled(cnp.ndarray dout not None, cnp.ndarray mask not None
     check(dx, "dx", nd, t, True)
     check_same_shape(dout, mask, "dout", "mask")
     check_same_shape(dout, dx, "dout", "dx")
+    check_disjoint(dx, "dx", dout, "dout", True)
+    check_disjoint(dx, "dx", mask, "mask")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(dout)
     if t == cnp.NPY_FLOAT32:
         with nogil:

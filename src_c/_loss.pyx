@@ -10,7 +10,8 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (FNN_SOFTMAX_BLOCK_ELEMS, FNN_SOFTMAX_MAX_ROWS, check, check_float,
+from _common cimport (FNN_SOFTMAX_BLOCK_ELEMS, FNN_SOFTMAX_MAX_ROWS, check, check_disjoint,
+                      check_float,
                       check_shape, fexp, softmax_xent_block, threads_for)
 
 cnp.import_array()
@@ -62,6 +63,10 @@ def softmax_cross_entropy(cnp.ndarray scores not None, cnp.ndarray y not None,
     check_shape(y, "y", n)
     check_shape(dscores, "dscores", n, k)
     check_shape(row_loss, "row_loss", n)
+    check_disjoint(dscores, "dscores", scores, "scores")
+    check_disjoint(dscores, "dscores", y, "y")
+    check_disjoint(row_loss, "row_loss", scores, "scores")
+    check_disjoint(row_loss, "row_loss", dscores, "dscores")
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
     cdef Py_ssize_t bad
     with nogil:
@@ -150,6 +155,10 @@ def multiclass_svm(cnp.ndarray scores not None, cnp.ndarray y not None,
     check_shape(y, "y", n)
     check_shape(dscores, "dscores", n, k)
     check_shape(row_loss, "row_loss", n)
+    check_disjoint(dscores, "dscores", scores, "scores")
+    check_disjoint(dscores, "dscores", y, "y")
+    check_disjoint(row_loss, "row_loss", scores, "scores")
+    check_disjoint(row_loss, "row_loss", dscores, "dscores")
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
     cdef Py_ssize_t bad
     with nogil:
@@ -277,6 +286,10 @@ cdef object _elementwise_loss(int kind, cnp.ndarray scores, cnp.ndarray y,
     check_shape(y, "y", n, a)
     check_shape(dscores, "dscores", n, a)
     check_shape(row_loss, "row_loss", n)
+    check_disjoint(dscores, "dscores", scores, "scores")
+    check_disjoint(dscores, "dscores", y, "y")
+    check_disjoint(row_loss, "row_loss", scores, "scores")
+    check_disjoint(row_loss, "row_loss", dscores, "dscores")
     cdef Py_ssize_t bad = -1
     cdef double lo = -1.0 if kind == EW_ATTR_HINGE else 0.0
     if kind == EW_ATTR_HINGE or kind == EW_ATTR_LOGISTIC:

@@ -15,7 +15,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t
 
-from _common cimport (check, check_float, check_shape, gemm, maxout_rows, maxout_scatter_cols,
+from _common cimport (check, check_blas_dims, check_float, check_outputs, check_shape, gemm, maxout_rows, maxout_scatter_cols,
                       split, threads_for)
 
 cnp.import_array()
@@ -88,6 +88,8 @@ def maxout_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b
     check_shape(z, "z", n, h * k)
     check_shape(out, "out", n, h)
     check_shape(arg, "arg", n, h)
+    check_blas_dims(n, d, h * k)
+    check_outputs(((z, "z"), (out, "out"), (arg, "arg")), ((x, "x"), (W, "W"), (b, "b")))
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
@@ -144,6 +146,9 @@ def maxout_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
         check(dx, "dx", 2, t, True)
         check_shape(dx, "dx", n, d)
         dx_p = cnp.PyArray_DATA(dx)
+    check_blas_dims(n, d, h * k)
+    check_outputs(((dz, "dz"), (dx, "dx"), (dW, "dW"), (db, "db")),
+                  ((dout, "dout"), (x, "x"), (W, "W"), (arg, "arg")))
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _backward(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),

@@ -70,6 +70,9 @@ def numerical_gradient(f, cnp.ndarray x not None, cnp.ndarray grad not None, dou
                 x32[i] = <float>old
             else:
                 x64[i] = old
+        if xp == xm:
+            raise ValueError(f"h = {h} is below the resolution of x[{i}] = {old} in "
+                             f"{x.dtype}: x + h rounds to x; use a larger h or float64")
         if single:
             g32[i] = <float>((fp - fm) / (xp - xm))
         else:

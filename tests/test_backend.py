@@ -105,3 +105,46 @@ def test_vector_exp_is_within_two_ulp_of_exp():
     got = _runtime.vector_exp(special, np.empty_like(special))
     np.testing.assert_array_equal(got[[0, 1, 3, 4]], [0.0, np.inf, np.inf, 0.0])
     assert np.isnan(got[2])
+
+
+def test_kernels_refuse_memory_they_would_misread_or_clobber():
+    from fastnn import _kernels as K
+    C = K.COMPILED
+    x = np.arange(6.0).reshape(2, 3)
+    W, b = np.ones((3, 4)), np.zeros(4)
+    # byte-swapped and misaligned arrays have the right type number but other bits
+    with pytest.raises(ValueError, match="byte order"):
+        C.affine_forward(x.astype(">f8"), W, b, np.empty((2, 4)), 0, 0.0, 1)
+    raw = np.zeros(2 * 3 * 8 + 1, np.uint8)[1:].view(np.float64).reshape(2, 3)
+    with pytest.raises(ValueError, match="aligned"):
+        C.affine_forward(raw, W, b, np.empty((2, 4)), 0, 0.0, 1)
+    # an output that overlaps an input would be read while being written
+    sq = np.ones((3, 3))
+    with pytest.raises(ValueError, match="share memory"):
+        C.affine_forward(sq, sq, np.zeros(3), sq, 0, 0.0, 1)
+    s = np.random.default_rng(0).standard_normal((4, 3))
+    with pytest.raises(ValueError, match="share memory"):
+        C.softmax_cross_entropy(s, np.zeros(4, np.intp), s, np.empty(4), 1)
+    # element-wise kernels may work in place: the very same buffer is allowed
+    y = np.random.default_rng(1).standard_normal((100, 7))
+    want = np.maximum(y, 0)
+    C.activation_forward(y, y, 1, 0.0, 1)
+    np.testing.assert_array_equal(y, want)
+
+
+def test_thread_counts_below_one_run_serially():
+    from fastnn import _kernels as K
+    x = np.ones(100_000, np.float32)
+    out, mask = np.empty_like(x), np.empty(x.shape, np.uint8)
+    ref = K.COMPILED.dropout_forward(x, out.copy(), mask.copy(), 0.5, 1, 0, 1)
+    for bad in (0, -1, -(2 ** 31)):
+        np.testing.assert_array_equal(K.COMPILED.dropout_forward(x, out, mask, 0.5, 1, 0, bad), ref)
+
+
+@pytest.mark.parametrize("backend_name", ["compiled", "numpy"])
+def test_numerical_gradient_refuses_a_step_below_the_resolution_of_x(backend_name):
+    x = np.array([1.0, 1024.0], np.float32)      # 1024 + 1e-5 rounds to 1024 in float32
+    with fastnn.use_backend(backend_name):
+        with pytest.raises(ValueError, match="h = 1e-05 is below the resolution"):
+            fastnn.gradcheck.numerical_gradient(lambda a: float(a.sum()), x)
+    np.testing.assert_array_equal(x, [1.0, 1024.0])
