@@ -180,7 +180,7 @@ def _spiral_fastnn(dtype):
         net = case_study.two_layer_net(2, 100, 3, seed=0, dtype=dtype)
         for (_, _, p, _), v in zip(net.parameters(), init):
             p[...] = v
-        loss = SoftmaxCrossEntropy(dtype)
+        loss = SoftmaxCrossEntropy(dtype=dtype)
 
         def run(n):
             return gradient_descent(net, loss, X, y, steps=n, step_size=STEP_SIZE,

@@ -37,7 +37,7 @@ def two_layer_net(n_features, n_hidden, n_classes, *, seed=None, dtype=np.float6
 
 def train(net, X, y, *, steps, step_size=1.0, reg=1e-3, log_every=0, log=print, name=""):
     """Train net on (X, y) with the case study's loop; return a Result."""
-    history = gradient_descent(net, SoftmaxCrossEntropy(net.dtype), X, y, steps=steps,
+    history = gradient_descent(net, SoftmaxCrossEntropy(dtype=net.dtype), X, y, steps=steps,
                                step_size=step_size, reg=reg, log_every=log_every, log=log)
     return Result(name=name, net=net, history=history, accuracy=net.score(X, y))
 

@@ -44,12 +44,16 @@ class BatchBuffers:
         self._views = {}
 
     def get(self, name, n, tail, dtype=None):
+        """The buffer `name` as an (n, *tail) array of `dtype` (default: the owner's)."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        tail = tuple(tail)
         view = self._views.get(name)
-        if view is not None and view.shape[0] == n:
+        if view is not None and view.shape == (n, *tail) and view.dtype == dtype:
             return view
         store = self._store.get(name)
-        if store is None or store.shape[0] < n or store.shape[1:] != tuple(tail):
-            store = np.empty((n, *tail), dtype=dtype or self.dtype)
+        if (store is None or store.shape[0] < n or store.shape[1:] != tail
+                or store.dtype != dtype):
+            store = np.empty((n, *tail), dtype=dtype)
             self._store[name] = store
         view = store[:n]
         self._views[name] = view
@@ -239,7 +243,7 @@ class ElementwiseActivation(Layer):
     #: Slope below zero (only leaky ReLU uses it).
     alpha = 0.0
 
-    def __init__(self, dtype=np.float64):
+    def __init__(self, *, dtype=np.float64):
         super().__init__(dtype)
         self._last_out = None
 
@@ -348,7 +352,7 @@ class LeakyReLU(ElementwiseActivation):
     act_code = ACTIVATIONS["leaky_relu"]
 
     def __init__(self, alpha=0.01, *, dtype=np.float64):
-        super().__init__(dtype)
+        super().__init__(dtype=dtype)
         self.alpha = check_scalar(alpha, "alpha", low=0.0)
 
     def _repr_args(self):

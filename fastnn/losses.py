@@ -34,7 +34,7 @@ class _ScoreLoss:
     #: name of the kernel in fastnn._kernels.KERNELS
     _kernel = None
 
-    def __init__(self, dtype=np.float64):
+    def __init__(self, *, dtype=np.float64):
         self.dtype = float_dtype(dtype)
         self._buffers = BatchBuffers(self.dtype)
         self.dscores = None
@@ -101,7 +101,7 @@ class MulticlassSVM(_ClassLabelLoss):
     _squared = False
 
     def __init__(self, delta=1.0, *, dtype=np.float64):
-        super().__init__(dtype)
+        super().__init__(dtype=dtype)
         self.delta = check_scalar(delta, "delta", low=0.0, low_open=True)
 
     def _run(self, kernel, scores, y):

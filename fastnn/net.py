@@ -27,6 +27,15 @@ class Sequential:
         dtypes = {layer.dtype for layer in layers}
         if len(dtypes) > 1:
             raise ValueError(f"all layers must share one dtype, got {sorted(map(str, dtypes))}")
+        width, source = None, None
+        for i, layer in enumerate(layers):
+            n_in = getattr(layer, "n_in", None)
+            if n_in is not None and width is not None and n_in != width:
+                raise ValueError(f"layers[{i}] ({type(layer).__name__}) takes {n_in} inputs "
+                                 f"but {source} gives {width}")
+            n_out = getattr(layer, "n_out", None)
+            if n_out is not None:
+                width, source = n_out, f"layers[{i}] ({type(layer).__name__})"
         self.layers = layers
         self.dtype = layers[0].dtype
         self._plan = self._fuse(layers)
@@ -35,18 +44,18 @@ class Sequential:
 
     @staticmethod
     def _fuse(layers):
-        """[(layer, act_code, alpha) or (layer, None, None)] with each Linear (without
-        activation) + element-wise activation pair merged into the Linear's kernel."""
+        """[(layer, activation layer or None)], each Linear (without activation)
+        followed by an element-wise activation merged into the Linear's kernel."""
         plan, i = [], 0
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             if (isinstance(layer, Linear) and layer._act == 0
                     and isinstance(nxt, ElementwiseActivation)):
-                plan.append((layer, nxt.act_code, nxt.alpha))
+                plan.append((layer, nxt))
                 i += 2
             else:
-                plan.append((layer, None, None))
+                plan.append((layer, None))
                 i += 1
         return plan
 
@@ -61,8 +70,10 @@ class Sequential:
 
     def _forward(self, X):
         h = X
-        for layer, act, alpha in self._plan:
-            h = layer._forward(h, act, alpha) if act is not None else layer._forward(h)
+        for layer, act in self._plan:
+            # the activation's alpha is read now, so a later change to it takes effect
+            h = layer._forward(h, act.act_code, act.alpha) if act is not None else \
+                layer._forward(h)
         return h
 
     def backward(self, dscores, *, input_grad=False):
@@ -87,12 +98,12 @@ class Sequential:
         return dout if input_grad else None
 
     # -- prediction ---------------------------------------------------------------
-    def _eval_forward(self, X):
+    def _eval_forward(self, X, check=True):
         modes = [layer.training for layer in self.layers]
         try:
             for layer in self.layers:
                 layer.eval()
-            return self._forward(self._check_X(X))
+            return self._forward(self._check_X(X) if check else X)
         finally:
             for layer, mode in zip(self.layers, modes):
                 layer.train(mode)

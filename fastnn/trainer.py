@@ -1,5 +1,4 @@
-"""Training loops.  For now the notes' full-batch gradient descent; the mini-batch
-trainer builds on the same step."""
+"""Training loops: the notes' full-batch gradient descent."""
 import time
 from dataclasses import dataclass, field
 
@@ -66,8 +65,9 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
     log_every = check_positive_int(log_every, "log_every", minimum=0)
     X = check_array(X, "X", ndim=2, n_cols=net.n_features, dtype=net.dtype)
     # Each loss validates its own targets (class labels, +-1 attributes, regression
-    # values) against the shape of what the net produces.
-    y = loss._check_y(y, net._forward(X))
+    # values) against the shape of what the net produces: an evaluation-mode forward,
+    # which draws no dropout mask and leaves batch-norm statistics alone.
+    y = loss._check_y(y, net._eval_forward(X, check=False))
     if reg is not None and regularizer is not None:
         raise ValueError("give reg (an L2 strength) or regularizer, not both")
     if regularizer is None:

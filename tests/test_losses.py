@@ -138,12 +138,12 @@ def _naive(name, s, y, delta=1.0):
 
 
 LOSS_CLASSES = {
-    "svm": lambda dt: losses.MulticlassSVM(dtype=dt),
-    "svm_squared": lambda dt: losses.SquaredHingeSVM(delta=0.5, dtype=dt),
-    "attribute_hinge": lambda dt: losses.AttributeHinge(dt),
-    "attribute_logistic": lambda dt: losses.AttributeLogistic(dt),
-    "l2_regression": lambda dt: losses.L2Regression(dt),
-    "l1_regression": lambda dt: losses.L1Regression(dt),
+    "svm": lambda dtype: losses.MulticlassSVM(dtype=dtype),
+    "svm_squared": lambda dtype: losses.SquaredHingeSVM(delta=0.5, dtype=dtype),
+    "attribute_hinge": lambda dtype: losses.AttributeHinge(dtype=dtype),
+    "attribute_logistic": lambda dtype: losses.AttributeLogistic(dtype=dtype),
+    "l2_regression": lambda dtype: losses.L2Regression(dtype=dtype),
+    "l1_regression": lambda dtype: losses.L1Regression(dtype=dtype),
 }
 
 
@@ -154,7 +154,7 @@ def test_loss_class_matches_formula(name, dtype, backend):
     n, k = 9, 4
     scores = (2 * rng.standard_normal((n, k))).astype(dtype)
     y = SCORE_KERNELS[name][2](rng, n, k, dtype)
-    loss = LOSS_CLASSES[name](dtype)
+    loss = LOSS_CLASSES[name](dtype=dtype)
     value = loss(scores, y)
     delta = 0.5 if name == "svm_squared" else 1.0
     want, dwant = _naive(name, scores, y, delta)
@@ -199,7 +199,7 @@ def test_regression_accepts_1d_targets_for_one_output(backend):
 def test_logistic_stable_at_extreme_scores(dtype, backend):
     s = np.array([[1000.0, -1000.0, 1000.0, -1000.0, 0.0]], dtype=dtype)
     y = np.array([[1, 0, 0, 1, 1]])
-    loss = losses.AttributeLogistic(dtype)
+    loss = losses.AttributeLogistic(dtype=dtype)
     # exp(-1000) underflowing to 0 is right; overflow or an invalid value would not be
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         value = loss(s, y)
@@ -246,7 +246,7 @@ def _away_from_kinks(name, rng, n, k, margin=1e-2):
 def test_gradient_check(name, backend):
     rng = np.random.default_rng(11)
     scores, y = _away_from_kinks(name, rng, 6, 5)
-    loss = LOSS_CLASSES[name](np.float64)
+    loss = LOSS_CLASSES[name](dtype=np.float64)
     loss(scores, y)
     analytic = loss.backward().copy()      # the loss's buffer is rewritten by f below
     numeric = numerical_gradient(lambda s: loss(s, y), scores)

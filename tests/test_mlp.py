@@ -43,7 +43,7 @@ def test_mlp_trains_the_spiral(kwargs, backend):
     net = MLP([2, 64, 3], seed=2, **kwargs)
     # tanh learns this data more slowly than ReLU: 300 full steps of size 1 reach
     # about 0.73 accuracy with it, 0.96 with ReLU (chance is 1/3)
-    hist = gradient_descent(net, SoftmaxCrossEntropy(net.dtype), X, y, steps=300,
+    hist = gradient_descent(net, SoftmaxCrossEntropy(dtype=net.dtype), X, y, steps=300,
                             step_size=1.0)
     assert hist.loss[-1] < 0.7 * hist.loss[0]
     assert net.score(X, y) > 0.6

@@ -229,12 +229,12 @@ def tiny_problem(dtype=np.float64, **first_layer):
 
 def train(net, X, y, steps=1, **kw):
     kw.setdefault("step_size", 0.5)
-    return gradient_descent(net, SoftmaxCrossEntropy(net.dtype), X, y, steps=steps, **kw)
+    return gradient_descent(net, SoftmaxCrossEntropy(dtype=net.dtype), X, y, steps=steps, **kw)
 
 
 def data_gradients(net, X, y):
     """[(W, dW, b, db)] of the data loss alone, copies."""
-    loss = SoftmaxCrossEntropy(net.dtype)
+    loss = SoftmaxCrossEntropy(dtype=net.dtype)
     data_loss = loss.forward(net.forward(X), y)
     net.backward(loss.backward())
     return data_loss, [(l.W.copy(), l.dW.copy(), l.b.copy(), l.db.copy()) for l in net.layers]

@@ -126,3 +126,41 @@ def test_net_prediction_api(net, backend):
     assert net.n_params == 2 * 5 + 5 + 5 * 3 + 3
     with pytest.raises(ValueError, match="y"):
         net.score(X, y[:5])
+
+
+def test_training_runs_exactly_the_asked_steps_of_dropout_and_batch_norm():
+    # validating y must not run a training-mode forward: that would draw a dropout
+    # mask and move the batch-norm running statistics once more than asked
+    from fastnn.layers import BatchNorm, Dropout, ReLU
+
+    class CountingBatchNorm(BatchNorm):
+        training_passes = 0
+
+        def _forward(self, x):
+            self.training_passes += self.training
+            return super()._forward(x)
+
+    X, y = datasets.spiral(10, 3, seed=0)
+    bn, drop = CountingBatchNorm(8), Dropout(0.9, seed=0)
+    net = Sequential([Linear(2, 8, seed=1), bn, ReLU(), drop, Linear(8, 3, seed=2)])
+    gradient_descent(net, SoftmaxCrossEntropy(), X, y, steps=3)
+    assert drop.step == 3
+    assert bn.training_passes == 3
+
+
+def test_buffers_follow_a_change_of_width_at_the_same_batch_size(backend):
+    relu = ReLU()
+    assert relu.forward(np.ones((4, 3))).shape == (4, 3)
+    np.testing.assert_array_equal(relu.forward(-np.ones((4, 5))), np.zeros((4, 5)))
+    loss = SoftmaxCrossEntropy()
+    assert loss(np.zeros((4, 3)), [0, 1, 2, 0]) == pytest.approx(np.log(3))
+    assert loss(np.zeros((4, 5)), [0, 1, 4, 0]) == pytest.approx(np.log(5))
+
+
+def test_sequential_checks_adjacent_widths():
+    with pytest.raises(ValueError, match=r"layers\[1\] \(Linear\) takes 4 inputs but "
+                                         r"layers\[0\] \(Linear\) gives 5"):
+        Sequential([Linear(2, 5), Linear(4, 3)])
+    from fastnn.layers import BatchNorm
+    with pytest.raises(ValueError, match=r"layers\[2\] \(BatchNorm\)"):
+        Sequential([Linear(2, 5), ReLU(), BatchNorm(4)])
