@@ -79,9 +79,11 @@ def check_labels(y, name="y", *, n_samples=None, n_classes=None):
         raise ValueError(f"{name} is empty")
     if n_samples is not None and y.shape[0] != n_samples:
         raise ValueError(f"{name} has {y.shape[0]} labels but there are {n_samples} samples")
-    if y.min() < 0 or (n_classes is not None and y.max() >= n_classes):
-        bad = y[(y < 0) | (y >= (n_classes if n_classes is not None else np.inf))][0]
-        raise ValueError(f"{name} contains label {bad}, outside [0, {n_classes})")
+    upper = np.iinfo(np.intp).max if n_classes is None else n_classes - 1
+    if y.min() < 0 or y.max() > upper:    # before the cast, which would wrap
+        bad = y[(y < 0) | (y > upper)][0]
+        raise ValueError(f"{name} contains label {bad}, outside [0, "
+                         f"{'2**63' if n_classes is None else n_classes})")
     return np.ascontiguousarray(y, dtype=np.intp)
 
 
@@ -155,9 +157,9 @@ def check_random_state(seed, name="seed"):
 def seed_to_uint64(seed, name="seed"):
     """A 64-bit integer seed for the kernels' counter-based generator."""
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"{name} must be non-negative, got {seed}")
-        return int(seed) & ((1 << 64) - 1)
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"{name} must be in [0, 2**64), got {seed}")
+        return int(seed)
     rng = check_random_state(seed, name)
     if isinstance(rng, np.random.RandomState):
         return int(rng.randint(0, 2**63 - 1, dtype=np.int64))

@@ -24,13 +24,6 @@ def _check_act(activation, alpha):
         raise ValueError(f"alpha (the leaky ReLU slope) must be >= 0, got {alpha}")
 
 
-def _sigmoid_act(z):
-    """1 / (1 + exp(-z)) as the activation kernels compute it: exp(-|z|) never overflows, and
-    e / (1 + e) keeps relative accuracy for z < 0."""
-    e = np.exp(-np.abs(z))
-    r = 1 / (1 + e)
-    return np.where(z >= 0, r, e * r)
-
 
 def _activate(z, activation, alpha, out):
     if activation == ACT_RELU:
@@ -38,7 +31,7 @@ def _activate(z, activation, alpha, out):
     elif activation == ACT_LEAKY_RELU:
         np.copyto(out, np.where(z < 0, alpha * z, z))
     elif activation == ACT_SIGMOID:
-        np.copyto(out, _sigmoid_act(z))
+        np.copyto(out, _sigmoid(z))
     elif activation == ACT_TANH:
         np.tanh(z, out=out)
     else:
@@ -328,7 +321,8 @@ def _log_sigmoid(u):
 
 
 def _sigmoid(u):
-    """sig(u) from exp(-|u|) only (no overflow for any u)."""
+    """sig(u) from exp(-|u|) only: no overflow for any u, and relative accuracy kept
+    for u < 0 (the activation and logistic-loss kernels compute it the same way)."""
     e = np.exp(-np.abs(u))
     return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
 

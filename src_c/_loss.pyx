@@ -5,7 +5,7 @@
 #     L_i = log Z - (s_iy - m);   dscores_ij = (exp(s_ij - m) / Z - [j == y_i]) / N
 # Rows are independent, so any thread may take any row; the mean is the sum of the
 # per-row losses in row order, hence the same bits for every thread count.
-from libc.math cimport log, logf, log1p, log1pf, INFINITY
+from libc.math cimport log1p, log1pf
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
@@ -73,24 +73,17 @@ def softmax_cross_entropy(cnp.ndarray scores not None, cnp.ndarray y not None,
         bad = _first_bad_label(yp, n, k)
     if bad >= 0:
         raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
-    cdef double total = 0
-    cdef float* lf
-    cdef double* ld
     if t == cnp.NPY_FLOAT32:
-        lf = <float*>cnp.PyArray_DATA(row_loss)
         with nogil:
             _softmax_xent(<float*>cnp.PyArray_DATA(scores), yp,
-                          <float*>cnp.PyArray_DATA(dscores), lf, n, k, n_threads)
-            for i in range(n):
-                total += lf[i]
+                          <float*>cnp.PyArray_DATA(dscores),
+                          <float*>cnp.PyArray_DATA(row_loss), n, k, n_threads)
     else:
-        ld = <double*>cnp.PyArray_DATA(row_loss)
         with nogil:
             _softmax_xent(<double*>cnp.PyArray_DATA(scores), yp,
-                          <double*>cnp.PyArray_DATA(dscores), ld, n, k, n_threads)
-            for i in range(n):
-                total += ld[i]
-    return total / n
+                          <double*>cnp.PyArray_DATA(dscores),
+                          <double*>cnp.PyArray_DATA(row_loss), n, k, n_threads)
+    return _mean(row_loss, t, n)
 
 
 # ---------------------------------------------------------------------------------------

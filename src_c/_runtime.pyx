@@ -1,5 +1,11 @@
-# What the compiled kernels were built with and run on.
-from _common cimport FNN_HAVE_OPENMP, fnn_omp_max_threads, fnn_omp_num_procs
+# What the compiled kernels were built with and run on, and a test hook for the exp.
+cimport numpy as cnp
+from cython cimport floating
+
+from _common cimport (FNN_HAVE_CLONES, FNN_HAVE_OPENMP, check, check_float, check_same_shape,
+                      exp_inplace, fnn_omp_max_threads, fnn_omp_num_procs)
+
+cnp.import_array()
 
 
 def openmp_enabled():
@@ -22,12 +28,6 @@ def omp_num_procs():
     """Processors OpenMP sees (1 without OpenMP)."""
     return fnn_omp_num_procs()
 
-
-cimport numpy as cnp
-from cython cimport floating
-from _common cimport FNN_HAVE_CLONES, check, check_float, check_same_shape, exp_inplace
-
-cnp.import_array()
 
 
 cdef void _exp(const floating* x, floating* out, Py_ssize_t n) noexcept nogil:

@@ -143,13 +143,19 @@ def test_maxout_kernels_match_twin(nd, k, dtype):
         bwd(dout, x, W, arg, dz, dx, dW, db, k)
         res.append((out, arg, dz, dx, dW, db))
     (out, arg, dz, *_), (out_r, arg_r, dz_r, *_) = res
-    if dtype == np.float64:
-        # same winners (in float32 a near-tie may legitimately flip between BLAS builds)
-        np.testing.assert_array_equal(arg, arg_r)
-        np.testing.assert_array_equal(dz, dz_r)
-    for a, e in zip(res[0], res[1]):
-        if a.dtype != np.int32 and (dtype == np.float64 or a.shape == out.shape):
-            assert_close(a, e, dtype)
+    assert_close(out, out_r, dtype)
+    if dtype == np.float32:
+        # a near-tie may pick another piece in float32 (FMA vs separate rounding), so
+        # the backward kernels are compared on the compiled forward's winners
+        _, bwd_twin = both("maxout_backward")
+        dz_r, dx_r = np.empty((n, h * k), dtype), np.empty((n, d), dtype)
+        dW_r, db_r = np.empty_like(W), np.empty_like(b)
+        bwd_twin(dout, x, W, arg, dz_r, dx_r, dW_r, db_r, k)
+        res[1] = (out_r, arg, dz_r, dx_r, dW_r, db_r)
+    np.testing.assert_array_equal(res[0][1], res[1][1])      # the same winners
+    np.testing.assert_array_equal(res[0][2], res[1][2])      # dz routes dout to them
+    for a, e in zip(res[0][3:], res[1][3:]):                 # dx, dW, db
+        assert_close(a, e, dtype)
 
 
 def test_maxout_ties_go_to_the_first_piece():

@@ -164,3 +164,17 @@ def test_sequential_checks_adjacent_widths():
     from fastnn.layers import BatchNorm
     with pytest.raises(ValueError, match=r"layers\[2\] \(BatchNorm\)"):
         Sequential([Linear(2, 5), ReLU(), BatchNorm(4)])
+
+
+def test_label_and_seed_ranges_are_checked_before_any_cast():
+    from fastnn._validation import check_labels, seed_to_uint64
+    with pytest.raises(ValueError, match="label"):
+        check_labels(np.array([0.0, 1e30]))          # would wrap to a negative intp
+    with pytest.raises(ValueError, match="label"):
+        check_labels(np.array([0, 2**63], dtype=np.uint64))
+    np.testing.assert_array_equal(check_labels([0.0, 2.0]), [0, 2])
+    assert seed_to_uint64(2**64 - 1) == 2**64 - 1
+    with pytest.raises(ValueError, match="seed"):
+        seed_to_uint64(2**64 + 5)                   # used to alias seed 5
+    with pytest.raises(ValueError, match="seed"):
+        Dropout(0.5, seed=-3)
