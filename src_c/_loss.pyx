@@ -11,7 +11,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (FNN_SOFTMAX_BLOCK_ELEMS, FNN_SOFTMAX_MAX_ROWS, check, check_disjoint,
-                      check_float,
+                      check_float, check_outputs,
                       check_shape, fexp, softmax_xent_block, threads_for)
 
 cnp.import_array()
@@ -584,6 +584,9 @@ def hierarchical_softmax_forward(cnp.ndarray h not None, cnp.ndarray W not None,
     cdef Py_ssize_t k = paths.shape[0], p = paths.shape[1], bad
     check_shape(dz, "dz", n, p)
     check_shape(row_loss, "row_loss", n)
+    check_outputs(((dz, "dz"), (row_loss, "row_loss")),
+                  ((h, "h"), (W, "W"), (b, "b"), (y, "y"), (paths, "paths"),
+                   (codes, "codes"), (depths, "depths")))
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
     with nogil:
         bad = _first_bad_label(yp, n, k)
@@ -637,6 +640,9 @@ def hierarchical_softmax_backward(cnp.ndarray h not None, cnp.ndarray W not None
         check(dh, "dh", 2, t, True)
         check_shape(dh, "dh", n, d)
         dh_p = cnp.PyArray_DATA(dh)
+    check_outputs(((dh, "dh"), (dW, "dW"), (db, "db")),
+                  ((h, "h"), (W, "W"), (y, "y"), (paths, "paths"), (depths, "depths"),
+                   (dz, "dz")))
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
     with nogil:
         bad = _first_bad_label(yp, n, k)

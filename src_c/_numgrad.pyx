@@ -5,7 +5,7 @@
 # `finally`, so the array is unchanged even when the callable raises.
 cimport numpy as cnp
 
-from _common cimport check, check_float, check_same_shape
+from _common cimport check, check_disjoint, check_float, check_same_shape
 
 cnp.import_array()
 
@@ -33,6 +33,7 @@ def numerical_gradient(f, cnp.ndarray x not None, cnp.ndarray grad not None, dou
     check(x, "x", nd, t, True)
     check(grad, "grad", nd, t, True)
     check_same_shape(x, grad, "x", "grad")
+    check_disjoint(grad, "grad", x, "x")
     if not h > 0:
         raise ValueError(f"h must be positive, got {h}")
     cdef Py_ssize_t i, n = cnp.PyArray_SIZE(x)

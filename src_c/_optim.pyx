@@ -3,7 +3,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport check, check_float, check_same_shape, threads_for
+from _common cimport check, check_disjoint, check_float, check_same_shape, threads_for
 
 cnp.import_array()
 
@@ -26,6 +26,7 @@ def sgd_update(cnp.ndarray param not None, cnp.ndarray grad not None, double ste
     check(param, "param", nd, t, True)
     check(grad, "grad", nd, t)
     check_same_shape(param, grad, "param", "grad")
+    check_disjoint(param, "param", grad, "grad")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
     if t == cnp.NPY_FLOAT32:
         with nogil:

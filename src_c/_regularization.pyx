@@ -14,7 +14,7 @@ from cython.parallel cimport prange
 from libc.math cimport INFINITY, fabs, sqrt
 from libc.stdlib cimport free, malloc
 
-from _common cimport check, check_float, check_same_shape, threads_for
+from _common cimport check, check_disjoint, check_float, check_same_shape, threads_for
 
 cnp.import_array()
 
@@ -180,6 +180,7 @@ cdef int _check_pair(cnp.ndarray W, cnp.ndarray dW) except -1:
     check(W, "W", nd, t)
     check(dW, "dW", nd, t, True)
     check_same_shape(W, dW, "W", "dW")
+    check_disjoint(dW, "dW", W, "W")
     return t
 
 

@@ -125,6 +125,16 @@ def test_kernels_refuse_memory_they_would_misread_or_clobber():
     s = np.random.default_rng(0).standard_normal((4, 3))
     with pytest.raises(ValueError, match="share memory"):
         C.softmax_cross_entropy(s, np.zeros(4, np.intp), s, np.empty(4), 1)
+    w = np.ones(5)
+    with pytest.raises(ValueError, match="share memory"):
+        C.sgd_update(w, w, 0.1, 1)
+    with pytest.raises(ValueError, match="share memory"):
+        C.l2_penalty(w, w, 0.1)
+    with pytest.raises(ValueError, match="share memory"):
+        C.numerical_gradient(lambda a: 0.0, w, w, 1e-5, True)
+    big = np.ones((10, 4))
+    with pytest.raises(ValueError, match="share memory"):     # a partial overlap
+        C.affine_forward(big[:5], np.ones((4, 4)), np.zeros(4), big[3:8], 0, 0.0, 1)
     # element-wise kernels may work in place: the very same buffer is allowed
     y = np.random.default_rng(1).standard_normal((100, 7))
     want = np.maximum(y, 0)
