@@ -118,6 +118,7 @@ def check_binary_labels(y, name="y", *, values=(0, 1), shape=None, dtype=np.floa
 
 
 def check_positive_int(value, name, *, minimum=1):
+    """value as an int >= minimum; TypeError for non-integers (bool included)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:

@@ -12,6 +12,7 @@ def _positive_int(text):
 
 
 def build_parser():
+    """The argparse parser of the ``fastnn`` command (subcommands spiral, config)."""
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("spiral", help="the spiral case study: linear softmax, then a "
@@ -59,6 +60,7 @@ def _spiral(args):
 
 
 def main(argv=None):
+    """Run the ``fastnn`` command with argv (default sys.argv[1:]); returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.command == "spiral":
         return _spiral(args)

@@ -81,6 +81,7 @@ class Parametrized:
 
     @property
     def n_params(self):
+        """Number of learnable scalars (the sizes of all parameters)."""
         return sum(p.size for p in self.params.values())
 
     def set_params(self, **values):
@@ -97,10 +98,13 @@ class Parametrized:
             params[name][...] = value
 
     def train(self, mode=True):
+        """Switch to training mode (or evaluation mode when mode is False); returns self."""
         self.training = bool(mode)
         return self
 
     def eval(self):
+        """Switch to evaluation mode: dropout is the identity, batch norm uses its
+        running statistics.  Returns self."""
         return self.train(False)
 
 
@@ -274,7 +278,8 @@ class Dropout(Layer):
     """Dropout with ``p`` the probability of *keeping* a unit, mask ~ Bernoulli(p).
 
     mode="inverted" (default, recommended): in training ``out = x * mask / p``, in
-    evaluation mode the identity.  mode="vanilla" (the notes' first version): in
+    evaluation mode the identity (forward returns x itself and backward dout itself,
+    not copies in layer-owned buffers).  mode="vanilla" (the notes' first version): in
     training ``out = x * mask``, in evaluation mode ``out = p * x``.  Either way the
     test-time output equals the expected training output; vanilla just puts the
     scaling on the test-time path.

@@ -21,6 +21,7 @@ class History:
 
     @property
     def us_per_step(self):
+        """Mean wall time of one step, in microseconds."""
         return 1e6 * self.seconds / max(self.steps, 1)
 
 
