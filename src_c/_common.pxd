@@ -7,6 +7,7 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "fastnn_math.h" nogil:
     int FNN_HAVE_OPENMP
+    int FNN_PARALLEL_MIN_WORK
     int fnn_omp_max_threads()
     int fnn_omp_num_procs()
     float fnn_expf(float x)
@@ -102,11 +103,12 @@ cdef inline int check_shape(cnp.ndarray a, str name, Py_ssize_t d0, Py_ssize_t d
 
 
 cdef inline int threads_for(Py_ssize_t work, int n_threads) noexcept nogil:
-    """Threads worth waking for `work` element-operations: a parallel region costs a
-    few microseconds, more than the work itself at spiral size."""
+    """Threads worth waking for `work` element-operations: one below
+    FNN_PARALLEL_MIN_WORK (fastnn_math.h), where waking the passive OpenMP workers
+    would cost more than the work."""
     if n_threads < 1:
         return 1
-    if work < 32768:
+    if work < FNN_PARALLEL_MIN_WORK:
         return 1
     return n_threads
 

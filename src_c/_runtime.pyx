@@ -2,7 +2,7 @@
 cimport numpy as cnp
 from cython cimport floating
 
-from _common cimport (FNN_HAVE_CLONES, FNN_HAVE_OPENMP, check, check_float, check_same_shape,
+from _common cimport (FNN_HAVE_CLONES, FNN_HAVE_OPENMP, FNN_PARALLEL_MIN_WORK, check, check_float, check_same_shape,
                       exp_inplace, fnn_omp_max_threads, fnn_omp_num_procs)
 
 cnp.import_array()
@@ -17,6 +17,12 @@ def isa_dispatch():
     """True when the loops were compiled for several instruction sets (AVX-512, AVX2,
     baseline), picked at load time for this CPU."""
     return bool(FNN_HAVE_CLONES)
+
+
+def parallel_min_work():
+    """Element-operations below which a kernel runs on one thread whatever it is asked
+    (tests use it to size the blocks that must exercise the threaded paths)."""
+    return FNN_PARALLEL_MIN_WORK
 
 
 def omp_max_threads():

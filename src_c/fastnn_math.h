@@ -27,6 +27,10 @@ static inline int fnn_omp_max_threads(void) { return 1; }
 static inline int fnn_omp_num_procs(void) { return 1; }
 #endif
 
+/* Below this many element-operations a kernel runs on one thread: waking the sleeping
+ * (passive) OpenMP workers costs ~30 us, more than the work of a spiral-size kernel. */
+#define FNN_PARALLEL_MIN_WORK 262144
+
 static inline float fnn_f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
 static inline uint32_t fnn_f32_bits(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
 static inline double fnn_f64_from_bits(uint64_t u) { double f; memcpy(&f, &u, sizeof f); return f; }

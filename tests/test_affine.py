@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import DTYPES, tol
-from fastnn import _kernels
+from fastnn import _kernels, _runtime
 from fastnn.gradcheck import numerical_gradient, rel_error
 from fastnn.layers import Linear
 from fastnn.reference import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU
@@ -64,8 +64,9 @@ def test_no_dx_leaves_other_gradients_unchanged(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTS)
 def test_results_do_not_depend_on_thread_count(dtype, act):
-    # 2048 x 96 is above the size where the kernels start using threads.
-    x, W, b, dout = _problem((2048, 33, 96), dtype, seed=3)
+    # 4096 x 96 is above the size where the kernels start using threads
+    assert 4096 * 96 >= _runtime.parallel_min_work()
+    x, W, b, dout = _problem((4096, 33, 96), dtype, seed=3)
     one = _run(C, x, W, b, dout, act, n_threads=1)
     two = _run(C, x, W, b, dout, act, n_threads=2)
     for a, c in zip(one, two):

@@ -11,7 +11,7 @@ import pytest
 
 import fastnn
 from conftest import DTYPES, RTOL
-from fastnn import _kernels
+from fastnn import _runtime, _kernels
 from fastnn.gradcheck import numerical_gradient, rel_error
 from fastnn.layers import (ACTIVATIONS, BatchNorm, Dropout, LeakyReLU, Linear, Maxout,
                            PReLU, ReLU, Sigmoid, Tanh)
@@ -236,6 +236,7 @@ def _run_all_kernels(n_threads, dtype):
     """Every new kernel on a block big enough to be split across threads."""
     rng = rng_for("threads", dtype)
     n, d, h, k = 1024, 32, 512, 3
+    assert n * h >= _runtime.parallel_min_work()          # really split across threads
     x, dout = randn(rng, (n, h), dtype), randn(rng, (n, h), dtype)
     xi, alpha = randn(rng, (n, d), dtype), randn(rng, h, dtype, 0.3)
     r = {}

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import DTYPES, tol  # noqa: F401 - tol's tolerances are explained there
 import fastnn
-from fastnn import _kernels, losses
+from fastnn import _kernels, _runtime, losses
 from fastnn.case_study import two_layer_net
 from fastnn.datasets import spiral
 from fastnn.gradcheck import numerical_gradient, rel_error
@@ -71,6 +71,7 @@ def test_score_kernel_matches_twin(name, dtype, shape):
 def test_score_kernel_thread_count_bit_identical(name, dtype):
     rng = np.random.default_rng(7)
     n, k = 2048, 300          # large enough for the kernels to wake a second thread
+    assert n * k >= _runtime.parallel_min_work()
     scores = (2 * rng.standard_normal((n, k))).astype(dtype)
     y = SCORE_KERNELS[name][2](rng, n, k, dtype)
     l1, d1, r1 = _run_kernel(_kernels.COMPILED, name, scores, y, n_threads=1)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import DTYPES
-from fastnn import _kernels
+from fastnn import _kernels, _runtime
 from fastnn.optim import SGD
 
 C, T = _kernels.COMPILED, _kernels.NUMPY
@@ -26,8 +26,9 @@ def test_update_equals_the_twin_bit_for_bit(shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_update_does_not_depend_on_thread_count(dtype):
     rng = np.random.default_rng(1)
-    w = rng.standard_normal(100_000).astype(dtype)     # above the threading threshold
-    g = rng.standard_normal(100_000).astype(dtype)
+    n = 2 * _runtime.parallel_min_work()                # threaded on 2 threads
+    w = rng.standard_normal(n).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
     one, two = w.copy(), w.copy()
     C.sgd_update(one, g, 0.1, 1)
     C.sgd_update(two, g, 0.1, 2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _kernels, regularization as R
+from fastnn import _kernels, _runtime, regularization as R
 from fastnn.gradcheck import numerical_gradient, rel_error
 from fastnn.layers import Linear
 from fastnn.losses import SoftmaxCrossEntropy
@@ -72,9 +72,11 @@ def test_max_norm_kernel_matches_twin(shape, dtype):
 
 
 @pytest.mark.parametrize("kernel", sorted(PENALTIES))
-@pytest.mark.parametrize("shape", [(300, 200), (513, 257), (70001,)])
+# each shape above fastnn._runtime.parallel_min_work(), so 2 threads are really used
+@pytest.mark.parametrize("shape", [(600, 500), (1025, 257), (300001,)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_penalty_is_thread_count_independent(kernel, shape, dtype):
+    assert np.prod(shape) >= _runtime.parallel_min_work()
     W = weights(shape, dtype)
     out = []
     for nt in (1, 2):
@@ -84,9 +86,10 @@ def test_penalty_is_thread_count_independent(kernel, shape, dtype):
     np.testing.assert_array_equal(out[0][1], out[1][1])
 
 
-@pytest.mark.parametrize("shape", [(300, 200), (513, 257), (40, 2000)])
+@pytest.mark.parametrize("shape", [(600, 500), (1025, 257), (40, 7000)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_norm_is_thread_count_independent(shape, dtype):
+    assert np.prod(shape) >= _runtime.parallel_min_work()
     W = weights(shape, dtype, zeros=False) / np.float32(np.sqrt(shape[0]))
     W1, W2 = W.copy(), W.copy()
     assert C.max_norm_constrain(W1, 1.0, 1) == C.max_norm_constrain(W2, 1.0, 2) > 0

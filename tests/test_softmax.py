@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import DTYPES, tol
-from fastnn import _kernels
+from fastnn import _kernels, _runtime
 from fastnn.gradcheck import numerical_gradient, rel_error
 from fastnn.losses import SoftmaxCrossEntropy
 
@@ -58,6 +58,7 @@ def test_matches_the_notes_formula_in_float64():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_results_do_not_depend_on_thread_count(dtype):
     s, y = _problem((4096, 100), dtype, seed=5)
+    assert 4096 * 100 >= _runtime.parallel_min_work()     # really split across threads
     one, two = _run(C, s, y, 1), _run(C, s, y, 2)
     assert one[0] == two[0]
     np.testing.assert_array_equal(one[1], two[1])
