@@ -133,6 +133,10 @@ from libc.stdint cimport uint8_t, uint64_t
 
 cdef extern from "fastnn_loops.h" nogil:
     int FNN_HAVE_CLONES
+    float fnn_elementwise_loss_row_f32(int kind, const float* s, const float* y, float* d,
+                                       Py_ssize_t a, float inv_n)
+    double fnn_elementwise_loss_row_f64(int kind, const double* s, const double* y,
+                                        double* d, Py_ssize_t a, double inv_n)
     int FNN_SOFTMAX_BLOCK_ELEMS
     int FNN_SOFTMAX_MAX_ROWS
     void fnn_exp_inplace_f32(float* x, Py_ssize_t n)
@@ -159,6 +163,15 @@ cdef extern from "fastnn_loops.h" nogil:
     void fnn_act_backward_cols_f64(const double* dout, const double* out, double* dz,
                                    double* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
                                    Py_ssize_t c1, int act, double alpha)
+
+
+cdef inline floating elementwise_loss_row(int kind, const floating* s, const floating* y,
+                                          floating* d, Py_ssize_t a,
+                                          floating inv_n) noexcept nogil:
+    if floating is float:
+        return fnn_elementwise_loss_row_f32(kind, s, y, d, a, inv_n)
+    else:
+        return fnn_elementwise_loss_row_f64(kind, s, y, d, a, inv_n)
 
 
 cdef inline void exp_inplace(floating* x, Py_ssize_t n) noexcept nogil:

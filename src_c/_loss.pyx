@@ -11,7 +11,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (FNN_SOFTMAX_BLOCK_ELEMS, FNN_SOFTMAX_MAX_ROWS, check, check_disjoint,
-                      check_float, check_outputs,
+                      check_float, check_outputs, elementwise_loss_row,
                       check_shape, fexp, softmax_xent_block, threads_for)
 
 cnp.import_array()
@@ -214,38 +214,6 @@ cdef inline floating _log1p(floating x) noexcept nogil:
         return log1p(x)
 
 
-cdef inline floating _elementwise_row(int kind, const floating* s, const floating* y,
-                                      floating* d, Py_ssize_t a,
-                                      floating inv_n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating loss = 0, m, e, sig
-    if kind == EW_ATTR_HINGE:
-        for j in range(a):
-            m = 1 - y[j] * s[j]
-            if m > 0:
-                loss += m
-                d[j] = -y[j] * inv_n
-            else:
-                d[j] = 0
-    elif kind == EW_ATTR_LOGISTIC:
-        for j in range(a):
-            e = fexp(-s[j] if s[j] >= 0 else s[j])
-            loss += (s[j] if s[j] > 0 else <floating>0) - y[j] * s[j] + _log1p(e)
-            sig = 1 / (1 + e) if s[j] >= 0 else e / (1 + e)
-            d[j] = (sig - y[j]) * inv_n
-    elif kind == EW_L2:
-        for j in range(a):
-            m = s[j] - y[j]
-            loss += m * m
-            d[j] = m * (2 * inv_n)
-    else:
-        for j in range(a):
-            m = s[j] - y[j]
-            loss += m if m >= 0 else -m
-            d[j] = inv_n if m > 0 else (-inv_n if m < 0 else <floating>0)
-    return loss
-
-
 cdef void _elementwise(int kind, const floating* s, const floating* y, floating* d,
                        floating* row_loss, Py_ssize_t n, Py_ssize_t a,
                        int n_threads) noexcept nogil:
@@ -253,13 +221,20 @@ cdef void _elementwise(int kind, const floating* s, const floating* y, floating*
     cdef floating inv_n = (<floating>1) / <floating>n
     cdef int nt = threads_for(n * a * (8 if kind == EW_ATTR_LOGISTIC else 1), n_threads)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        row_loss[i] = _elementwise_row(kind, s + i * a, y + i * a, d + i * a, a, inv_n)
+        row_loss[i] = elementwise_loss_row(kind, s + i * a, y + i * a, d + i * a, a, inv_n)
 
 
 cdef Py_ssize_t _first_not_binary(const floating* y, Py_ssize_t size,
                                   floating lo, floating hi) noexcept nogil:
-    """Index of the first element of y that is neither lo nor hi (NaN included), or -1."""
-    cdef Py_ssize_t i
+    """Index of the first element of y that is neither lo nor hi (NaN included), or -1.
+
+    A branch-free count first: random +-1 labels make an early-exit test mispredict
+    every other element (20 ms for 4M labels instead of 1)."""
+    cdef Py_ssize_t i, bad = 0
+    for i in range(size):
+        bad += (y[i] != lo) & (y[i] != hi)
+    if bad == 0:
+        return -1
     for i in range(size):
         if not (y[i] == lo or y[i] == hi):
             return i

@@ -33,6 +33,7 @@
 #define FNN_(name) name##_f32
 #define FNN_EXP fnn_expf
 #define FNN_LOG logf
+#define FNN_LOG1P_UNIT fnn_log1pf_unit
 #define FNN_TANH fnn_tanhf
 #define FNN_SIGMOID fnn_sigmoidf
 #include "fastnn_loops.inc"
@@ -40,6 +41,7 @@
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_LOG
+#undef FNN_LOG1P_UNIT
 #undef FNN_TANH
 #undef FNN_SIGMOID
 
@@ -47,6 +49,7 @@
 #define FNN_(name) name##_f64
 #define FNN_EXP fnn_exp
 #define FNN_LOG log
+#define FNN_LOG1P_UNIT fnn_log1p_unit
 #define FNN_TANH fnn_tanh
 #define FNN_SIGMOID fnn_sigmoid
 #include "fastnn_loops.inc"
@@ -54,6 +57,7 @@
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_LOG
+#undef FNN_LOG1P_UNIT
 #undef FNN_TANH
 #undef FNN_SIGMOID
 

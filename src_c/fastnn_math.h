@@ -159,6 +159,45 @@ static inline float fnn_sigmoidf(float x)
     return x >= 0.0f ? r : e * r;
 }
 
+/* log1p(e) for e in [0, 1] (the logistic loss's log(1 + exp(-|s|))), vectorizable.
+ * log(1 + e) = 2 atanh(t) with t = e / (2 + e), accurate for tiny e; above
+ * e = sqrt(2) - 1 the argument is halved first: log(1 + e) = ln2 + 2 atanh(t') with
+ * t' = (e - 1) / (e + 3).  Either way |t| <= 0.1716, and the odd series
+ * 2 (t + t^3/3 + t^5/5 + ...) converges to double precision in 12 terms. */
+static inline double fnn_log1p_unit(double e)
+{
+    int big = e > 0.41421356237309503;
+    double t = big ? (e - 1.0) / (e + 3.0) : e / (e + 2.0);
+    double t2 = t * t;
+    double p = 2.0 / 23;
+    p = p * t2 + 2.0 / 21;
+    p = p * t2 + 2.0 / 19;
+    p = p * t2 + 2.0 / 17;
+    p = p * t2 + 2.0 / 15;
+    p = p * t2 + 2.0 / 13;
+    p = p * t2 + 2.0 / 11;
+    p = p * t2 + 2.0 / 9;
+    p = p * t2 + 2.0 / 7;
+    p = p * t2 + 2.0 / 5;
+    p = p * t2 + 2.0 / 3;
+    p = p * t2 + 2.0;
+    return t * p + (big ? 0.69314718055994530942 : 0.0);
+}
+
+static inline float fnn_log1pf_unit(float e)
+{
+    int big = e > 0.41421356f;
+    float t = big ? (e - 1.0f) / (e + 3.0f) : e / (e + 2.0f);
+    float t2 = t * t;
+    float p = 2.0f / 11;
+    p = p * t2 + 2.0f / 9;
+    p = p * t2 + 2.0f / 7;
+    p = p * t2 + 2.0f / 5;
+    p = p * t2 + 2.0f / 3;
+    p = p * t2 + 2.0f;
+    return t * p + (big ? 0.693147180559945f : 0.0f);
+}
+
 /* SplitMix64's output function (Steele, Lea & Flood 2014; constants of Vigna's
  * reference).  Applied to a counter it is a counter-based generator: element e of a
  * dropout mask depends only on (key, e), never on which thread computes it. */
