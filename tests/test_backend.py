@@ -158,3 +158,15 @@ def test_numerical_gradient_refuses_a_step_below_the_resolution_of_x(backend_nam
         with pytest.raises(ValueError, match="h = 1e-05 is below the resolution"):
             fastnn.gradcheck.numerical_gradient(lambda a: float(a.sum()), x)
     np.testing.assert_array_equal(x, [1.0, 1024.0])
+
+
+def test_import_makes_openmp_workers_passive_unless_the_user_chose():
+    import subprocess
+    code = "import os, fastnn; print(os.environ.get('OMP_WAIT_POLICY'))"
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    run = lambda env: subprocess.run([sys.executable, "-c", code], env=env,  # noqa: E731
+                                     capture_output=True, text=True, check=True).stdout.strip()
+    assert run(base) == "PASSIVE"
+    assert run({**base, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+    assert run({**base, "GOMP_SPINCOUNT": "1000"}) == "None"
