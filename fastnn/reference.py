@@ -133,20 +133,14 @@ def dropout_draws(n, seed, step):
 
 def dropout_forward(x, out, mask, p, seed, step, n_threads=1):
     """Inverted dropout: out = x * mask / p.  See fastnn._dropout.dropout_forward."""
-    thr = keep_threshold(p)
-    keep = dropout_draws(x.size, seed, step).reshape(x.shape) < np.uint64(thr)
-    mask[...] = keep
-    scale = x.dtype.type(1.0 / p)
-    out[...] = np.where(keep, x * scale, x.dtype.type(0))
-    return out
+    keep_threshold(p)
+    return dropout_forward_scaled(x, out, mask, p, 1.0 / p, seed, step)
 
 
 def dropout_backward(dout, mask, dx, p, n_threads=1):
     """dx = dout * mask / p."""
     keep_threshold(p)
-    scale = dout.dtype.type(1.0 / p)
-    dx[...] = np.where(mask != 0, dout * scale, dout.dtype.type(0))
-    return dx
+    return dropout_backward_scaled(dout, mask, dx, 1.0 / p)
 
 
 def numerical_gradient(f, x, grad, h, centered=True):

@@ -80,41 +80,40 @@ class NoRegularization(Regularizer):
 NONE = NoRegularization()
 
 
-class L2(Regularizer):
+class _Strength(Regularizer):
+    """A penalty with one strength ``reg`` computed by one compiled kernel."""
+
+    #: name of the kernel in fastnn._kernels.KERNELS
+    _kernel = None
+
+    def __init__(self, reg=1e-3):
+        self.reg = check_scalar(reg, "reg", low=0.0)
+        self.has_penalty = self.reg > 0
+
+    def penalty_and_grad(self, W, dW):
+        """Return the penalty of W and add its gradient to dW, in one compiled pass."""
+        if self.reg == 0.0:
+            return 0.0
+        return getattr(_kernels.backend(), self._kernel)(W, dW, self.reg,
+                                                         config._n_threads)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(reg={self.reg})"
+
+
+class L2(_Strength):
     """L2 regularization as the notes define it: ``0.5 * reg * sum(W**2)``, gradient
     ``reg * W`` (the 0.5 makes the gradient that simple).  Biases are not penalized
     unless a layer asks (``Linear(..., regularize_bias=True)``)."""
 
-    def __init__(self, reg=1e-3):
-        self.reg = check_scalar(reg, "reg", low=0.0)
-        self.has_penalty = self.reg > 0
-
-    def penalty_and_grad(self, W, dW):
-        """Return 0.5 * reg * sum(W**2) and add reg * W to dW, in one compiled pass."""
-        if self.reg == 0.0:
-            return 0.0
-        return _kernels.backend().l2_penalty(W, dW, self.reg, config._n_threads)
-
-    def __repr__(self):
-        return f"L2(reg={self.reg})"
+    _kernel = "l2_penalty"
 
 
-class L1(Regularizer):
+class L1(_Strength):
     """L1 regularization: ``reg * sum(|W|)``, subgradient ``reg * sign(W)`` (exactly 0
     where a weight is exactly 0).  Drives weights towards exact sparsity."""
 
-    def __init__(self, reg=1e-3):
-        self.reg = check_scalar(reg, "reg", low=0.0)
-        self.has_penalty = self.reg > 0
-
-    def penalty_and_grad(self, W, dW):
-        """Return reg * sum(|W|) and add reg * sign(W) to dW, in one compiled pass."""
-        if self.reg == 0.0:
-            return 0.0
-        return _kernels.backend().l1_penalty(W, dW, self.reg, config._n_threads)
-
-    def __repr__(self):
-        return f"L1(reg={self.reg})"
+    _kernel = "l1_penalty"
 
 
 class ElasticNet(Regularizer):

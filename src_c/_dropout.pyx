@@ -64,57 +64,19 @@ def dropout_forward(cnp.ndarray x not None, cnp.ndarray out not None,
                     int n_threads=1):
     """Inverted dropout (training mode): out = x * mask / p, mask written as 0/1 uint8.
 
-    x, out: same shape, float32/float64, C-contiguous; mask: same shape, uint8.
-    The mask is a pure function of (seed, step, element index).  Returns out.
+    x, out: same shape, float32/float64, C-contiguous (out may be x); mask: same
+    shape, uint8.  The mask is a pure function of (seed, step, element index).
+    Returns out.
     """
-    cdef int t = check_float(x, "x")
-    cdef int nd = cnp.PyArray_NDIM(x)
-    check(x, "x", nd, t)
-    check(out, "out", nd, t, True)
-    check(mask, "mask", nd, cnp.NPY_UINT8, True)
-    check_same_shape(x, out, "x", "out")
-    check_same_shape(x, mask, "x", "mask")
-    check_disjoint(out, "out", x, "x", True)      # element-wise: in place is fine
-    check_disjoint(mask, "mask", x, "x")
-    check_disjoint(mask, "mask", out, "out")
-    cdef uint64_t thr = keep_threshold(p)
-    cdef uint64_t key = fnn_dropout_key(seed, step)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out),
-                     <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr, <float>(1.0 / p),
-                     n_threads)
-    else:
-        with nogil:
-            _forward(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out),
-                     <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr, 1.0 / p, n_threads)
-    return out
+    keep_threshold(p)               # p is checked before 1 / p is formed
+    return dropout_forward_scaled(x, out, mask, p, 1.0 / p, seed, step, n_threads)
 
 
 def dropout_backward(cnp.ndarray dout not None, cnp.ndarray mask not None,
                      cnp.ndarray dx not None, double p, int n_threads=1):
     """dx = dout * mask / p with the mask forward drew.  Returns dx."""
-    cdef int t = check_float(dout, "dout")
-    cdef int nd = cnp.PyArray_NDIM(dout)
-    check(dout, "dout", nd, t)
-    check(mask, "mask", nd, cnp.NPY_UINT8)
-    check(dx, "dx", nd, t, True)
-    check_same_shape(dout, mask, "dout", "mask")
-    check_same_shape(dout, dx, "dout", "dx")
-    check_disjoint(dx, "dx", dout, "dout", True)
-    check_disjoint(dx, "dx", mask, "mask")
     keep_threshold(p)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(dout)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            _backward(<float*>cnp.PyArray_DATA(dout), <uint8_t*>cnp.PyArray_DATA(mask),
-                      <float*>cnp.PyArray_DATA(dx), n, <float>(1.0 / p), n_threads)
-    else:
-        with nogil:
-            _backward(<double*>cnp.PyArray_DATA(dout), <uint8_t*>cnp.PyArray_DATA(mask),
-                      <double*>cnp.PyArray_DATA(dx), n, 1.0 / p, n_threads)
-    return dx
+    return dropout_backward_scaled(dout, mask, dx, 1.0 / p, n_threads)
 
 
 def dropout_key(uint64_t seed, uint64_t step):
