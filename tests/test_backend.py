@@ -160,13 +160,18 @@ def test_numerical_gradient_refuses_a_step_below_the_resolution_of_x(backend_nam
     np.testing.assert_array_equal(x, [1.0, 1024.0])
 
 
-def test_import_makes_openmp_workers_passive_unless_the_user_chose():
+def test_import_makes_openmp_workers_passive_unless_the_user_chose(tmp_path):
     import subprocess
     code = "import os, fastnn; print(os.environ.get('OMP_WAIT_POLICY'))"
     base = {k: v for k, v in os.environ.items()
             if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    # cwd outside the repository: the child must import the package the tests run
+    # (installed, or built in place and on sys.path), not an unbuilt source tree
+    pkg_parent = os.path.dirname(os.path.dirname(fastnn.__file__))
+    base["PYTHONPATH"] = pkg_parent
     run = lambda env: subprocess.run([sys.executable, "-c", code], env=env,  # noqa: E731
-                                     capture_output=True, text=True, check=True).stdout.strip()
+                                     cwd=tmp_path, capture_output=True, text=True,
+                                     check=True).stdout.strip()
     assert run(base) == "PASSIVE"
     assert run({**base, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
     assert run({**base, "GOMP_SPINCOUNT": "1000"}) == "None"
