@@ -95,11 +95,16 @@ class BuildExt(build_ext):
 
 
 def extensions():
+    # The C headers and the loop template every module includes: a change to any of
+    # them must rebuild the extensions (setuptools only sees the .c otherwise).
+    headers = sorted(f"{SRC}/{h.name}" for pattern in ("*.h", "*.inc", "*.pxd")
+                     for h in (HERE / SRC).glob(pattern))
     exts = []
     for pyx in sorted((HERE / SRC).glob("*.pyx")):
         exts.append(Extension(
             f"fastnn.{pyx.stem}",
             [f"{SRC}/{pyx.name}"],
+            depends=headers,
             include_dirs=[np.get_include(), SRC],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         ))
