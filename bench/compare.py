@@ -96,7 +96,12 @@ def measure(case, reps, inner, warmup=2, pause=0.0):
     yielding for a while after a parallel region ends (OpenBLAS: up to ~0.1 s); without
     it, the next implementation's clock would pay for the previous one's idle threads on
     a 2-core machine.  An implementation's own idle threads, spinning into its own next
-    operation, stay on its clock: that is what its users get."""
+    operation, stay on its clock: that is what its users get.
+
+    After the pause, each timed call is preceded by one untimed call of the same
+    implementation, so that every implementation is timed as it runs in a training
+    loop, right after its own previous call, rather than waking cold from the pause
+    (sleeping OpenMP workers, an idle virtual CPU: up to ~0.5 ms here)."""
     runners = [(c.name, case.runner(c.name)) for c in case.candidates]
     for _ in range(warmup):
         for _, run in runners:
@@ -109,6 +114,7 @@ def measure(case, reps, inner, warmup=2, pause=0.0):
     try:
         for r in range(reps):
             for name, run in runners[r % k:] + runners[:r % k]:
+                run(1)                  # untimed: wake this implementation's threads
                 t0 = time.perf_counter()
                 run(inner)
                 times[name].append((time.perf_counter() - t0) / inner)
