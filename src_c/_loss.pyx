@@ -44,20 +44,16 @@ cdef Py_ssize_t _first_bad_label(const Py_ssize_t* y, Py_ssize_t n, Py_ssize_t k
     return -1
 
 
-def softmax_cross_entropy(cnp.ndarray scores not None, cnp.ndarray y not None,
-                          cnp.ndarray dscores not None, cnp.ndarray row_loss not None,
-                          int n_threads=1):
-    """Mean softmax cross-entropy over the batch; writes dscores and row_loss.
-
-    scores (N, K) float32/float64, y (N,) intp labels in [0, K), dscores (N, K) and
-    row_loss (N,) of the scores' dtype, all C-contiguous.  Returns a Python float.
-    """
+cdef int _check_class_loss(cnp.ndarray scores, cnp.ndarray y, cnp.ndarray dscores,
+                           cnp.ndarray row_loss) except -1:
+    """The arguments of a loss on (N, K) scores and class labels: shapes, dtypes, no
+    overlap, every label in [0, K).  Returns the scores' type number."""
     cdef int t = check_float(scores, "scores")
     check(scores, "scores", 2, t)
     check(y, "y", 1, cnp.NPY_INTP)
     check(dscores, "dscores", 2, t, True)
     check(row_loss, "row_loss", 1, t, True)
-    cdef Py_ssize_t n = scores.shape[0], k = scores.shape[1], i
+    cdef Py_ssize_t n = scores.shape[0], k = scores.shape[1]
     if n == 0 or k == 0:
         raise ValueError(f"scores must be non-empty, got shape {(<object>scores).shape}")
     check_shape(y, "y", n)
@@ -67,12 +63,25 @@ def softmax_cross_entropy(cnp.ndarray scores not None, cnp.ndarray y not None,
     check_disjoint(dscores, "dscores", y, "y")
     check_disjoint(row_loss, "row_loss", scores, "scores")
     check_disjoint(row_loss, "row_loss", dscores, "dscores")
-    cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
     cdef Py_ssize_t bad
     with nogil:
-        bad = _first_bad_label(yp, n, k)
+        bad = _first_bad_label(<Py_ssize_t*>cnp.PyArray_DATA(y), n, k)
     if bad >= 0:
         raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
+    return t
+
+
+def softmax_cross_entropy(cnp.ndarray scores not None, cnp.ndarray y not None,
+                          cnp.ndarray dscores not None, cnp.ndarray row_loss not None,
+                          int n_threads=1):
+    """Mean softmax cross-entropy over the batch; writes dscores and row_loss.
+
+    scores (N, K) float32/float64, y (N,) intp labels in [0, K), dscores (N, K) and
+    row_loss (N,) of the scores' dtype, all C-contiguous.  Returns a Python float.
+    """
+    cdef int t = _check_class_loss(scores, y, dscores, row_loss)
+    cdef Py_ssize_t n = scores.shape[0], k = scores.shape[1]
+    cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _softmax_xent(<float*>cnp.PyArray_DATA(scores), yp,
@@ -137,27 +146,9 @@ def multiclass_svm(cnp.ndarray scores not None, cnp.ndarray y not None,
     row_loss (N,) of the scores' dtype, all C-contiguous; delta the margin.  Writes
     dscores = dL/dscores and the per-row losses; returns the mean as a Python float.
     """
-    cdef int t = check_float(scores, "scores")
-    check(scores, "scores", 2, t)
-    check(y, "y", 1, cnp.NPY_INTP)
-    check(dscores, "dscores", 2, t, True)
-    check(row_loss, "row_loss", 1, t, True)
+    cdef int t = _check_class_loss(scores, y, dscores, row_loss)
     cdef Py_ssize_t n = scores.shape[0], k = scores.shape[1]
-    if n == 0 or k == 0:
-        raise ValueError(f"scores must be non-empty, got shape {(<object>scores).shape}")
-    check_shape(y, "y", n)
-    check_shape(dscores, "dscores", n, k)
-    check_shape(row_loss, "row_loss", n)
-    check_disjoint(dscores, "dscores", scores, "scores")
-    check_disjoint(dscores, "dscores", y, "y")
-    check_disjoint(row_loss, "row_loss", scores, "scores")
-    check_disjoint(row_loss, "row_loss", dscores, "dscores")
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
-    cdef Py_ssize_t bad
-    with nogil:
-        bad = _first_bad_label(yp, n, k)
-    if bad >= 0:
-        raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
     if t == cnp.NPY_FLOAT32:
         with nogil:
             _svm(<float*>cnp.PyArray_DATA(scores), yp, <float*>cnp.PyArray_DATA(dscores),
