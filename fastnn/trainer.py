@@ -26,7 +26,7 @@ class History:
 
 
 def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regularizer=None,
-                     log_every=0, log=print, callback=None):
+                     log_every=0, log=print, callback=None, progress=False):
     """Full-batch gradient descent, as in the notes' case study.
 
     Each step: scores = net(X); L = loss(scores, y) + the regularization penalty of
@@ -56,6 +56,9 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
     log_every : int
         Print "iteration i: loss L" every this many steps (0: silent).
     callback : callable(step, loss) or None, called after every step.
+    progress : bool
+        Show a tqdm progress bar with the current loss (needs the ``progress`` extra:
+        ``pip install 'fastnn[progress]'``).
 
     Returns
     -------
@@ -85,6 +88,7 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
         pairs += [(loss.params[name], loss.grads[name]) for name in loss_params]
     history = np.empty(steps)
     data_history = np.empty(steps)
+    bar = _progress_bar(steps) if progress else None
     t0 = time.perf_counter()
     for i in range(steps):
         scores = net._forward(X)
@@ -103,7 +107,13 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
             log(f"iteration {i}: loss {total:f}")
         if callback is not None:
             callback(i, total)
+        if bar is not None:
+            bar.update(1)
+            if i % 100 == 0:
+                bar.set_postfix(loss=f"{total:.4f}", refresh=False)
     seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
     return History(loss=history, data_loss=data_history, seconds=seconds, steps=steps)
 
 
@@ -126,3 +136,11 @@ def _regularized(net, regularizer):
         if r.has_constraint:
             constrained.append((r, layer.W))
     return penalized, constrained
+
+
+def _progress_bar(steps):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        raise ImportError("progress=True needs tqdm: pip install 'fastnn[progress]'") from None
+    return tqdm(total=steps, unit="step")

@@ -178,3 +178,21 @@ def test_label_and_seed_ranges_are_checked_before_any_cast():
         seed_to_uint64(2**64 + 5)                   # used to alias seed 5
     with pytest.raises(ValueError, match="seed"):
         Dropout(0.5, seed=-3)
+
+
+def test_progress_bar_counts_the_steps_and_says_when_tqdm_is_missing(capsys, monkeypatch):
+    X, y = datasets.spiral(5, 3, seed=0)
+    net = Sequential([Linear(2, 4, activation="relu", seed=1), Linear(4, 3, seed=2)])
+    gradient_descent(net, SoftmaxCrossEntropy(), X, y, steps=7, progress=True)
+    assert "7/7" in capsys.readouterr().err
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError("No module named 'tqdm'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    with pytest.raises(ImportError, match=r"fastnn\[progress\]"):
+        gradient_descent(net, SoftmaxCrossEntropy(), X, y, steps=1, progress=True)
