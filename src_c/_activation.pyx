@@ -14,10 +14,9 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (ACT_SIGMOID, act_backward, act_forward, check, check_act, check_disjoint,
-                      check_float,
-                      check_same_shape, check_shape, prelu_backward_cols, prelu_rows, split,
-                      threads_for)
+from _common cimport (ACT_SIGMOID, act_backward, act_forward, check, check_act,
+                      check_disjoint, check_float, check_same_shape, check_shape,
+                      column_threads, prelu_backward_cols, prelu_rows, split, threads_for)
 
 cnp.import_array()
 
@@ -132,13 +131,8 @@ cdef void _prelu_backward(const floating* dout, const floating* x, const floatin
                           int n_threads) noexcept nogil:
     """dx (unless NULL) and dalpha in one pass; columns split across threads, each
     column's dalpha summed in row order."""
-    cdef int nt = threads_for(n * h, n_threads)
-    if nt > h:
-        nt = <int>h
+    cdef int nt = column_threads(n * h, h, n_threads)
     cdef int t
-    cdef Py_ssize_t c
-    for c in range(h):
-        dalpha[c] = 0
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         prelu_backward_cols(dout, x, alpha, dx, dalpha, n, h, split(h, nt, t),
                             split(h, nt, t + 1))

@@ -14,8 +14,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (ACT_IDENTITY, ACT_SIGMOID, act_backward_cols, bias_act_rows, check,
-                      check_act, check_blas_dims, check_disjoint, check_float, check_shape,
-                      gemm, split, threads_for)
+                      check_act, check_blas_dims, check_disjoint, check_float,
+                      check_shape, column_threads, gemm, split, threads_for)
 
 cnp.import_array()
 
@@ -43,13 +43,8 @@ cdef void _epilogue_backward(const floating* dout, const floating* out, floating
                              floating alpha, int n_threads) noexcept nogil:
     """dz = dout * act'(out) and db = column sums of dz, one pass, columns split
     across threads (act == 0 reads dout and writes no dz)."""
-    cdef int nt = threads_for(n * h, n_threads)
-    if nt > h:
-        nt = <int>h
+    cdef int nt = column_threads(n * h, h, n_threads)
     cdef int t
-    cdef Py_ssize_t c
-    for c in range(h):
-        db[c] = 0
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         act_backward_cols(dout, out, dz, db, n, h, split(h, nt, t), split(h, nt, t + 1), act,
                           alpha)

@@ -19,8 +19,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
-from _common cimport (bn_backward_cols, bn_col_stats, bn_dx_rows, bn_normalize_rows, check,
-                      check_float, check_outputs, check_shape, split, threads_for)
+from _common cimport (bn_backward_cols, bn_col_stats, bn_dx_rows, bn_normalize_rows,
+                      check, check_float, check_outputs, check_shape, column_threads,
+                      split, threads_for)
 
 cnp.import_array()
 
@@ -28,9 +29,7 @@ cnp.import_array()
 cdef void _column_stats(const floating* x, floating* mean, floating* var, Py_ssize_t n,
                         Py_ssize_t h, int n_threads) noexcept nogil:
     """mean = column means of x, var = column mean squared deviations (two passes)."""
-    cdef int nt = threads_for(n * h, n_threads)
-    if nt > h:
-        nt = <int>h
+    cdef int nt = column_threads(n * h, h, n_threads)
     cdef int t
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         bn_col_stats(x, mean, var, n, h, split(h, nt, t), split(h, nt, t + 1))
@@ -74,9 +73,7 @@ cdef void _backward(const floating* dout, const floating* xhat, const floating* 
                     const floating* inv_std, floating* dx, floating* dgamma,
                     floating* dbeta, Py_ssize_t n, Py_ssize_t h, bint training,
                     int n_threads) noexcept nogil:
-    cdef int nt = threads_for(n * h, n_threads)
-    if nt > h:
-        nt = <int>h
+    cdef int nt = column_threads(n * h, h, n_threads)
     cdef int t
     cdef Py_ssize_t r0, r1
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):

@@ -8,8 +8,6 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 cdef extern from "fastnn_math.h" nogil:
     int FNN_HAVE_OPENMP
     int FNN_PARALLEL_MIN_WORK
-    int fnn_omp_max_threads()
-    int fnn_omp_num_procs()
     float fnn_expf(float x)
     double fnn_exp(double x)
     float fnn_tanhf(float x)
@@ -222,6 +220,13 @@ cdef inline void act_backward_cols(const floating* dout, const floating* out, fl
         fnn_act_backward_cols_f32(dout, out, dz, db, n, h, c0, c1, act, alpha)
     else:
         fnn_act_backward_cols_f64(dout, out, dz, db, n, h, c0, c1, act, alpha)
+
+
+cdef inline int column_threads(Py_ssize_t work, Py_ssize_t columns,
+                               int n_threads) noexcept nogil:
+    """threads_for, but no more threads than columns (for column-split reductions)."""
+    cdef int nt = threads_for(work, n_threads)
+    return <int>columns if nt > columns else nt
 
 
 cdef inline Py_ssize_t split(Py_ssize_t total, int parts, int t) noexcept nogil:

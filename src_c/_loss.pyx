@@ -44,6 +44,16 @@ cdef Py_ssize_t _first_bad_label(const Py_ssize_t* y, Py_ssize_t n, Py_ssize_t k
     return -1
 
 
+cdef int _check_labels(cnp.ndarray y, Py_ssize_t n, Py_ssize_t k) except -1:
+    """Raise unless every one of the n intp labels of y is a class index in [0, k)."""
+    cdef Py_ssize_t bad
+    with nogil:
+        bad = _first_bad_label(<Py_ssize_t*>cnp.PyArray_DATA(y), n, k)
+    if bad >= 0:
+        raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
+    return 0
+
+
 cdef int _check_class_loss(cnp.ndarray scores, cnp.ndarray y, cnp.ndarray dscores,
                            cnp.ndarray row_loss) except -1:
     """The arguments of a loss on (N, K) scores and class labels: shapes, dtypes, no
@@ -63,11 +73,7 @@ cdef int _check_class_loss(cnp.ndarray scores, cnp.ndarray y, cnp.ndarray dscore
     check_disjoint(dscores, "dscores", y, "y")
     check_disjoint(row_loss, "row_loss", scores, "scores")
     check_disjoint(row_loss, "row_loss", dscores, "dscores")
-    cdef Py_ssize_t bad
-    with nogil:
-        bad = _first_bad_label(<Py_ssize_t*>cnp.PyArray_DATA(y), n, k)
-    if bad >= 0:
-        raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
+    _check_labels(y, n, k)
     return t
 
 
@@ -503,7 +509,7 @@ cdef int _check_tree(cnp.ndarray paths, cnp.ndarray codes, cnp.ndarray depths,
     """Validate the tree arrays (codes may be None); m is the number of internal nodes."""
     check(paths, "paths", 2, cnp.NPY_INTP)
     check(depths, "depths", 1, cnp.NPY_INTP)
-    cdef Py_ssize_t k = paths.shape[0], p = paths.shape[1], bad
+    cdef Py_ssize_t k = paths.shape[0], p = paths.shape[1]
     if k == 0:
         raise ValueError("paths must have one row per class, got none")
     check_shape(depths, "depths", k)
@@ -547,17 +553,14 @@ def hierarchical_softmax_forward(cnp.ndarray h not None, cnp.ndarray W not None,
     check_shape(b, "b", m)
     check_shape(y, "y", n)
     _check_tree(paths, codes, depths, m)
-    cdef Py_ssize_t k = paths.shape[0], p = paths.shape[1], bad
+    cdef Py_ssize_t k = paths.shape[0], p = paths.shape[1]
     check_shape(dz, "dz", n, p)
     check_shape(row_loss, "row_loss", n)
     check_outputs(((dz, "dz"), (row_loss, "row_loss")),
                   ((h, "h"), (W, "W"), (b, "b"), (y, "y"), (paths, "paths"),
                    (codes, "codes"), (depths, "depths")))
+    _check_labels(y, n, k)
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
-    with nogil:
-        bad = _first_bad_label(yp, n, k)
-    if bad >= 0:
-        raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
     cdef const Py_ssize_t* pp = <Py_ssize_t*>cnp.PyArray_DATA(paths)
     cdef const Py_ssize_t* cp = <Py_ssize_t*>cnp.PyArray_DATA(codes)
     cdef const Py_ssize_t* dp = <Py_ssize_t*>cnp.PyArray_DATA(depths)
@@ -597,7 +600,7 @@ def hierarchical_softmax_backward(cnp.ndarray h not None, cnp.ndarray W not None
     check_shape(W, "W", m, d)
     check_shape(y, "y", n)
     _check_tree(paths, None, depths, m)
-    cdef Py_ssize_t k = paths.shape[0], p = paths.shape[1], bad
+    cdef Py_ssize_t k = paths.shape[0], p = paths.shape[1]
     check_shape(dz, "dz", n, p)
     check_shape(dW, "dW", m, d)
     check_shape(db, "db", m)
@@ -609,11 +612,8 @@ def hierarchical_softmax_backward(cnp.ndarray h not None, cnp.ndarray W not None
     check_outputs(((dh, "dh"), (dW, "dW"), (db, "db")),
                   ((h, "h"), (W, "W"), (y, "y"), (paths, "paths"), (depths, "depths"),
                    (dz, "dz")))
+    _check_labels(y, n, k)
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
-    with nogil:
-        bad = _first_bad_label(yp, n, k)
-    if bad >= 0:
-        raise ValueError(f"y[{bad}] = {y[bad]} is not a class index in [0, {k})")
     cdef const Py_ssize_t* pp = <Py_ssize_t*>cnp.PyArray_DATA(paths)
     cdef const Py_ssize_t* dp = <Py_ssize_t*>cnp.PyArray_DATA(depths)
     if t == cnp.NPY_FLOAT32:

@@ -15,8 +15,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t
 
-from _common cimport (check, check_blas_dims, check_float, check_outputs, check_shape, gemm, maxout_rows, maxout_scatter_cols,
-                      split, threads_for)
+from _common cimport (check, check_blas_dims, check_float, check_outputs, check_shape,
+                      column_threads, gemm, maxout_rows, maxout_scatter_cols, split,
+                      threads_for)
 
 cnp.import_array()
 
@@ -41,9 +42,7 @@ cdef void _backward(const floating* dout, const floating* x, const floating* w,
                     floating* db, Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, Py_ssize_t k,
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t hk = h * k
-    cdef int nt = threads_for(n * hk, n_threads)
-    if nt > h:
-        nt = <int>h
+    cdef int nt = column_threads(n * hk, h, n_threads)
     cdef int t
     cdef Py_ssize_t c
     for c in range(hk):

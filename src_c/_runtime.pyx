@@ -3,7 +3,7 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _common cimport (FNN_HAVE_CLONES, FNN_HAVE_OPENMP, FNN_PARALLEL_MIN_WORK, check, check_float, check_same_shape,
-                      exp_inplace, fnn_omp_max_threads, fnn_omp_num_procs)
+                      exp_inplace)
 
 cnp.import_array()
 
@@ -25,14 +25,6 @@ def parallel_min_work():
     return FNN_PARALLEL_MIN_WORK
 
 
-def omp_max_threads():
-    """OpenMP's default team size (1 without OpenMP)."""
-    return fnn_omp_max_threads()
-
-
-def omp_num_procs():
-    """Processors OpenMP sees (1 without OpenMP)."""
-    return fnn_omp_num_procs()
 
 
 

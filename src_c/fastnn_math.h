@@ -7,7 +7,7 @@
  *   fnn_sigmoid(f)       1 / (1 + exp(-x)) without overflow or cancellation.
  *   fnn_mix64            the SplitMix64 finalizer, the counter-based generator behind
  *                        dropout masks (fastnn.reference reproduces it in NumPy).
- *   fnn_omp_*            OpenMP queries that also compile without OpenMP.
+ *   FNN_HAVE_OPENMP      whether the kernels were compiled with OpenMP.
  */
 #ifndef FASTNN_MATH_H
 #define FASTNN_MATH_H
@@ -17,14 +17,9 @@
 #include <math.h>
 
 #ifdef _OPENMP
-#include <omp.h>
 #define FNN_HAVE_OPENMP 1
-static inline int fnn_omp_max_threads(void) { return omp_get_max_threads(); }
-static inline int fnn_omp_num_procs(void) { return omp_get_num_procs(); }
 #else
 #define FNN_HAVE_OPENMP 0
-static inline int fnn_omp_max_threads(void) { return 1; }
-static inline int fnn_omp_num_procs(void) { return 1; }
 #endif
 
 /* Below this many element-operations a kernel runs on one thread: waking the sleeping
