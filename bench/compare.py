@@ -76,10 +76,10 @@ def header(info, threads):
         f"{'yes' if info['openmp'] else 'no'}, from {info['fastnn_path']}",
         f"python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}",
         f"BLAS    : {blas}",
-        f"torch   : " + (f"{info['torch']} ({info['torch_blas']}, "
+        "torch   : " + (f"{info['torch']} ({info['torch_blas']}, "
                          f"{info['torch_threads']} threads)" if info["torch"]
                          else "not installed: skipped"),
-        f"sklearn : " + (info["sklearn"] or "not installed: skipped"),
+        "sklearn : " + (info["sklearn"] or "not installed: skipped"),
     ]
     if info.get("loadavg"):
         lines.append("load avg: " + " ".join(f"{x:.2f}" for x in info["loadavg"])

@@ -89,7 +89,7 @@ def show_config(print_out=True):
         print(f"  backend        : {info['backend']}"
               + ("" if info["compiled_available"] else " (compiled kernels NOT available)"))
         print(f"  OpenMP         : {'yes' if openmp else 'no'}")
-        print(f"  SIMD loops     : "
+        print("  SIMD loops     : "
               + ("per-ISA clones (AVX-512, AVX2, baseline), picked at load time"
                  if isa_dispatch else "compiled for the baseline instruction set"))
         print(f"  threads        : {info['num_threads']} (of {info['cores']} cores)")
