@@ -1,66 +1,13 @@
-# Fused affine + element-wise activation, forward and backward
-# (identity, relu, leaky_relu, sigmoid, tanh: the codes of _common.pxd).
-#
-#   forward:  out = act(x @ W + b)                    x (N, D), W (D, H), b (H,), out (N, H)
-#   backward: dz = dout * act'(out);  db = sum_rows dz;  dW = x.T @ dz;  dx = dz @ W.T
-#
-# The three matrix products go through BLAS; bias, activation, the activation's
-# derivative and the db reduction happen in one pass over the (N, H) block.  The
-# derivative is read off the cached *output*, so forward keeps nothing else.
-# db is reduced column by column, each column by one thread in row order, so its bits
-# do not depend on the thread count.
+# Checked entry points of the fused affine + activation layer; the arithmetic is in
+# _affine_core.pxd (shared with the training plan).
 cimport numpy as cnp
 from cython cimport floating
-from cython.parallel cimport prange
 
-from _common cimport (ACT_IDENTITY, ACT_SIGMOID, act_backward_cols, bias_act_rows, check,
-                      check_act, check_blas_dims, check_disjoint, check_float,
-                      check_shape, column_threads, gemm, split, threads_for)
+from _affine_core cimport affine_backward_core, affine_forward_core
+from _common cimport (ACT_IDENTITY, check, check_act, check_blas_dims, check_disjoint,
+                      check_float, check_shape)
 
 cnp.import_array()
-
-# Activation codes: the enum of _common.pxd, mirrored by fastnn.layers.ACTIVATIONS and
-# fastnn.reference.
-
-
-cdef void _forward(const floating* x, const floating* w, const floating* b, floating* out,
-                   Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, int act, floating alpha,
-                   int n_threads) noexcept nogil:
-    gemm(False, False, <int>n, <int>h, <int>d, <floating>1, x, <int>d, w, <int>h,
-         <floating>0, out, <int>h)
-    # sigmoid/tanh cost an exp per element: worth threads at smaller sizes
-    cdef int nt = threads_for(n * h * (1 if act < ACT_SIGMOID else 8), n_threads)
-    cdef int t
-    cdef Py_ssize_t r0, r1
-    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        r0 = split(n, nt, t)
-        r1 = split(n, nt, t + 1)
-        bias_act_rows(out + r0 * h, b, r1 - r0, h, act, alpha)
-
-
-cdef void _epilogue_backward(const floating* dout, const floating* out, floating* dz,
-                             floating* db, Py_ssize_t n, Py_ssize_t h, int act,
-                             floating alpha, int n_threads) noexcept nogil:
-    """dz = dout * act'(out) and db = column sums of dz, one pass, columns split
-    across threads (act == 0 reads dout and writes no dz)."""
-    cdef int nt = column_threads(n * h, h, n_threads)
-    cdef int t
-    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        act_backward_cols(dout, out, dz, db, n, h, split(h, nt, t), split(h, nt, t + 1), act,
-                          alpha)
-
-
-cdef void _backward(const floating* dout, const floating* x, const floating* w,
-                    const floating* out, floating* dz, floating* dx, floating* dw,
-                    floating* db, Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, int act,
-                    floating alpha, int n_threads) noexcept nogil:
-    _epilogue_backward(dout, out, dz, db, n, h, act, alpha, n_threads)
-    cdef const floating* g = dz if act != 0 else dout
-    gemm(True, False, <int>d, <int>h, <int>n, <floating>1, x, <int>d, g, <int>h,
-         <floating>0, dw, <int>h)
-    if dx != NULL:
-        gemm(False, True, <int>n, <int>d, <int>h, <floating>1, g, <int>h, w, <int>h,
-             <floating>0, dx, <int>d)
 
 
 def affine_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b not None,
@@ -88,12 +35,12 @@ def affine_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b
     check_disjoint(out, "out", b, "b")
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
+            affine_forward_core(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
                      <float*>cnp.PyArray_DATA(b), <float*>cnp.PyArray_DATA(out),
                      n, d, h, activation, <float>alpha, n_threads)
     else:
         with nogil:
-            _forward(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(W),
+            affine_forward_core(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(W),
                      <double*>cnp.PyArray_DATA(b), <double*>cnp.PyArray_DATA(out),
                      n, d, h, activation, alpha, n_threads)
     return out
@@ -150,14 +97,14 @@ def affine_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
     check_disjoint(dx, "dx", db, "db")
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            _backward(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),
+            affine_backward_core(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),
                       <float*>cnp.PyArray_DATA(W), <float*>cnp.PyArray_DATA(out),
                       <float*>dz_p, <float*>dx_p, <float*>cnp.PyArray_DATA(dW),
                       <float*>cnp.PyArray_DATA(db), n, d, h, activation, <float>alpha,
                       n_threads)
     else:
         with nogil:
-            _backward(<double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(x),
+            affine_backward_core(<double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(x),
                       <double*>cnp.PyArray_DATA(W), <double*>cnp.PyArray_DATA(out),
                       <double*>dz_p, <double*>dx_p, <double*>cnp.PyArray_DATA(dW),
                       <double*>cnp.PyArray_DATA(db), n, d, h, activation, alpha,

@@ -3,6 +3,7 @@
 # from ever reading or writing out of bounds, whatever it is given.
 cimport numpy as cnp
 from cython cimport floating
+from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "fastnn_math.h" nogil:
@@ -252,6 +253,90 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     else:
         dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
               &beta, c, &ldc)
+
+
+# ---- GEMM on fastnn's own thread team, with BLAS single-threaded (fastnn_blas.h) ----
+# A large GEMM is cut into a grid of output blocks that depends on (m, n, k) only, never
+# on the thread count; each block is one single-threaded BLAS call reducing over the full
+# inner dimension, and threads take whole blocks.  Every output element is therefore
+# computed by the same call whatever the thread count: bit-identical at 1, 2 or N threads.
+cdef extern from "fastnn_blas.h" nogil:
+    int fnn_blas_serial_begin(const void* gemm_addr)
+    void fnn_blas_serial_end(int prev)
+    int fnn_blas_controlled(const void* gemm_addr)
+
+cdef enum:
+    # multiply-adds below which a GEMM is one block (a block must repay a BLAS call's
+    # fixed cost and its re-packing of the shared operand)
+    GEMM_SPLIT_MIN_WORK = 1 << 22
+    GEMM_MIN_BLOCK = 64       # rows or columns per block, at least
+    GEMM_MAX_BLOCKS = 32      # enough to balance up to 16 threads
+    GEMM_ALIGN = 16           # block edges on multiples of 16 rows/columns
+
+
+cdef inline int gemm_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Blocks of the output grid of an (m, n, k) GEMM: split along the longer output side."""
+    cdef Py_ssize_t side = n if n >= m else m
+    cdef Py_ssize_t nb
+    if m * n * k < GEMM_SPLIT_MIN_WORK:
+        return 1
+    nb = side // GEMM_MIN_BLOCK
+    if nb > GEMM_MAX_BLOCKS:
+        nb = GEMM_MAX_BLOCKS
+    return <int>nb if nb > 1 else 1
+
+
+cdef inline Py_ssize_t gemm_edge(Py_ssize_t side, int nb, int i) noexcept nogil:
+    """Start of block i of nb along a side of length `side` (aligned, last one exact)."""
+    cdef Py_ssize_t e
+    if i >= nb:
+        return side
+    e = (side * i // nb + GEMM_ALIGN - 1) // GEMM_ALIGN * GEMM_ALIGN
+    return e if e < side else side
+
+
+cdef inline void gemm_block(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                            const floating* a, int lda, const floating* b, int ldb,
+                            floating beta, floating* c, int ldc, bint by_cols,
+                            Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Rows [lo, hi) of C (by_cols False) or its columns [lo, hi) (by_cols True)."""
+    if hi <= lo:
+        return
+    if by_cols:      # C[:, lo:hi] = op(A) @ op(B)[:, lo:hi]
+        gemm(trans_a, trans_b, m, <int>(hi - lo), k, alpha, a, lda,
+             b + (lo * ldb if trans_b else lo), ldb, beta, c + lo, ldc)
+    else:            # C[lo:hi] = op(A)[lo:hi] @ op(B)
+        gemm(trans_a, trans_b, <int>(hi - lo), n, k, alpha,
+             a + (lo if trans_a else lo * lda), lda, b, ldb, beta, c + lo * ldc, ldc)
+
+
+cdef inline void team_gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                           const floating* a, int lda, const floating* b, int ldb,
+                           floating beta, floating* c, int ldc, int n_threads) noexcept nogil:
+    """gemm() on the block grid of gemm_blocks, blocks shared by up to n_threads threads,
+    BLAS single-threaded for the duration.  No parallel region when it would run one
+    thread."""
+    cdef int nb = gemm_blocks(m, n, k)
+    cdef bint by_cols = n >= m
+    cdef Py_ssize_t side = n if by_cols else m
+    cdef int nt = n_threads if n_threads < nb else nb
+    cdef int blk
+    cdef int prev
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        prev = fnn_blas_serial_begin(<const void*>sgemm)
+    else:
+        prev = fnn_blas_serial_begin(<const void*>dgemm)
+    if nt <= 1:
+        for blk in range(nb):
+            gemm_block(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                       by_cols, gemm_edge(side, nb, blk), gemm_edge(side, nb, blk + 1))
+    else:
+        for blk in prange(nb, nogil=True, schedule="static", num_threads=nt):
+            gemm_block(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                       by_cols, gemm_edge(side, nb, blk), gemm_edge(side, nb, blk + 1))
+    fnn_blas_serial_end(prev)
 
 
 # ---- activations, normalization and maxout loops (fastnn_loops.inc) ----

@@ -1,59 +1,13 @@
-# Maxout units (Goodfellow et al. 2013): each output unit is the max of k affine pieces.
-#
-#   forward:  z = x @ W + b;  out[i, j] = max_p z[i, j*k + p];  arg[i, j] = the winning p
-#   backward: dz[i, j*k + arg] = dout[i, j] (0 for the losing pieces);
-#             db = sum_rows dz;  dW = x.T @ dz;  dx = dz @ W.T
-#
-# Layout: x (N, D), W (D, H*k), b (H*k,), z/dz (N, H*k), out/arg (N, H).  Column j*k + p
-# of W is piece p of unit j, so a unit's k pieces sit next to each other in every row
-# (W viewed as (D, H, k)).  Ties go to the first piece.  The products go through BLAS;
-# the max and the scatter are one pass each over the (N, H*k) block.  db is reduced unit
-# by unit, each unit by one thread in row order, so its bits do not depend on the
-# thread count.
+# Checked entry points of the maxout layer; the arithmetic is in _maxout_core.pxd
+# (shared with the training plan).
 cimport numpy as cnp
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport int32_t
 
-from _common cimport (check, check_blas_dims, check_float, check_outputs, check_shape,
-                      column_threads, gemm, maxout_rows, maxout_scatter_cols, split,
-                      threads_for)
+from _common cimport check, check_blas_dims, check_float, check_outputs, check_shape
+from _maxout_core cimport maxout_backward_core, maxout_forward_core
 
 cnp.import_array()
-
-
-cdef void _forward(const floating* x, const floating* w, const floating* b, floating* z,
-                   floating* out, int32_t* arg, Py_ssize_t n, Py_ssize_t d, Py_ssize_t h,
-                   Py_ssize_t k, int n_threads) noexcept nogil:
-    cdef Py_ssize_t hk = h * k
-    gemm(False, False, <int>n, <int>hk, <int>d, <floating>1, x, <int>d, w, <int>hk,
-         <floating>0, z, <int>hk)
-    cdef int nt = threads_for(n * hk, n_threads)
-    cdef int t
-    cdef Py_ssize_t r0, r1
-    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        r0 = split(n, nt, t)
-        r1 = split(n, nt, t + 1)
-        maxout_rows(z + r0 * hk, b, out + r0 * h, arg + r0 * h, r1 - r0, h, k)
-
-
-cdef void _backward(const floating* dout, const floating* x, const floating* w,
-                    const int32_t* arg, floating* dz, floating* dx, floating* dw,
-                    floating* db, Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, Py_ssize_t k,
-                    int n_threads) noexcept nogil:
-    cdef Py_ssize_t hk = h * k
-    cdef int nt = column_threads(n * hk, h, n_threads)
-    cdef int t
-    cdef Py_ssize_t c
-    for c in range(hk):
-        db[c] = 0
-    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        maxout_scatter_cols(dout, arg, dz, db, n, h, k, split(h, nt, t), split(h, nt, t + 1))
-    gemm(True, False, <int>d, <int>hk, <int>n, <floating>1, x, <int>d, dz, <int>hk,
-         <floating>0, dw, <int>hk)
-    if dx != NULL:
-        gemm(False, True, <int>n, <int>d, <int>hk, <floating>1, dz, <int>hk, w, <int>hk,
-             <floating>0, dx, <int>d)
 
 
 cdef Py_ssize_t _units(cnp.ndarray W, int k) except -1:
@@ -91,13 +45,13 @@ def maxout_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b
     check_outputs(((z, "z"), (out, "out"), (arg, "arg")), ((x, "x"), (W, "W"), (b, "b")))
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
+            maxout_forward_core(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
                      <float*>cnp.PyArray_DATA(b), <float*>cnp.PyArray_DATA(z),
                      <float*>cnp.PyArray_DATA(out), <int32_t*>cnp.PyArray_DATA(arg),
                      n, d, h, k, n_threads)
     else:
         with nogil:
-            _forward(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(W),
+            maxout_forward_core(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(W),
                      <double*>cnp.PyArray_DATA(b), <double*>cnp.PyArray_DATA(z),
                      <double*>cnp.PyArray_DATA(out), <int32_t*>cnp.PyArray_DATA(arg),
                      n, d, h, k, n_threads)
@@ -150,13 +104,13 @@ def maxout_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
                   ((dout, "dout"), (x, "x"), (W, "W"), (arg, "arg")))
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            _backward(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),
+            maxout_backward_core(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),
                       <float*>cnp.PyArray_DATA(W), a, <float*>cnp.PyArray_DATA(dz),
                       <float*>dx_p, <float*>cnp.PyArray_DATA(dW),
                       <float*>cnp.PyArray_DATA(db), n, d, h, k, n_threads)
     else:
         with nogil:
-            _backward(<double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(x),
+            maxout_backward_core(<double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(x),
                       <double*>cnp.PyArray_DATA(W), a, <double*>cnp.PyArray_DATA(dz),
                       <double*>dx_p, <double*>cnp.PyArray_DATA(dW),
                       <double*>cnp.PyArray_DATA(db), n, d, h, k, n_threads)
