@@ -60,29 +60,94 @@ class BatchBuffers:
         return view
 
 
+class Slot:
+    """A parameter or gradient attribute that may live in a flat buffer.
+
+    A net keeps all its parameters in one contiguous array and all gradients in another
+    (``Sequential.flat_params`` / ``flat_grads``); each layer's ``W``, ``b``, ``gamma``, ...
+    is then a view into them.  Reading the attribute gives that view; assigning to it
+    copies the new values into the view (shape checked, dtype converted), so the flat
+    buffers, an optimizer's state beside them and a compiled plan's pointers stay valid.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.key = "_slot_" + name
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.key]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, obj, value):
+        current = obj.__dict__.get(self.key)
+        if current is None:             # first assignment: the layer's own array
+            obj.__dict__[self.key] = value
+            return
+        value = np.asarray(value)
+        if value.shape != current.shape:
+            raise ValueError(f"{self.name} has shape {current.shape}; cannot assign an "
+                             f"array of shape {value.shape}")
+        current[...] = value
+
+    def rebind(self, obj, array):
+        """Make `array` (a view into a flat buffer) the attribute's storage."""
+        obj.__dict__[self.key] = array
+
+
 class Parametrized:
     """Parameter and mode bookkeeping shared by layers and losses that own parameters.
 
-    Subclasses define ``params`` and ``grads`` (dicts of their own arrays) and set
-    ``dtype``."""
+    Subclasses list their parameters in ``_param_slots`` as (parameter attribute,
+    gradient attribute) pairs of :class:`Slot` attributes, and set ``dtype``."""
 
     #: True in training mode, False in evaluation mode (dropout, batch norm differ).
     training = True
+    #: ((parameter attribute, gradient attribute), ...) in storage order.
+    _param_slots = ()
 
     @property
     def params(self):
         """Parameters by name (the object's own arrays: write into them, in place)."""
-        return {}
+        return {p: getattr(self, p) for p, _ in self._param_slots}
 
     @property
     def grads(self):
         """Gradients by name, written by the last backward."""
-        return {}
+        return {p: getattr(self, g) for p, g in self._param_slots}
 
     @property
     def n_params(self):
         """Number of learnable scalars (the sizes of all parameters)."""
         return sum(p.size for p in self.params.values())
+
+    def _bind(self, flat_params, flat_grads, offset):
+        """Move every parameter (and gradient) into the flat buffers from `offset` on,
+        keeping its values; returns the offset after the last one."""
+        cls = type(self)
+        for p, g in self._param_slots:
+            value = getattr(self, p)
+            end = offset + value.size
+            view = flat_params[offset:end].reshape(value.shape)
+            view[...] = value
+            getattr(cls, p).rebind(self, view)
+            gview = flat_grads[offset:end].reshape(value.shape)
+            gview[...] = getattr(self, g)
+            getattr(cls, g).rebind(self, gview)
+            offset = end
+        return offset
+
+    def _own_flat(self):
+        """(flat parameters, flat gradients) of this object alone, made on first use
+        (a loss with parameters, trained beside a net)."""
+        flat = getattr(self, "_flat", None)
+        if flat is None or flat[0].size != self.n_params:
+            flat = bind_flat([self], self.dtype)
+            self._flat = flat
+        return flat
 
     def set_params(self, **values):
         """Copy new values into named parameters (shape must match; dtype converts)."""
@@ -147,17 +212,12 @@ class HasWeights(Parametrized):
     """Owns a weight matrix ``W`` and a bias ``b`` with their gradients ``dW``, ``db``
     (Linear, Maxout, HierarchicalSoftmax)."""
 
+    W, b, dW, db = Slot(), Slot(), Slot(), Slot()
+    _param_slots = (("W", "dW"), ("b", "db"))
+
     def _own_weights(self, W, b):
         self.W, self.b = W, b
         self.dW, self.db = np.zeros_like(W), np.zeros_like(b)
-
-    @property
-    def params(self):
-        return {"W": self.W, "b": self.b}
-
-    @property
-    def grads(self):
-        return {"W": self.dW, "b": self.db}
 
 
 class Linear(HasWeights, Layer):
@@ -402,16 +462,10 @@ class PReLU(Layer):
         self._x = None
         self._last_out = None
 
+    alpha, dalpha = Slot(), Slot()
+    _param_slots = (("alpha", "dalpha"),)
     n_in = property(lambda self: self.n_units)
     n_out = property(lambda self: self.n_units)
-
-    @property
-    def params(self):
-        return {"alpha": self.alpha}
-
-    @property
-    def grads(self):
-        return {"alpha": self.dalpha}
 
     def _check_input(self, x):
         return check_array(x, "x", ndim=2, n_cols=self.n_units, dtype=self.dtype)
@@ -530,16 +584,10 @@ class BatchNorm(Layer):
         self._last_out = None
         self._run_training = True
 
+    gamma, beta, dgamma, dbeta = Slot(), Slot(), Slot(), Slot()
+    _param_slots = (("gamma", "dgamma"), ("beta", "dbeta"))
     n_in = property(lambda self: self.n_features)
     n_out = property(lambda self: self.n_features)
-
-    @property
-    def params(self):
-        return {"gamma": self.gamma, "beta": self.beta}
-
-    @property
-    def grads(self):
-        return {"gamma": self.dgamma, "beta": self.dbeta}
 
     def _forward(self, x):
         n = x.shape[0]
@@ -561,3 +609,17 @@ class BatchNorm(Layer):
 
     def _repr_args(self):
         return f"{self.n_features}, momentum={self.momentum}, dtype={self.dtype.name}"
+
+
+def bind_flat(owners, dtype):
+    """Put the parameters of `owners` (layers, or a loss with parameters) into one new
+    flat parameter array and their gradients into one flat gradient array, in order;
+    every parameter attribute becomes a view.  Returns (flat_params, flat_grads), 1-D
+    C-contiguous arrays of `dtype`."""
+    total = sum(owner.n_params for owner in owners)
+    flat_params = np.empty(total, dtype=dtype)
+    flat_grads = np.zeros(total, dtype=dtype)
+    offset = 0
+    for owner in owners:
+        offset = owner._bind(flat_params, flat_grads, offset)
+    return flat_params, flat_grads

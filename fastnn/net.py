@@ -3,7 +3,7 @@ import numpy as np
 
 from ._validation import check_array, check_labels, check_positive_int, check_random_state
 from .layers import (BatchNorm, Dropout, ElementwiseActivation, Layer, LeakyReLU, Linear, Maxout,
-                     ReLU, Sigmoid, Tanh)
+                     ReLU, Sigmoid, Tanh, bind_flat)
 
 
 class Sequential:
@@ -38,9 +38,27 @@ class Sequential:
                 width, source = n_out, f"layers[{i}] ({type(layer).__name__})"
         self.layers = layers
         self.dtype = layers[0].dtype
-        self._plan = self._fuse(layers)
-        first = self._plan[0][0]
+        self._fused = self._fuse(layers)
+        first = self._fused[0][0]
         self.n_features = getattr(first, "n_in", None)
+        self._bind_parameters()
+
+    def _bind_parameters(self):
+        """All parameters into ``flat_params``, all gradients into ``flat_grads``, in
+        layer order; every layer's parameters become views into them.  A layer belongs
+        to the last net built from it."""
+        self.flat_params, self.flat_grads = bind_flat(self.layers, self.dtype)
+
+    def __getstate__(self):
+        # the flat buffers are pickled once, inside the layers, and re-made on load
+        state = self.__dict__.copy()
+        state.pop("flat_params", None)
+        state.pop("flat_grads", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._bind_parameters()
 
     @staticmethod
     def _fuse(layers):
@@ -70,7 +88,7 @@ class Sequential:
 
     def _forward(self, X):
         h = X
-        for layer, act in self._plan:
+        for layer, act in self._fused:
             # the activation's alpha is read now, so a later change to it takes effect
             h = layer._forward(h, act.act_code, act.alpha) if act is not None else \
                 layer._forward(h)
@@ -79,7 +97,7 @@ class Sequential:
     def backward(self, dscores, *, input_grad=False):
         """Backpropagate dscores (the gradient on the last forward's output) into every
         layer's grads.  Returns dL/dX when input_grad, else None."""
-        last = self._plan[-1][0]
+        last = self._fused[-1][0]
         out = getattr(last, "_last_out", None)
         if out is None:
             raise RuntimeError("backward called before forward")
@@ -89,8 +107,8 @@ class Sequential:
         return self._backward(dscores, input_grad)
 
     def _backward(self, dout, input_grad=False):
-        for i in range(len(self._plan) - 1, -1, -1):
-            layer = self._plan[i][0]
+        for i in range(len(self._fused) - 1, -1, -1):
+            layer = self._fused[i][0]
             if i == 0 and isinstance(layer, (Linear, Maxout)):
                 dout = layer._backward(dout, input_grad)
             else:
@@ -131,7 +149,8 @@ class Sequential:
 
     # -- parameters -----------------------------------------------------------------
     def parameters(self):
-        """[(layer, name, param, grad)] for every parameter, in layer order."""
+        """[(layer, name, param, grad)] for every parameter, in layer order: views into
+        ``flat_params`` and ``flat_grads``."""
         return [(layer, name, p, layer.grads[name])
                 for layer in self.layers for name, p in layer.params.items()]
 

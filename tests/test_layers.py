@@ -466,8 +466,8 @@ def test_sequential_fuses_linear_and_activation(name, dtype, backend):
 
     with fastnn.use_backend(backend):
         net = make()
-        assert len(net._plan) == 2
-        assert net._plan[0][1].act_code == ACTIVATIONS[name]
+        assert len(net._fused) == 2
+        assert net._fused[0][1].act_code == ACTIVATIONS[name]
         scores = net.forward(X).copy()
         dscores = rng.standard_normal(scores.shape)
         dX = net.backward(dscores, input_grad=True).copy()
@@ -489,7 +489,7 @@ def test_sequential_fuses_linear_and_activation(name, dtype, backend):
 def test_sequential_keeps_parametric_layers_separate():
     net = Sequential([Linear(3, 4), PReLU(4), Linear(4, 4), BatchNorm(4), ReLU(),
                       Maxout(4, 2, 3), Linear(2, 2, activation="tanh"), Sigmoid()])
-    kinds = [(type(layer).__name__, act) for layer, act in net._plan]
+    kinds = [(type(layer).__name__, act) for layer, act in net._fused]
     assert kinds == [("Linear", None), ("PReLU", None), ("Linear", None),
                      ("BatchNorm", None), ("ReLU", None), ("Maxout", None),
                      ("Linear", None), ("Sigmoid", None)]
@@ -608,8 +608,8 @@ def test_nets_of_new_layers_pickle():
     net.forward(X)                               # moves the running statistics
     clone = pickle.loads(pickle.dumps(net))
     np.testing.assert_array_equal(clone.predict_scores(X), net.predict_scores(X))
-    assert [type(act).__name__ for _, act in clone._plan] == \
-        [type(act).__name__ for _, act in net._plan]
+    assert [type(act).__name__ for _, act in clone._fused] == \
+        [type(act).__name__ for _, act in net._fused]
 
 
 def test_fused_leaky_relu_reads_its_alpha_at_run_time(backend):
