@@ -165,3 +165,15 @@ def seed_to_uint64(seed, name="seed"):
     if isinstance(rng, np.random.RandomState):
         return int(rng.randint(0, 2**63 - 1, dtype=np.int64))
     return int(rng.integers(0, 2**63, dtype=np.int64))
+
+
+def check_env_positive_int(text, var, *, minimum=1):
+    """The integer that environment variable ``var`` holds (its value is ``text``), at
+    least ``minimum``; ValueError naming the variable for anything else."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{var} must be an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{var} must be an integer >= {minimum}, got {text!r}")
+    return value

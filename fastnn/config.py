@@ -1,52 +1,207 @@
 """Threads and build information.
 
-One thread setting drives both fastnn's OpenMP kernels and the BLAS they call:
-``set_num_threads(n)`` (or the environment variable FASTNN_NUM_THREADS at import),
-defaulting to the cores this process may run on.  BLAS pools are limited through
-threadpoolctl so that OpenMP and BLAS threads never oversubscribe the cores.
+Every kernel call reads its thread count from ``_n_threads``, which holds the count
+resolved from the first of these that is set:
+
+1. ``set_num_threads(n)`` or ``with threads(n):`` (``set_num_threads(None)`` returns
+   to automatic);
+2. the environment variable FASTNN_NUM_THREADS;
+3. OpenMP's own setting, omp_get_max_threads(): OMP_NUM_THREADS, or a limit that
+   threadpoolctl, joblib or Dask put on the OpenMP runtime;
+
+capped by the cores this process may use (CPU affinity and a cgroup CPU quota).  A
+request above those cores is refused; an environment variable above them is capped
+silently, since the environment may be shared with other programs.  ``_n_threads`` is
+re-resolved by ``set_num_threads``, ``refresh``/``resolve_num_threads`` (once per
+training run) and at import, and always lies in [1, cores]: OpenMP crashes on absurd
+counts.
+
+Nothing here changes a process-wide setting: not the environment (OMP_WAIT_POLICY
+included) and not another library's thread pool, BLAS included.  The setting itself is
+process-wide, not per Python thread.
 """
+import contextlib
 import os
 import platform
 
 from . import _kernels
-from ._validation import check_positive_int
+from ._validation import check_env_positive_int, check_positive_int
 
-_n_threads = 1
-_blas_limits = None
+ENV_VAR = "FASTNN_NUM_THREADS"
+#: Where the resolved count came from, as show_config reports it.
+SOURCES = ("user", ENV_VAR, "OpenMP", "cores")
+
+_n_threads = 1                # what the kernels use; always in [1, cores]
+_n_threads_source = "cores"   # one of SOURCES
+_requested = None             # set_num_threads's n; None: automatic
+
+try:
+    from ._runtime import omp_max_threads as _omp_max_threads
+except ImportError:           # no compiled kernels: the NumPy twins run on one thread
+    _omp_max_threads = None
 
 
-def _available_cores():
+# ---- the cores this process may use ----
+
+def _read(path):
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        with open(path) as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
-def set_num_threads(n):
-    """Use ``n`` threads in fastnn's kernels and in the BLAS library they call."""
-    global _n_threads, _blas_limits
-    n = check_positive_int(n, "n")
-    from threadpoolctl import threadpool_limits
-    _blas_limits = threadpool_limits(limits=n, user_api="blas")
-    _n_threads = n
+def _quota_cores(quota, period):
+    """ceil(quota / period), at least 1; None for no quota ("max", -1) or unreadable
+    values."""
+    try:
+        q, p = int(quota), int(period)
+    except (TypeError, ValueError):
+        return None
+    if q <= 0 or p <= 0:
+        return None
+    return max(1, -(-q // p))
 
 
-def get_num_threads():
-    """Threads fastnn's kernels use."""
+def _own_cgroups(proc_cgroup):
+    """{controller: path} from /proc/self/cgroup ("id:controllers:path" lines); the
+    cgroup v2 hierarchy is under the controller ""."""
+    paths = {}
+    for line in (_read(proc_cgroup) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for controller in parts[1].split(","):
+                paths[controller] = parts[2]
+    return paths
+
+
+def _dirs_up(base, rel):
+    """base/rel and each of its parents down to base: the quota of any ancestor cgroup
+    limits this one too.  ".." cannot climb above base."""
+    rel = os.path.normpath("/" + (rel or "")).strip("/")
+    parts = rel.split("/") if rel else []
+    return [os.path.join(base, *parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def cgroup_cpu_limit(root="/sys/fs/cgroup", proc_cgroup="/proc/self/cgroup"):
+    """CPUs that a cgroup CPU quota lets this process use, rounded up (at least 1), or
+    None when no quota applies or none can be read.
+
+    Reads cgroup v2 ``cpu.max`` ("max 100000" or "<quota> <period>") and cgroup v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota -1: none) under ``root``, in this
+    process's own cgroup (from ``proc_cgroup``) and its ancestors, and returns the
+    smallest.  Both paths are arguments so that tests can point them at fake trees.
+    """
+    own = _own_cgroups(proc_cgroup)
+    limits = []
+    for d in _dirs_up(root, own.get("")):
+        text = _read(os.path.join(d, "cpu.max"))
+        if text:
+            fields = text.split()
+            limits.append(_quota_cores(*fields[:2]) if len(fields) >= 2 else None)
+    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        for d in _dirs_up(os.path.join(root, mount), own.get("cpu")):
+            limits.append(_quota_cores(_read(os.path.join(d, "cpu.cfs_quota_us")),
+                                       _read(os.path.join(d, "cpu.cfs_period_us"))))
+    limits = [n for n in limits if n is not None]
+    return min(limits) if limits else None
+
+
+# Read once: a quota rarely changes while a process runs, and resolving must stay cheap.
+_cgroup_cores = cgroup_cpu_limit()
+
+
+def available_cores():
+    """The cores this process may use: its CPU affinity (else os.cpu_count()), capped by
+    a cgroup CPU quota (read at import)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):   # no affinity outside Linux
+        n = os.cpu_count() or 1
+    if _cgroup_cores is not None:
+        n = min(n, _cgroup_cores)
+    return max(1, n)
+
+
+# ---- resolution ----
+
+def _resolve():
+    """(n, source) by the rules of the module docstring, n in [1, cores]."""
+    cores = available_cores()
+    if _requested is not None:
+        # checked against the cores when asked; the affinity may have shrunk since
+        return min(_requested, cores), "user"
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        n = check_env_positive_int(env, ENV_VAR)
+        return (n, ENV_VAR) if n <= cores else (cores, "cores")
+    n = max(1, _omp_max_threads()) if _omp_max_threads is not None else cores
+    # OpenMP's default is every CPU it sees: only a count below the cores was chosen
+    return (n, "OpenMP") if n < cores else (cores, "cores")
+
+
+def refresh():
+    """Re-resolve the thread count into ``_n_threads`` (what every kernel call uses) and
+    return it.  Raises ValueError for a bad FASTNN_NUM_THREADS, leaving the count as it
+    was."""
+    global _n_threads, _n_threads_source
+    _n_threads, _n_threads_source = _resolve()
     return _n_threads
 
 
-def _init_threads():
-    env = os.environ.get("FASTNN_NUM_THREADS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"FASTNN_NUM_THREADS must be an integer, got {env!r}") from None
-        set_num_threads(n)
-    else:
-        global _n_threads
-        _n_threads = _available_cores()
+def resolve_num_threads():
+    """The thread count for the next kernel calls, re-resolved now (a few microseconds):
+    picks up OMP_NUM_THREADS-style limits set since (threadpoolctl, joblib) and changes
+    of FASTNN_NUM_THREADS or of the CPU affinity."""
+    return refresh()
+
+
+def get_num_threads():
+    """Threads fastnn's kernels use (resolved now, see :func:`resolve_num_threads`)."""
+    return resolve_num_threads()
+
+
+def _check_request(n):
+    """n as set_num_threads accepts it: None, or an int in [1, available cores]."""
+    if n is None:
+        return None
+    n = check_positive_int(n, "n")
+    cores = available_cores()
+    if n > cores:
+        # refused, not capped: asking for more than exists is a mistake worth seeing
+        # (and OpenMP crashes when given absurd counts)
+        raise ValueError(f"n = {n} threads is more than the {cores} "
+                         f"core{'s' if cores != 1 else ''} this process may use "
+                         "(CPU affinity and cgroup quota)")
+    return n
+
+
+def set_num_threads(n):
+    """Use ``n`` threads in fastnn's kernels; ``None`` returns to automatic (
+    FASTNN_NUM_THREADS, else OpenMP's setting, capped by the cores).
+
+    Raises TypeError unless n is an int or None (bool and float are refused) and
+    ValueError for n < 1 or n above the cores this process may use.  Changes no other
+    library's threads (BLAS and OpenMP runtime settings are left as they are).
+    """
+    global _requested
+    _requested = _check_request(n)
+    refresh()
+
+
+@contextlib.contextmanager
+def threads(n):
+    """``with threads(n):`` runs the block with ``set_num_threads(n)`` and then restores
+    the previous setting (an explicit count or automatic), even if the block raises.
+    Yields the resolved count.  The setting is process-wide, not per Python thread."""
+    global _requested
+    previous = _requested
+    set_num_threads(n)
+    try:
+        yield _n_threads
+    finally:
+        _requested = previous
+        refresh()
 
 
 def show_config(print_out=True):
@@ -54,8 +209,11 @@ def show_config(print_out=True):
 
     Returns a dict: version, backend ("compiled" or "numpy"), openmp (compiled in?),
     isa_dispatch (element-wise loops built for several instruction sets?),
-    num_threads, cores, blas (one entry per BLAS library loaded, from threadpoolctl),
-    python, numpy, platform.
+    num_threads (resolved now), num_threads_source (where it came from: "user" for
+    set_num_threads, "FASTNN_NUM_THREADS", "OpenMP" for omp_get_max_threads below the
+    cores, "cores" for all of them), omp_max_threads (OpenMP's own setting, None
+    without compiled kernels), cores (that this process may use), blas (one entry per
+    BLAS library loaded, from threadpoolctl), python, numpy, platform.
     """
     import numpy as np
     from threadpoolctl import threadpool_info
@@ -78,7 +236,9 @@ def show_config(print_out=True):
         "openmp": openmp,
         "isa_dispatch": isa_dispatch,
         "num_threads": get_num_threads(),
-        "cores": _available_cores(),
+        "num_threads_source": _n_threads_source,
+        "omp_max_threads": _omp_max_threads() if _omp_max_threads is not None else None,
+        "cores": available_cores(),
         "blas": blas,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -92,7 +252,8 @@ def show_config(print_out=True):
         print("  SIMD loops     : "
               + ("per-ISA clones (AVX-512, AVX2, baseline), picked at load time"
                  if isa_dispatch else "compiled for the baseline instruction set"))
-        print(f"  threads        : {info['num_threads']} (of {info['cores']} cores)")
+        print(f"  threads        : {info['num_threads']} of {info['cores']} cores, from "
+              + _SOURCE_TEXT[info["num_threads_source"]] + _capped_note(info))
         for b in blas:
             print(f"  BLAS           : {b['internal_api']} {b['version']} "
                   f"({b['num_threads']} threads, {b['architecture']}) {b['filepath']}")
@@ -101,4 +262,24 @@ def show_config(print_out=True):
     return info
 
 
-_init_threads()
+_SOURCE_TEXT = {
+    "user": "set_num_threads",
+    ENV_VAR: ENV_VAR,
+    "OpenMP": "OpenMP's setting (OMP_NUM_THREADS or a threadpoolctl limit)",
+    "cores": "the cores this process may use",
+}
+
+
+def _capped_note(info):
+    """What asked for more than the cores, when the cores capped it (for show_config)."""
+    if info["num_threads_source"] != "cores":
+        return ""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return f" ({ENV_VAR}={env} capped)"
+    if (info["omp_max_threads"] or 0) > info["cores"]:
+        return f" (OpenMP's {info['omp_max_threads']} capped)"
+    return ""
+
+
+refresh()

@@ -25,7 +25,23 @@ def parallel_min_work():
     return FNN_PARALLEL_MIN_WORK
 
 
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int fnn_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int fnn_omp_max_threads(void) { return 1; }
+    #endif
+    """
+    int fnn_omp_max_threads() nogil
 
+
+def omp_max_threads():
+    """OpenMP's own thread setting for the calling thread, omp_get_max_threads(): it
+    reflects OMP_NUM_THREADS and any limit threadpoolctl, joblib or Dask put on the
+    OpenMP runtime.  1 when the kernels were built without OpenMP (they run serially)."""
+    return fnn_omp_max_threads()
 
 
 cdef void _exp(const floating* x, floating* out, Py_ssize_t n) noexcept nogil:

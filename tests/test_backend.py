@@ -59,6 +59,9 @@ def test_show_config_reports_the_build(capsys):
     printed = capsys.readouterr().out
     assert info["backend"] == "compiled" and "compiled" in printed
     assert info["num_threads"] == fastnn.get_num_threads()
+    assert info["num_threads_source"] in fastnn.config.SOURCES
+    assert 1 <= info["num_threads"] <= info["cores"]
+    assert "threads" in printed and "cores" in printed
     if os.environ.get("FASTNN_NO_OPENMP", "") in ("", "0"):
         # CI builds with FASTNN_REQUIRE_OPENMP=1: the kernels must have OpenMP.
         assert info["openmp"] is True
@@ -70,12 +73,12 @@ def test_show_config_reports_the_build(capsys):
 
 
 def test_set_num_threads_validates_and_round_trips():
-    old = fastnn.get_num_threads()
     try:
         fastnn.set_num_threads(1)
         assert fastnn.get_num_threads() == 1
     finally:
-        fastnn.set_num_threads(old)
+        fastnn.set_num_threads(None)     # back to automatic, as the other tests expect
+    assert fastnn.config._requested is None
     with pytest.raises(ValueError, match="n"):
         fastnn.set_num_threads(0)
     with pytest.raises(TypeError, match="n"):
@@ -160,18 +163,42 @@ def test_numerical_gradient_refuses_a_step_below_the_resolution_of_x(backend_nam
     np.testing.assert_array_equal(x, [1.0, 1024.0])
 
 
-def test_import_makes_openmp_workers_passive_unless_the_user_chose(tmp_path):
+def test_importing_fastnn_changes_no_process_wide_setting(tmp_path):
+    import json
     import subprocess
-    code = "import os, fastnn; print(os.environ.get('OMP_WAIT_POLICY'))"
+    import textwrap
+
+    from threadpoolctl import threadpool_info
+    # The child loads the OpenMP runtime the kernels link (and numpy's and scipy's BLAS)
+    # before importing fastnn, so that every pool fastnn could touch is there to compare.
+    omp_libs = [i["filepath"] for i in threadpool_info() if i["user_api"] == "openmp"]
+    code = textwrap.dedent("""
+        import ctypes, json, os, sys
+        import numpy, scipy.linalg
+        from threadpoolctl import threadpool_info
+        for path in sys.argv[1:]:
+            ctypes.CDLL(path)
+        pools = lambda: {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+        env0, pools0 = dict(os.environ), pools()
+        import fastnn
+        n = fastnn.get_num_threads()
+        fastnn.show_config(print_out=False)
+        print(json.dumps({"env": [env0, dict(os.environ)], "pools": [pools0, pools()],
+                          "threads": n}))
+    """)
     base = {k: v for k, v in os.environ.items()
-            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "FASTNN_NUM_THREADS")}
     # cwd outside the repository: the child must import the package the tests run
     # (installed, or built in place and on sys.path), not an unbuilt source tree
-    pkg_parent = os.path.dirname(os.path.dirname(fastnn.__file__))
-    base["PYTHONPATH"] = pkg_parent
-    run = lambda env: subprocess.run([sys.executable, "-c", code], env=env,  # noqa: E731
-                                     cwd=tmp_path, capture_output=True, text=True,
-                                     check=True).stdout.strip()
-    assert run(base) == "PASSIVE"
-    assert run({**base, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
-    assert run({**base, "GOMP_SPINCOUNT": "1000"}) == "None"
+    base["PYTHONPATH"] = os.path.dirname(os.path.dirname(fastnn.__file__))
+    # FASTNN_NUM_THREADS=1: fastnn's own count follows it, nobody else's pool does
+    for env, want in ((base, None), ({**base, "FASTNN_NUM_THREADS": "1"}, 1)):
+        out = subprocess.run([sys.executable, "-c", code, *omp_libs], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout
+        got = json.loads(out)
+        assert got["env"][1] == got["env"][0]
+        before, after = got["pools"]
+        assert len(before) >= 1 + bool(omp_libs)     # BLAS, and OpenMP when built with it
+        assert {path: after.get(path) for path in before} == before
+        if want is not None:
+            assert got["threads"] == want
