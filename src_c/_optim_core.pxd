@@ -17,7 +17,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, pow, sqrt, sqrtf
 
-from _common cimport split, threads_for
+from _common cimport threads_for
 
 # Optimizer codes (fastnn.reference.OPT_* and fastnn.optim.<class>.kind mirror them).
 cdef enum:
@@ -173,6 +173,13 @@ cdef inline void _update_range(int kind, floating* w, const floating* g, floatin
         _adam_range(w, g, s1, s2, i0, i1, lr, h1, h2, eps, t)
 
 
+@cython.cdivision(True)
+cdef inline Py_ssize_t _chunk_start(Py_ssize_t n, int nt, int c) noexcept nogil:
+    # _common.split, restated under cdivision: in a module built without it, split's
+    # floor division carries a zero check that takes the GIL
+    return n * c // nt
+
+
 cdef inline void optimizer_update_core(int kind, floating* w, const floating* g,
                                        floating* s1, floating* s2, Py_ssize_t n, double lr,
                                        double h1, double h2, double eps, long t,
@@ -197,5 +204,5 @@ cdef inline void optimizer_update_core(int kind, floating* w, const floating* g,
         _update_range(kind, w, g, s1, s2, 0, n, lr, h1, h2, eps, t)
         return
     for c in prange(nt, schedule="static", num_threads=nt):
-        _update_range(kind, w, g, s1, s2, split(n, nt, c), split(n, nt, c + 1), lr, h1, h2,
-                      eps, t)
+        _update_range(kind, w, g, s1, s2, _chunk_start(n, nt, c), _chunk_start(n, nt, c + 1),
+                      lr, h1, h2, eps, t)
