@@ -1,17 +1,16 @@
 """Optimizers and learning-rate schedules: parameter updates, in place, on the caller's
 arrays (CS231n's formulas).
 
-===============  =========================================================  ===========
-optimizer        update of one step (t = 1, 2, ... ; lr from the schedule)   state
-===============  =========================================================  ===========
-``SGD``          ``w -= lr * g``                                            --
-``Momentum``     ``v = mu*v - lr*g; w += v``                                ``v``
-``Nesterov``     ``v_prev = v; v = mu*v - lr*g; w += -mu*v_prev + (1+mu)*v``  ``v``
-``Adagrad``      ``cache += g*g; w -= lr*g / (sqrt(cache) + eps)``           ``cache``
-``RMSProp``      ``cache = d*cache + (1-d)*g*g; w -= lr*g/(sqrt(cache)+eps)``  ``cache``
-``Adam``         ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;``              ``m, v``
-                 ``w -= lr * (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``
-===============  =========================================================  ===========
+Updates at step t = 1, 2, ... (lr from the schedule; state named in brackets):
+
+``SGD``        ``w -= lr * g``  (no state)
+``Momentum``   ``v = mu*v - lr*g;  w += v``  [v]
+``Nesterov``   ``v_prev = v;  v = mu*v - lr*g;  w += -mu*v_prev + (1 + mu)*v``  [v]
+``Adagrad``    ``cache += g*g;  w -= lr*g / (sqrt(cache) + eps)``  [cache]
+``RMSProp``    ``cache = d*cache + (1 - d)*g*g;  w -= lr*g / (sqrt(cache) + eps)``
+               with d = decay_rate  [cache]
+``Adam``       ``m = b1*m + (1 - b1)*g;  v = b2*v + (1 - b2)*g*g;``
+               ``w -= lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)``  [m, v]
 
 Every element is computed in the arrays' dtype (float32 or float64) by the compiled
 kernel ``optimizer_update`` (or its NumPy twin, which matches it bit for bit).  State
@@ -243,37 +242,52 @@ class Optimizer:
 
     def step(self, params_and_grads):
         """One step of every (param, grad) pair, in place (any shapes).  State is kept
-        per position in the list, so pass the same arrays in the same order each time."""
-        pairs = list(params_and_grads)
-        for i, pair in enumerate(pairs):
-            # before anything is updated, so a bad pair leaves every array as it was
-            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-                raise TypeError(f"params_and_grads[{i}] must be a (param, grad) pair")
-            param, grad = pair
-            for a, what in ((param, "param"), (grad, "grad")):
-                if not isinstance(a, np.ndarray):
-                    raise TypeError(f"params_and_grads[{i}]: {what} must be a numpy array, "
-                                    f"got {type(a).__name__}")
-            if grad.shape != param.shape or grad.dtype != param.dtype:
-                raise ValueError(f"params_and_grads[{i}]: grad {grad.shape} {grad.dtype} "
-                                 f"does not match param {param.shape} {param.dtype}")
-        if self.n_state:
-            if self._states and len(self._states) != len(pairs):
+        per position in the list, so pass the same arrays in the same order each time.
+
+        The kernel checks each pair as it comes to it: a pair it refuses raises (naming
+        its position) with the pairs before it already updated and ``t`` not advanced."""
+        pairs = params_and_grads if isinstance(params_and_grads, list) else \
+            list(params_and_grads)
+        states = self._states
+        if self.n_state and len(states) != len(pairs):
+            if states:
                 raise ValueError(f"params_and_grads has {len(pairs)} pairs, but this "
-                                 f"optimizer holds state for {len(self._states)}")
-            for i, (param, _) in enumerate(pairs):
-                if i == len(self._states):
-                    self._states.append(tuple(s.reshape(param.shape) for s in
-                                              self.init_state(param.size, param.dtype)))
-                s = self._states[i][0]
-                if s.shape != param.shape or s.dtype != param.dtype:
-                    raise ValueError(f"params_and_grads[{i}] is {param.shape} "
-                                     f"{param.dtype}, its state {s.shape} {s.dtype}: the "
-                                     "list changed between steps")
+                                 f"optimizer holds state for {len(states)}")
+            states = self._new_states(pairs)
         t = self.t + 1
-        for i, (param, grad) in enumerate(pairs):
-            self.update(param, grad, self._states[i] if self.n_state else (), t)
+        # one learning rate, kernel and thread count for the whole step: this runs every
+        # training step, for every parameter array
+        lr = self._lr if self._schedule.kind == reference.SCHED_CONSTANT else \
+            self._schedule(t - 1)
+        kernel = _kernels.backend().optimizer_update
+        h1, h2, eps = self.hyper
+        kind, n_threads = self.kind, config._n_threads
+        for i, pair in enumerate(pairs):
+            try:
+                param, grad = pair
+                s1, s2 = (states[i] + (None, None))[:2] if self.n_state else (None, None)
+                if s1 is not None and (s1.shape != param.shape or s1.dtype != param.dtype):
+                    raise ValueError(f"its state is {s1.shape} {s1.dtype}, the param "
+                                     f"{param.shape} {param.dtype}: the list changed "
+                                     "between steps")
+                kernel(kind, param, grad, s1, s2, lr, h1, h2, eps, t, n_threads)
+            except (TypeError, ValueError, AttributeError) as exc:
+                kind_of = ValueError if isinstance(exc, ValueError) else TypeError
+                raise kind_of(f"params_and_grads[{i}]: {exc}") from exc
+        self._states = states
         self.t = t
+
+    def _new_states(self, pairs):
+        """Zero state shaped like each param (views of init_state's flat arrays)."""
+        states = []
+        for i, pair in enumerate(pairs):
+            param = pair[0] if isinstance(pair, (tuple, list)) and len(pair) == 2 else None
+            if not isinstance(param, np.ndarray):
+                raise TypeError(f"params_and_grads[{i}] must be a (param, grad) pair of "
+                                "numpy arrays")
+            states.append(tuple(s.reshape(param.shape) for s in
+                                self.init_state(param.size, param.dtype)))
+        return states
 
     def state_dict(self):
         """A checkpoint of what :meth:`step` keeps: {"optimizer": class name, "t": steps

@@ -535,6 +535,9 @@ def test_step_keeps_state_per_position_and_refuses_a_changed_list():
         opt.step([(w1, np.ones(2))])
     with pytest.raises(ValueError, match="changed"):
         opt.step([(w2, np.ones((2, 2))), (w1, np.ones(2))])
+    with pytest.raises(TypeError, match=r"params_and_grads\[1\].*grad"):
+        opt.step([(w1, np.ones(2)), (w2, np.ones((2, 2), np.float32))])
+    assert opt.t == 2                               # refused steps do not count
 
 
 def test_update_runs_the_active_backend_on_the_configured_threads(monkeypatch):
