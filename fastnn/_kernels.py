@@ -32,6 +32,8 @@ KERNELS = {
     "batchnorm_backward": "_batchnorm",
     "numerical_gradient": "_numgrad",
     "sgd_update": "_optim",
+    "optimizer_update": "_optim",
+    "learning_rate": "_optim",
     "l2_penalty": "_regularization",
     "l1_penalty": "_regularization",
     "elastic_net_penalty": "_regularization",

@@ -4,6 +4,9 @@ They define what "correct" means: every compiled kernel is tested against its tw
 They write into the caller's buffers like the kernels do, but favour clarity over speed
 (temporaries are fine here).  ``n_threads`` is accepted and ignored.
 """
+import math
+import numbers
+
 import numpy as np
 
 ACT_IDENTITY = 0
@@ -177,6 +180,168 @@ def sgd_update(param, grad, step_size, n_threads=1):
     """param -= step_size * grad, in place."""
     param -= param.dtype.type(step_size) * grad
     return param
+
+
+# ---- optimizers and learning-rate schedules (twins of fastnn._optim, codes of
+# src_c/_optim_core.pxd).  Bit for bit: every element operation below is one IEEE
+# operation in the array's dtype, the same ones in the same order as the C loops, with
+# the scalars cast to the dtype once (derived ones computed in double first); pow and exp
+# are Python's math.pow/math.exp, the same libm calls the C code makes. ----
+
+OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = range(6)
+N_OPT = 6
+#: State arrays each optimizer keeps (velocity or cache; Adam's m and v).
+OPT_N_STATE = (0, 1, 1, 1, 1, 2)
+SCHED_CONSTANT, SCHED_STEP, SCHED_EXPONENTIAL, SCHED_INVERSE_TIME = range(4)
+N_SCHED = 4
+_OPT_NAMES = ("SGD", "Momentum", "Nesterov", "Adagrad", "RMSProp", "Adam")
+_H_NAMES = (("", ""), ("mu", ""), ("mu", ""), ("", ""), ("decay_rate", ""),
+            ("beta1", "beta2"))
+
+
+def _check_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    return int(value)
+
+
+def _check_real(value, name):
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _check_update_array(a, name, like=None, writeable=False):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    # by type, not dtype equality: a byte-swapped float64 is a layout error (ValueError
+    # below), as in the compiled checks
+    if like is None:
+        if a.dtype.type not in (np.float32, np.float64):
+            raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    else:
+        if a.ndim != like.ndim:
+            raise ValueError(f"{name} must be {like.ndim}-D, got an array of shape {a.shape}")
+        if a.dtype.type != like.dtype.type:
+            raise TypeError(f"{name} has dtype {a.dtype}, expected {like.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not (a.dtype.isnative and a.flags.aligned):
+        raise ValueError(f"{name} must be aligned and in native byte order")
+    if writeable and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    if like is not None and a.shape != like.shape:
+        raise ValueError(f"{name} has shape {a.shape}, expected {like.shape} like param")
+
+
+def _check_optimizer_args(kind, param, grad, state1, state2, lr, h1, h2, eps, t):
+    """The compiled optimizer_update's checks, in its order, so both backends reject
+    alike."""
+    kind = _check_int(kind, "kind")
+    lr, h1, h2, eps = (_check_real(x, n) for x, n in
+                       ((lr, "lr"), (h1, "h1"), (h2, "h2"), (eps, "eps")))
+    t = _check_int(t, "t")
+    if not 0 <= kind < N_OPT:
+        raise ValueError(f"kind must be an optimizer code in [0, {N_OPT}), got {kind}")
+    _check_update_array(param, "param", writeable=True)
+    _check_update_array(grad, "grad", like=param)
+    for s, name, needed in ((state1, "state1", OPT_N_STATE[kind] >= 1),
+                            (state2, "state2", OPT_N_STATE[kind] >= 2)):
+        if not needed and s is not None:
+            raise ValueError(f"{name} must be None: {_OPT_NAMES[kind]} (kind {kind}) keeps "
+                             f"{OPT_N_STATE[kind]} state array(s)")
+        if needed:
+            if s is None:
+                raise ValueError(f"{name} is required: {_OPT_NAMES[kind]} (kind {kind}) "
+                                 f"keeps {OPT_N_STATE[kind]} state array(s)")
+            _check_update_array(s, name, like=param, writeable=True)
+    outputs = [(a, n) for a, n in ((param, "param"), (state1, "state1"), (state2, "state2"))
+               if a is not None]
+    for i, (o, oname) in enumerate(outputs):
+        # C-contiguous arrays are single address ranges: bounds overlap is real overlap
+        for a, aname in [(grad, "grad")] + outputs[i + 1:]:
+            if np.may_share_memory(o, a):
+                raise ValueError(f"{oname} must not share memory with {aname}")
+    if not (math.isfinite(lr) and lr >= 0.0):
+        raise ValueError(f"lr must be finite and >= 0, got {lr}")
+    for x, name in ((h1, "h1"), (h2, "h2"), (eps, "eps")):
+        if not math.isfinite(x):
+            raise ValueError(f"{name} must be finite, got {x}")
+    for which, x in ((1, h1), (2, h2)):
+        if _H_NAMES[kind][which - 1] and not 0.0 <= x < 1.0:
+            raise ValueError(f"h{which} ({_H_NAMES[kind][which - 1]}) must be in [0, 1), "
+                             f"got {x}")
+    if kind >= OPT_ADAGRAD and not eps > 0.0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if t < 1:
+        raise ValueError(f"t (the 1-based step number) must be >= 1, got {t}")
+    return kind, lr, h1, h2, eps, t
+
+
+def optimizer_update(kind, param, grad, state1, state2, lr, h1, h2, eps, t, n_threads=1):
+    """One optimizer update in place on param, state1, state2; returns param.
+    See fastnn._optim.optimizer_update (arguments) and src_c/_optim_core.pxd (formulas)."""
+    kind, lr, h1, h2, eps, t = _check_optimizer_args(kind, param, grad, state1, state2,
+                                                     lr, h1, h2, eps, t)
+    F = param.dtype.type
+    g = grad
+    if kind == OPT_SGD:
+        param -= F(lr) * g
+    elif kind == OPT_MOMENTUM:
+        v = F(h1) * state1 - F(lr) * g
+        state1[...] = v
+        param += v
+    elif kind == OPT_NESTEROV:
+        v_prev = state1.copy()
+        v = F(h1) * v_prev - F(lr) * g
+        state1[...] = v
+        param += F(-h1) * v_prev + F(1.0 + h1) * v
+    elif kind == OPT_ADAGRAD:
+        cache = state1 + g * g
+        state1[...] = cache
+        param -= F(lr) * g / (np.sqrt(cache) + F(eps))
+    elif kind == OPT_RMSPROP:
+        cache = F(h1) * state1 + F(1.0 - h1) * (g * g)
+        state1[...] = cache
+        param -= F(lr) * g / (np.sqrt(cache) + F(eps))
+    else:  # OPT_ADAM, bias-corrected
+        m = F(h1) * state1 + F(1.0 - h1) * g
+        v = F(h2) * state2 + F(1.0 - h2) * (g * g)
+        state1[...] = m
+        state2[...] = v
+        mhat = m / F(1.0 - math.pow(h1, t))
+        vhat = v / F(1.0 - math.pow(h2, t))
+        param -= F(lr) * mhat / (np.sqrt(vhat) + F(eps))
+    return param
+
+
+def learning_rate(kind, lr0, rate, every, t):
+    """The learning rate after t >= 0 updates under schedule `kind`; see
+    fastnn._optim.learning_rate (the checks) and src_c/_optim_core.pxd (the forms)."""
+    kind = _check_int(kind, "kind")
+    lr0, rate = _check_real(lr0, "lr0"), _check_real(rate, "rate")
+    every, t = _check_int(every, "every"), _check_int(t, "t")
+    if not 0 <= kind < N_SCHED:
+        raise ValueError(f"kind must be a schedule code in [0, {N_SCHED}), got {kind}")
+    if not (math.isfinite(lr0) and lr0 >= 0.0):
+        raise ValueError(f"lr0 must be finite and >= 0, got {lr0}")
+    if not math.isfinite(rate):
+        raise ValueError(f"rate must be finite, got {rate}")
+    if kind == SCHED_STEP and not 0.0 < rate <= 1.0:
+        raise ValueError(f"rate (step decay's factor) must be in (0, 1], got {rate}")
+    if kind in (SCHED_EXPONENTIAL, SCHED_INVERSE_TIME) and not rate >= 0.0:
+        raise ValueError(f"rate must be >= 0, got {rate}")
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    if t < 0:
+        raise ValueError(f"t (updates already made) must be >= 0, got {t}")
+    if kind == SCHED_STEP:
+        return lr0 * math.pow(rate, float(t // every))
+    if kind == SCHED_EXPONENTIAL:
+        return lr0 * math.exp(-rate * float(t))
+    if kind == SCHED_INVERSE_TIME:
+        return lr0 / (1.0 + rate * float(t))
+    return lr0
 
 
 # ---- regularization: penalties (value + gradient into dW) and the max-norm projection ----

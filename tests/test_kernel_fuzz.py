@@ -50,6 +50,11 @@ def _templates():
         "batchnorm_backward": lambda: [_f(N, H), _f(N, H), _f(H), np.ones(H), _f(N, H),
                                        _f(H), _f(H), True, 2],
         "sgd_update": lambda: [_f(D, H), _f(D, H), 0.1, 2],
+        # Adam (code 5), the optimizer with both state arrays; a mutated code turns the
+        # call into another optimizer's, with too many states or none
+        "optimizer_update": lambda: [5, _f(D, H), _f(D, H), _f(D, H), np.abs(_f(D, H)),
+                                     0.01, 0.9, 0.999, 1e-8, 3, 2],
+        "learning_rate": lambda: [1, 0.1, 0.5, 10, 7],
         "l1_penalty": lambda: [_f(D, H), _f(D, H), 0.1, 2],
         "max_norm_constrain": lambda: [_f(D, H), 3.0, 2],
         "hierarchical_softmax_forward": lambda: [
