@@ -1,91 +1,13 @@
-# Batch normalization (Ioffe & Szegedy 2015) over the rows of an (N, H) batch.
-#
-#   training:  mean = (1/N) sum_i x;  var = (1/N) sum_i (x - mean)^2   (biased, per column)
-#              running_mean <- momentum * running_mean + (1 - momentum) * mean  (same for var)
-#   eval:      mean, var = running_mean, running_var
-#   both:      inv_std = 1 / sqrt(var + eps);  xhat = (x - mean) * inv_std
-#              out = gamma * xhat + beta
-#
-#   backward:  dbeta = sum_i dout;  dgamma = sum_i dout * xhat
-#              training: dx = gamma * inv_std * (dout - dbeta / N - xhat * dgamma / N)
-#              eval:     dx = gamma * inv_std * dout      (the statistics are constants)
-#
-# The column reductions (sum, squared deviations, dbeta, dgamma) split the columns across
-# threads and sum each column in row order, so their bits do not depend on the thread
-# count; the element-wise passes split rows.  The variance is taken about the mean in a
-# second pass (no E[x^2] - E[x]^2 cancellation).
+# Batch normalization over the rows of an (N, H) batch: the def entry points.  Each
+# checks its arrays (dtype, shape, contiguity, overlap) and hyper-parameters, then runs
+# the nogil core of _batchnorm_core.pxd, which holds the formulas and the threading
+# design; a compiled training plan calls the same cores.
 cimport numpy as cnp
-from cython cimport floating
-from cython.parallel cimport prange
-from libc.math cimport sqrt
 
-from _common cimport (bn_backward_cols, bn_col_stats, bn_dx_rows, bn_normalize_rows,
-                      check, check_float, check_outputs, check_shape, column_threads,
-                      split, threads_for)
+from _common cimport check, check_float, check_outputs, check_shape
+from _batchnorm_core cimport batchnorm_backward_core, batchnorm_forward_core
 
 cnp.import_array()
-
-
-cdef void _column_stats(const floating* x, floating* mean, floating* var, Py_ssize_t n,
-                        Py_ssize_t h, int n_threads) noexcept nogil:
-    """mean = column means of x, var = column mean squared deviations (two passes)."""
-    cdef int nt = column_threads(n * h, h, n_threads)
-    cdef int t
-    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        bn_col_stats(x, mean, var, n, h, split(h, nt, t), split(h, nt, t + 1))
-
-
-cdef void _normalize(const floating* x, const floating* gamma, const floating* beta,
-                     const floating* mean, const floating* inv_std, floating* xhat,
-                     floating* out, Py_ssize_t n, Py_ssize_t h, int n_threads) noexcept nogil:
-    cdef int nt = threads_for(n * h, n_threads)
-    cdef int t
-    cdef Py_ssize_t r0, r1
-    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        r0 = split(n, nt, t)
-        r1 = split(n, nt, t + 1)
-        bn_normalize_rows(x + r0 * h, gamma, beta, mean, inv_std, xhat + r0 * h,
-                          out + r0 * h, r1 - r0, h)
-
-
-cdef void _forward(const floating* x, const floating* gamma, const floating* beta,
-                   floating* running_mean, floating* running_var, floating* out,
-                   floating* xhat, floating* mean, floating* inv_std, Py_ssize_t n,
-                   Py_ssize_t h, bint training, floating momentum, floating eps,
-                   int n_threads) noexcept nogil:
-    cdef Py_ssize_t c
-    if training:
-        # inv_std holds the batch variance until it is inverted below
-        _column_stats(x, mean, inv_std, n, h, n_threads)
-        for c in range(h):
-            running_mean[c] = momentum * running_mean[c] + (1 - momentum) * mean[c]
-            running_var[c] = momentum * running_var[c] + (1 - momentum) * inv_std[c]
-    else:
-        for c in range(h):
-            mean[c] = running_mean[c]
-            inv_std[c] = running_var[c]
-    for c in range(h):
-        inv_std[c] = 1 / sqrt(inv_std[c] + eps)
-    _normalize(x, gamma, beta, mean, inv_std, xhat, out, n, h, n_threads)
-
-
-cdef void _backward(const floating* dout, const floating* xhat, const floating* gamma,
-                    const floating* inv_std, floating* dx, floating* dgamma,
-                    floating* dbeta, Py_ssize_t n, Py_ssize_t h, bint training,
-                    int n_threads) noexcept nogil:
-    cdef int nt = column_threads(n * h, h, n_threads)
-    cdef int t
-    cdef Py_ssize_t r0, r1
-    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        bn_backward_cols(dout, xhat, dgamma, dbeta, n, h, split(h, nt, t), split(h, nt, t + 1))
-    if dx == NULL:
-        return
-    nt = threads_for(n * h, n_threads)
-    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
-        r0 = split(n, nt, t)
-        r1 = split(n, nt, t + 1)
-        bn_dx_rows(dout + r0 * h, xhat + r0 * h, gamma, inv_std, dgamma, dbeta, dx + r0 * h,
-                   r1 - r0, h, n, training)
 
 
 cdef int _check_hyper(double momentum, double eps) except -1:
@@ -136,20 +58,22 @@ def batchnorm_forward(cnp.ndarray x not None, cnp.ndarray gamma not None,
                   ((x, "x"), (gamma, "gamma"), (beta, "beta")))
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            _forward(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(gamma),
-                     <float*>cnp.PyArray_DATA(beta), <float*>cnp.PyArray_DATA(running_mean),
-                     <float*>cnp.PyArray_DATA(running_var), <float*>cnp.PyArray_DATA(out),
-                     <float*>cnp.PyArray_DATA(xhat), <float*>cnp.PyArray_DATA(mean),
-                     <float*>cnp.PyArray_DATA(inv_std), n, h, training, <float>momentum,
-                     <float>eps, n_threads)
+            batchnorm_forward_core(
+                <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(gamma),
+                <float*>cnp.PyArray_DATA(beta), <float*>cnp.PyArray_DATA(running_mean),
+                <float*>cnp.PyArray_DATA(running_var), <float*>cnp.PyArray_DATA(out),
+                <float*>cnp.PyArray_DATA(xhat), <float*>cnp.PyArray_DATA(mean),
+                <float*>cnp.PyArray_DATA(inv_std), n, h, training, <float>momentum,
+                <float>eps, n_threads)
     else:
         with nogil:
-            _forward(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(gamma),
-                     <double*>cnp.PyArray_DATA(beta), <double*>cnp.PyArray_DATA(running_mean),
-                     <double*>cnp.PyArray_DATA(running_var), <double*>cnp.PyArray_DATA(out),
-                     <double*>cnp.PyArray_DATA(xhat), <double*>cnp.PyArray_DATA(mean),
-                     <double*>cnp.PyArray_DATA(inv_std), n, h, training, momentum, eps,
-                     n_threads)
+            batchnorm_forward_core(
+                <double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(gamma),
+                <double*>cnp.PyArray_DATA(beta), <double*>cnp.PyArray_DATA(running_mean),
+                <double*>cnp.PyArray_DATA(running_var), <double*>cnp.PyArray_DATA(out),
+                <double*>cnp.PyArray_DATA(xhat), <double*>cnp.PyArray_DATA(mean),
+                <double*>cnp.PyArray_DATA(inv_std), n, h, training, momentum, eps,
+                n_threads)
     return out
 
 
@@ -183,14 +107,16 @@ def batchnorm_backward(cnp.ndarray dout not None, cnp.ndarray xhat not None,
                   ((dout, "dout"), (xhat, "xhat"), (gamma, "gamma"), (inv_std, "inv_std")))
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            _backward(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(xhat),
-                      <float*>cnp.PyArray_DATA(gamma), <float*>cnp.PyArray_DATA(inv_std),
-                      <float*>dx_p, <float*>cnp.PyArray_DATA(dgamma),
-                      <float*>cnp.PyArray_DATA(dbeta), n, h, training, n_threads)
+            batchnorm_backward_core(
+                <float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(xhat),
+                <float*>cnp.PyArray_DATA(gamma), <float*>cnp.PyArray_DATA(inv_std),
+                <float*>dx_p, <float*>cnp.PyArray_DATA(dgamma),
+                <float*>cnp.PyArray_DATA(dbeta), n, h, training, n_threads)
     else:
         with nogil:
-            _backward(<double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(xhat),
-                      <double*>cnp.PyArray_DATA(gamma), <double*>cnp.PyArray_DATA(inv_std),
-                      <double*>dx_p, <double*>cnp.PyArray_DATA(dgamma),
-                      <double*>cnp.PyArray_DATA(dbeta), n, h, training, n_threads)
+            batchnorm_backward_core(
+                <double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(xhat),
+                <double*>cnp.PyArray_DATA(gamma), <double*>cnp.PyArray_DATA(inv_std),
+                <double*>dx_p, <double*>cnp.PyArray_DATA(dgamma),
+                <double*>cnp.PyArray_DATA(dbeta), n, h, training, n_threads)
     return dx
