@@ -6,6 +6,7 @@ import numpy as np
 
 from ._validation import check_array, check_positive_int, check_scalar
 from .optim import SGD
+from .plan import build_plan
 from .regularization import L2
 from .regularization import get as get_regularizer
 
@@ -27,7 +28,9 @@ class History:
 
 def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regularizer=None,
                      log_every=0, log=print, callback=None, progress=False):
-    """Full-batch gradient descent, as in the notes' case study.
+    """Full-batch gradient descent, as in the notes' case study, run by a training
+    plan (:mod:`fastnn.plan`): on the compiled backend whole steps run in compiled code,
+    many per call.
 
     Each step: scores = net(X); L = loss(scores, y) + the regularization penalty of
     every layer with weights; backpropagate; ``param -= step_size * grad`` for every
@@ -67,75 +70,43 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
     """
     steps = check_positive_int(steps, "steps")
     log_every = check_positive_int(log_every, "log_every", minimum=0)
-    X = check_array(X, "X", ndim=2, n_cols=net.n_features, dtype=net.dtype)
-    # Each loss validates its own targets (class labels, +-1 attributes, regression
-    # values) against the shape of what the net produces: an evaluation-mode forward,
-    # which draws no dropout mask and leaves batch-norm statistics alone.
-    y = loss._check_y(y, net._eval_forward(X, check=False))
     if reg is not None and regularizer is not None:
         raise ValueError("give reg (an L2 strength) or regularizer, not both")
     if regularizer is None:
         regularizer = L2(1e-3 if reg is None else check_scalar(reg, "reg", low=0.0))
     else:
         regularizer = get_regularizer(regularizer, "regularizer")
-    penalized, constrained = _regularized(net, regularizer)
-    optimizer = SGD(step_size)
-    pairs = [(p, g) for _, _, p, g in net.parameters()]
-    # A loss with parameters of its own (HierarchicalSoftmax) is trained with the net;
-    # its weights are not regularized.
-    loss_params = getattr(loss, "params", None)
-    if loss_params:
-        pairs += [(loss.params[name], loss.grads[name]) for name in loss_params]
+    X = check_array(X, "X", ndim=2, n_cols=net.n_features, dtype=net.dtype)
+    # Each loss validates its own targets (class labels, +-1 attributes, regression
+    # values) against the shape of what the net produces: an evaluation-mode forward,
+    # which draws no dropout mask and leaves batch-norm statistics alone.
+    y = loss._check_y(y, net._eval_forward(X, check=False))
+    plan = build_plan(net, loss, optimizer=SGD(step_size), regularizer=regularizer,
+                      batch_size=X.shape[0]).bind(X, y)
     history = np.empty(steps)
     data_history = np.empty(steps)
     bar = _progress_bar(steps) if progress else None
+    # Steps run in chunks between the points where Python must look: a log line, a
+    # callback (every step), a progress-bar refresh.
+    chunk = 1 if callback is not None else (log_every or (100 if bar is not None else steps))
     t0 = time.perf_counter()
-    for i in range(steps):
-        scores = net._forward(X)
-        data_loss = loss._forward(scores, y)
-        net._backward(loss.backward())
-        reg_loss = 0.0
-        for r, W, dW in penalized:
-            reg_loss += r.penalty_and_grad(W, dW)
-        optimizer.step(pairs)
-        for r, W in constrained:
-            r.constrain(W)
-        total = data_loss + reg_loss
-        history[i] = total
-        data_history[i] = data_loss
-        if log_every and i % log_every == 0:
-            log(f"iteration {i}: loss {total:f}")
-        if callback is not None:
-            callback(i, total)
+    i = 0
+    while i < steps:
+        k = min(chunk, steps - i)
+        plan.run(k, losses=history[i:i + k], data_losses=data_history[i:i + k])
+        for j in range(i, i + k):
+            if log_every and j % log_every == 0:
+                log(f"iteration {j}: loss {history[j]:f}")
+            if callback is not None:
+                callback(j, history[j])
         if bar is not None:
-            bar.update(1)
-            if i % 100 == 0:
-                bar.set_postfix(loss=f"{total:.4f}", refresh=False)
+            bar.update(k)
+            bar.set_postfix(loss=f"{history[i + k - 1]:.4f}", refresh=False)
+        i += k
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
     return History(loss=history, data_loss=data_history, seconds=seconds, steps=steps)
-
-
-def _regularized(net, regularizer):
-    """What a step regularizes: ([(regularizer, param, grad)] for the penalties,
-    [(regularizer, W)] for the constraints), from the global regularizer and each
-    layer's ``regularizer`` / ``regularize_bias``.  Every layer with a weight matrix
-    ``W`` (Linear, Maxout) is regularized; gains and shifts (BatchNorm, PReLU) are not."""
-    penalized, constrained = [], []
-    for layer in net.layers:
-        params = layer.params
-        if "W" not in params:
-            continue
-        r = getattr(layer, "regularizer", None)
-        r = regularizer if r is None else r
-        if r.has_penalty:
-            penalized.append((r, layer.W, layer.dW))
-            if getattr(layer, "regularize_bias", False):
-                penalized.append((r, layer.b, layer.db))
-        if r.has_constraint:
-            constrained.append((r, layer.W))
-    return penalized, constrained
 
 
 def _progress_bar(steps):

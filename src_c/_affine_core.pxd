@@ -58,7 +58,7 @@ cdef inline void affine_backward_core(const floating* dout, const floating* x,
     """Writes dz (n, h) scratch (unused, may be NULL, when act is identity), db (h,),
     dw (d, h) and, unless dx is NULL, dx (n, d)."""
     affine_epilogue_backward_core(dout, out, dz, db, n, h, act, alpha, n_threads)
-    cdef const floating* g = dz if act != 0 else dout
+    cdef const floating* g = <const floating*>dz if act != 0 else dout
     team_gemm(True, False, <int>d, <int>h, <int>n, <floating>1, x, <int>d, g, <int>h,
               <floating>0, dw, <int>h, n_threads)
     if dx != NULL:

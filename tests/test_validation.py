@@ -132,6 +132,9 @@ def test_training_runs_exactly_the_asked_steps_of_dropout_and_batch_norm():
     # validating y must not run a training-mode forward: that would draw a dropout
     # mask and move the batch-norm running statistics once more than asked
     from fastnn.layers import BatchNorm, Dropout, ReLU
+    from fastnn.optim import SGD
+    from fastnn.plan import LayerPath
+    from fastnn.regularization import L2
 
     class CountingBatchNorm(BatchNorm):
         training_passes = 0
@@ -140,12 +143,20 @@ def test_training_runs_exactly_the_asked_steps_of_dropout_and_batch_norm():
             self.training_passes += self.training
             return super()._forward(x)
 
+    def net_of(bn_class):
+        bn, drop = bn_class(8), Dropout(0.9, seed=0)
+        return Sequential([Linear(2, 8, seed=1), bn, ReLU(), drop, Linear(8, 3, seed=2)])
+
     X, y = datasets.spiral(10, 3, seed=0)
-    bn, drop = CountingBatchNorm(8), Dropout(0.9, seed=0)
-    net = Sequential([Linear(2, 8, seed=1), bn, ReLU(), drop, Linear(8, 3, seed=2)])
+    net = net_of(BatchNorm)
     gradient_descent(net, SoftmaxCrossEntropy(), X, y, steps=3)
-    assert drop.step == 3
-    assert bn.training_passes == 3
+    # the reference: exactly 3 training passes through the layer objects
+    ref = net_of(CountingBatchNorm)
+    LayerPath(ref, SoftmaxCrossEntropy(), SGD(1.0), L2(1e-3), 30).bind(X, y).run(3)
+    assert ref.layers[1].training_passes == 3
+    assert net.layers[3].step == ref.layers[3].step == 3
+    np.testing.assert_array_equal(net.layers[1].running_mean, ref.layers[1].running_mean)
+    np.testing.assert_array_equal(net.layers[1].running_var, ref.layers[1].running_var)
 
 
 def test_buffers_follow_a_change_of_width_at_the_same_batch_size(backend):

@@ -1,0 +1,359 @@
+"""Training plans: whole training steps for one (net, loss, regularizer, optimizer,
+batch size), checked once when built.
+
+:func:`build_plan` returns a :class:`CompiledPlan` on the compiled backend -- a Cython
+object that runs k complete steps (gather the batch, forward, loss, backward, penalties,
+update, constraints) in one call without the GIL, on the net's flat parameters -- or a
+:class:`LayerPath` on the NumPy backend, which runs the same steps through the layer
+objects and the kernels of the active backend.  Both have one interface::
+
+    plan = build_plan(net, loss, optimizer=Adam(), regularizer=L2(1e-4), batch_size=64)
+    plan.bind(X, y)                         # checked once
+    losses, data_losses = plan.run(k, indices)   # k steps; indices (k * batch,) int64
+
+The layer path is the oracle: the compiled plan calls the same nogil cores in the same
+order, so after N steps the weights are equal bit for bit (the tests check it for every
+layer type and both dtypes).  A plan trains in training mode (dropout on, batch norm on
+batch statistics).  It is valid as long as the net's architecture is: changing a
+parameter's value needs no rebuild, while a layer added, removed or re-shaped, another
+dtype or batch size, or another backend needs a new plan (``plan.matches(...)`` tells).
+"""
+import numpy as np
+
+from . import _kernels, config
+from . import optim as _optim
+from . import regularization as _reg
+from ._validation import check_array, check_positive_int
+from .layers import (BatchNorm, Dropout, ElementwiseActivation, Linear, Maxout, PReLU)
+from .losses import (AttributeHinge, AttributeLogistic, HierarchicalSoftmax, L1Regression,
+                     L2Regression, MulticlassSVM, SoftmaxCrossEntropy, SquaredHingeSVM)
+
+#: element-wise losses, by class, with the kernels' kind code (_loss_core.pxd)
+_ELEMENTWISE = {AttributeHinge: 0, AttributeLogistic: 1, L2Regression: 2, L1Regression: 3}
+
+
+def _offset(flat, array):
+    """Position of `array` (a view into the 1-D `flat`) in `flat`, in elements."""
+    start = array.__array_interface__["data"][0] - flat.__array_interface__["data"][0]
+    return start // flat.itemsize
+
+
+def regularized(net, regularizer):
+    """What a step regularizes, in the order the penalties are summed:
+    ([(regularizer, param, grad)], [(regularizer, W)]) from the global regularizer and
+    each layer's ``regularizer`` / ``regularize_bias``.  Every layer with a weight matrix
+    ``W`` (Linear, Maxout) is regularized; gains and shifts (BatchNorm, PReLU) are not."""
+    penalized, constrained = [], []
+    for layer in net.layers:
+        if "W" not in layer.params:
+            continue
+        r = getattr(layer, "regularizer", None)
+        r = regularizer if r is None else r
+        if r.has_penalty:
+            penalized.append((r, layer.W, layer.dW))
+            if getattr(layer, "regularize_bias", False):
+                penalized.append((r, layer.b, layer.db))
+        if r.has_constraint:
+            constrained.append((r, layer.W))
+    return penalized, constrained
+
+
+def _signature(net, loss, batch_size):
+    """What a plan depends on besides parameter values."""
+    layers = tuple((id(layer), type(layer), tuple(p.shape for p in layer.params.values()))
+                   for layer in net.layers)
+    return (id(net.flat_params), layers, net.dtype, batch_size, id(loss),
+            _kernels.get_backend())
+
+
+class _Plan:
+    """What both plans share: the checks, the data binding, the optimizer state."""
+
+    def __init__(self, net, loss, optimizer, regularizer, batch_size):
+        from .net import Sequential
+        if not isinstance(net, Sequential):
+            raise TypeError(f"net must be a fastnn Sequential or MLP, got {type(net).__name__}")
+        self.net = net
+        self.loss = loss
+        self.optimizer = _optim.get(optimizer)
+        self.regularizer = _reg.get(regularizer, "regularizer")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.dtype = net.dtype
+        self._signature = _signature(net, loss, self.batch_size)
+        self.penalized, self.constrained = regularized(net, self.regularizer)
+        n = net.flat_params.size
+        self.state = tuple(self.optimizer.init_state(n, self.dtype))
+        self.loss_flat = None
+        self.loss_state = ()
+        if getattr(loss, "params", None):
+            if loss.dtype != self.dtype:
+                raise ValueError(f"the loss has dtype {loss.dtype}, the net {self.dtype}: "
+                                 "a loss with parameters must share the net's dtype")
+            self.loss_flat = loss._own_flat()
+            self.loss_state = tuple(self.optimizer.init_state(self.loss_flat[0].size,
+                                                              self.dtype))
+        self.t = 0
+        self._X = self._y = None
+
+    def matches(self, net, loss, batch_size):
+        """True when this plan can train (net, loss) at this batch size as it is now."""
+        return self._signature == _signature(net, loss, batch_size)
+
+    def _check_current(self):
+        if self._signature != _signature(self.net, self.loss, self.batch_size):
+            raise RuntimeError("the net, the loss or the backend changed since this plan "
+                               "was built; build a new plan (fastnn.plan.build_plan)")
+
+    def bind(self, X, y):
+        """Check the training data once: X (N, D) becomes a C-contiguous array of the
+        net's dtype (copied only when it is not one already), y the loss's targets."""
+        X = check_array(X, "X", ndim=2, n_cols=self.net.n_features, dtype=self.dtype)
+        y = self.loss._check_y(y, _ShapeOnly(X.shape[0], self._output_width()))
+        if y.dtype.kind == "f" and y.dtype != self.dtype:
+            y = y.astype(self.dtype)
+        self._X, self._y = X, np.ascontiguousarray(y)
+        return self
+
+    def _output_width(self):
+        return self.net._fused[-1][0].n_out
+
+    @staticmethod
+    def _outputs(k, losses, data_losses):
+        losses = np.empty(k) if losses is None else losses
+        data_losses = np.empty(k) if data_losses is None else data_losses
+        return losses, data_losses
+
+    def _check_run(self, k, indices):
+        self._check_current()
+        if self._X is None:
+            raise RuntimeError("bind(X, y) must be called before run")
+        k = check_positive_int(k, "k", minimum=0)
+        n = self._X.shape[0]
+        if indices is None:
+            if n != self.batch_size:
+                raise ValueError(f"without indices every step takes all {n} rows, but the "
+                                 f"plan's batch size is {self.batch_size}")
+        else:
+            indices = np.asarray(indices)
+            if indices.dtype != np.int64 or indices.shape != (k * self.batch_size,):
+                raise ValueError(f"indices must be a ({k * self.batch_size},) int64 array "
+                                 f"(k * batch_size), got {indices.dtype} {indices.shape}")
+            if indices.size and (indices.min() < 0 or indices.max() >= n):
+                raise ValueError(f"indices must be rows of the data set, in [0, {n})")
+        return k, indices
+
+
+class _ShapeOnly:
+    """Stands in for scores when only their shape is needed (target checks)."""
+
+    def __init__(self, n, k):
+        self.shape = (n, k)
+        self.ndim = 2
+
+
+class LayerPath(_Plan):
+    """Training steps through the layer objects, one kernel call at a time: the NumPy
+    backend's plan, and the oracle the compiled plan is tested against."""
+
+    backend = "layers"
+
+    def run(self, k, indices=None, losses=None, data_losses=None):
+        """Run k steps; returns (losses, data_losses), each step's total and data loss."""
+        k, indices = self._check_run(k, indices)
+        losses, data_losses = self._outputs(k, losses, data_losses)
+        net, loss, opt = self.net, self.loss, self.optimizer
+        modes = [layer.training for layer in net.layers]
+        net.train()
+        try:
+            for s in range(k):
+                if indices is None:
+                    X, y = self._X, self._y
+                else:
+                    rows = indices[s * self.batch_size:(s + 1) * self.batch_size]
+                    X, y = self._X[rows], self._y[rows]
+                scores = net._forward(X)
+                data_loss = loss._forward(scores, y)
+                net._backward(loss.backward())
+                reg_loss = 0.0
+                for r, W, dW in self.penalized:
+                    reg_loss += r.penalty_and_grad(W, dW)
+                self.t += 1          # update t uses the schedule's rate at t - 1
+                opt.update(net.flat_params, net.flat_grads, self.state, self.t)
+                if self.loss_flat is not None:
+                    opt.update(self.loss_flat[0], self.loss_flat[1], self.loss_state,
+                               self.t)
+                for r, W in self.constrained:
+                    r.constrain(W)
+                losses[s] = data_loss + reg_loss
+                data_losses[s] = data_loss
+        finally:
+            for layer, mode in zip(net.layers, modes):
+                layer.train(mode)
+        return losses, data_losses
+
+    def sync(self):
+        """Nothing to write back: the layers were run directly."""
+
+
+class CompiledPlan(_Plan):
+    """Whole training steps in compiled code (fastnn._plan.Plan), k per call."""
+
+    backend = "compiled"
+
+    def __init__(self, net, loss, optimizer, regularizer, batch_size):
+        super().__init__(net, loss, optimizer, regularizer, batch_size)
+        from . import _plan
+        self._dropouts = []
+        ops = [self._op(layer, act, i, _plan.OP_KINDS)
+               for i, (layer, act) in enumerate(net._fused)]
+        loss_spec = self._loss_spec(_plan.LOSS_KINDS)
+        penalties, constraints = self._regularization_spec(_plan.PEN_KINDS)
+        opt = self.optimizer
+        rate, every = opt.schedule.params
+        h1, h2, eps = opt.hyper
+        optimizer = {"kind": opt.kind, "lr": float(opt.lr), "hyper": (h1, h2, eps),
+                     "schedule": opt.schedule.kind, "rate": float(rate),
+                     "every": int(every), "t": self.t}
+        lp, lg = self.loss_flat if self.loss_flat is not None else (None, None)
+        self._plan = _plan.Plan(self.dtype, self.batch_size, net.n_features, ops, loss_spec,
+                                penalties, constraints, optimizer, net.flat_params,
+                                net.flat_grads, self.state, lp, lg, self.loss_state)
+
+    # -- building ------------------------------------------------------------------------
+    def _op(self, layer, act, position, kinds):
+        flat = self.net.flat_params
+        if isinstance(layer, Linear):
+            code, alpha = ((act.act_code, act.alpha) if act is not None
+                           else (layer._act, layer.alpha))
+            return {"kind": kinds["affine"], "act": code, "alpha": float(alpha),
+                    "n_in": layer.n_in, "n_out": layer.n_out,
+                    "p0": _offset(flat, layer.W), "p1": _offset(flat, layer.b)}
+        if isinstance(layer, Maxout):
+            return {"kind": kinds["maxout"], "n_in": layer.n_in, "n_out": layer.n_out,
+                    "k": layer.k, "p0": _offset(flat, layer.W), "p1": _offset(flat, layer.b)}
+        width = self._width_before(position)
+        if isinstance(layer, ElementwiseActivation):
+            return {"kind": kinds["act"], "act": layer.act_code, "alpha": float(layer.alpha),
+                    "n_in": width, "n_out": width}
+        if isinstance(layer, PReLU):
+            return {"kind": kinds["prelu"], "n_in": width, "n_out": width,
+                    "p0": _offset(flat, layer.alpha)}
+        if isinstance(layer, Dropout):
+            self._dropouts.append(layer)
+            return {"kind": kinds["dropout"], "n_in": width, "n_out": width,
+                    "scale": 1.0 / layer.p if layer.mode == "inverted" else 1.0,
+                    "thr": int(layer.p * 4294967296.0), "seed": layer.seed,
+                    "step": layer.step}
+        if isinstance(layer, BatchNorm):
+            return {"kind": kinds["batchnorm"], "n_in": width, "n_out": width,
+                    "p0": _offset(flat, layer.gamma), "p1": _offset(flat, layer.beta),
+                    "mean": layer._mean, "inv_std": layer._inv_std,
+                    "running_mean": layer.running_mean, "running_var": layer.running_var,
+                    "momentum": layer.momentum, "eps": layer.eps}
+        raise ValueError(f"the compiled plan cannot run the layer {type(layer).__name__}; "
+                         "train this net on the NumPy backend (fastnn.use_backend('numpy'))")
+
+    def _width_before(self, position):
+        """Width of the activations entering op `position` (layers without n_in)."""
+        for layer, _ in reversed(self.net._fused[:position]):
+            width = getattr(layer, "n_out", None)
+            if width is not None:
+                return width
+        if self.net.n_features is None:
+            raise ValueError("the compiled plan needs the input width: start the net with "
+                             "a layer that has n_in")
+        return self.net.n_features
+
+    def _loss_spec(self, kinds):
+        loss, K = self.loss, self._output_width()
+        kind = type(loss)
+        if kind is SoftmaxCrossEntropy:
+            return {"kind": kinds["softmax"]}
+        if kind in (MulticlassSVM, SquaredHingeSVM):
+            return {"kind": kinds["svm"], "delta": float(loss.delta),
+                    "squared": bool(loss._squared)}
+        if kind in _ELEMENTWISE:
+            return {"kind": kinds["elementwise"], "ew_kind": _ELEMENTWISE[kind], "y_width": K}
+        if kind is HierarchicalSoftmax:
+            if loss.n_in != K:
+                raise ValueError(f"the hierarchical softmax takes {loss.n_in} features but "
+                                 f"the net gives {K}")
+            return {"kind": kinds["hierarchical"], "n_nodes": loss.n_nodes,
+                    "max_depth": loss.paths.shape[1], "paths": loss.paths,
+                    "codes": loss.codes, "depths": loss.depths}
+        raise ValueError(f"the compiled plan cannot run the loss {kind.__name__}")
+
+    def _regularization_spec(self, kinds):
+        flat = self.net.flat_params
+        penalties = []
+        for r, W, _ in self.penalized:
+            parts = r.parts if isinstance(r, _reg.Combined) else (r,)
+            first = True
+            for part in parts:
+                if not part.has_penalty:
+                    continue
+                if isinstance(part, _reg.L2):
+                    spec = (kinds["l2"], part.reg, 0.0)
+                elif isinstance(part, _reg.L1):
+                    spec = (kinds["l1"], part.reg, 0.0)
+                elif isinstance(part, _reg.ElasticNet):
+                    spec = (kinds["elastic"], part.l1, part.l2)
+                else:
+                    raise ValueError(f"the compiled plan cannot run the penalty {part!r}")
+                penalties.append(spec + (_offset(flat, W), W.size, int(first)))
+                first = False
+        constraints = []
+        for r, W in self.constrained:
+            parts = r.parts if isinstance(r, _reg.Combined) else (r,)
+            for part in parts:
+                if not part.has_constraint:
+                    continue
+                if not isinstance(part, _reg.MaxNorm):
+                    raise ValueError(f"the compiled plan cannot run the constraint {part!r}")
+                constraints.append((float(part.c), _offset(flat, W), W.shape[0], W.shape[1]))
+        return penalties, constraints
+
+    # -- running -------------------------------------------------------------------------
+    def bind(self, X, y):
+        super().bind(X, y)
+        y = self._y
+        if y.dtype.kind in "iu" and y.dtype != np.intp:
+            y = y.astype(np.intp)
+            self._y = y
+        self._plan.bind_data(self._X, self._y)
+        return self
+
+    def run(self, k, indices=None, losses=None, data_losses=None, n_threads=None):
+        """Run k steps; returns (losses, data_losses), each step's total and data loss
+        (float64 arrays of k entries, or the arrays given, filled)."""
+        k, indices = self._check_run(k, indices)
+        losses, data_losses = self._outputs(k, losses, data_losses)
+        nt = config.resolve_num_threads() if n_threads is None else n_threads
+        self._plan.run(k, indices, losses, data_losses, nt)
+        self.t = self._plan.t
+        self.sync()
+        return losses, data_losses
+
+    def sync(self):
+        """Write the plan's counters back to the layers (dropout steps)."""
+        for layer, step in zip(self._dropouts, self._plan.dropout_steps()):
+            layer.step = step
+
+
+def build_plan(net, loss, *, optimizer="sgd", regularizer=None, batch_size):
+    """The plan for training `net` with `loss` on the active backend: a CompiledPlan on
+    the compiled backend, a LayerPath on the NumPy backend.
+
+    Parameters
+    ----------
+    net : fastnn.net.Sequential (or MLP)
+    loss : a fastnn.losses loss
+    optimizer : a fastnn.optim optimizer or its name
+    regularizer : None, an L2 strength, a regularizer or a list of them
+    batch_size : int, the rows of every step
+
+    Raises ValueError for a layer, loss, penalty or constraint the compiled plan cannot
+    run (never a silent slow path)."""
+    if _kernels.get_backend() == "numpy":
+        return LayerPath(net, loss, optimizer, regularizer, batch_size)
+    return CompiledPlan(net, loss, optimizer, regularizer, batch_size)

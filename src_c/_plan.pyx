@@ -1,0 +1,534 @@
+# The training plan: whole training steps -- gather the batch, forward, loss, backward,
+# penalties, update, constraints -- run k at a time in one call, without the GIL.
+#
+# fastnn.plan builds it from a net, a loss, the regularizers, an optimizer and a batch
+# size, and checks everything then; from there on the plan holds raw pointers into the
+# net's flat parameters and gradients, the optimizer's flat state and buffers it owns
+# (allocated once, sized for the batch), and calls the same nogil cores (the *_core.pxd
+# files) as the per-layer path, in the same order: after N steps its weights equal the
+# per-layer path's bit for bit.  A step allocates nothing and checks nothing.
+#
+# The ops of a net: AFFINE (Linear, with its fused activation), MAXOUT, ACT (an
+# element-wise activation on its own), PRELU, DROPOUT (inverted or vanilla) and BATCHNORM.
+# Each op reads the previous op's `out` (or the batch), writes its own `out`; backward
+# reads the next op's `dx` (or dscores) and writes its `dx` (none for the first op).
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.string cimport memcpy
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+cimport numpy as cnp
+from cython cimport floating
+import numpy as np
+
+from _common cimport dgemm, fnn_blas_serial_begin, fnn_blas_serial_end, fnn_dropout_key, sgemm
+from _activation_core cimport (act_backward_core, act_forward_core, prelu_backward_core,
+                               prelu_forward_core)
+from _affine_core cimport affine_backward_core, affine_forward_core
+from _batchnorm_core cimport batchnorm_backward_core, batchnorm_forward_core
+from _dropout_core cimport dropout_backward_core, dropout_forward_core
+from _loss_core cimport (elementwise_loss_core, hs_backward_core, hs_forward_core,
+                         row_loss_mean, softmax_xent_core, svm_core)
+from _maxout_core cimport maxout_backward_core, maxout_forward_core
+from _optim_core cimport optimizer_update_core, schedule_lr
+from _regularization_core cimport (PEN_ELASTIC, PEN_L1, PEN_L2, max_norm_core, penalty_core,
+                                   penalty_scratch_len)
+
+cnp.import_array()
+
+# Op kinds (fastnn.plan names them)
+cdef enum:
+    OP_AFFINE = 0
+    OP_MAXOUT = 1
+    OP_ACT = 2
+    OP_PRELU = 3
+    OP_DROPOUT = 4
+    OP_BATCHNORM = 5
+
+# Loss kinds: class labels (softmax, SVM), element-wise targets, hierarchical softmax
+cdef enum:
+    LOSS_SOFTMAX = 0
+    LOSS_SVM = 1
+    LOSS_ELEMENTWISE = 2
+    LOSS_HIERARCHICAL = 3
+
+OP_KINDS = {"affine": OP_AFFINE, "maxout": OP_MAXOUT, "act": OP_ACT, "prelu": OP_PRELU,
+            "dropout": OP_DROPOUT, "batchnorm": OP_BATCHNORM}
+LOSS_KINDS = {"softmax": LOSS_SOFTMAX, "svm": LOSS_SVM, "elementwise": LOSS_ELEMENTWISE,
+              "hierarchical": LOSS_HIERARCHICAL}
+PEN_KINDS = {"l2": PEN_L2, "l1": PEN_L1, "elastic": PEN_ELASTIC}
+
+
+cdef struct Op:
+    int kind
+    int act              # activation code (AFFINE, ACT)
+    double alpha         # leaky ReLU slope (AFFINE, ACT)
+    Py_ssize_t n_in, n_out, k
+    Py_ssize_t p0, p1    # offsets of the op's parameters in the flat arrays (-1: none)
+    char* out            # (B, n_out)
+    char* dx             # (B, n_in), NULL for the first op
+    char* dz             # AFFINE/MAXOUT scratch (B, n_out*k)
+    char* z              # MAXOUT pre-activations (B, n_out*k); BATCHNORM xhat (B, n)
+    char* arg            # MAXOUT winners (B, n_out) int32; DROPOUT mask (B, n) uint8
+    char* mean           # BATCHNORM batch mean, inverse std, running mean and variance
+    char* inv_std
+    char* running_mean
+    char* running_var
+    double momentum, eps
+    double scale         # DROPOUT: 1/p (inverted) or 1 (vanilla)
+    uint64_t thr, seed, step
+
+
+cdef struct Penalty:
+    int kind             # the PEN_* code of _regularization_core
+    double a, b          # strengths as the kernels take them
+    Py_ssize_t off, n
+    int group_start      # 1 where a regularizer's parts begin (their sum is added at once)
+
+
+cdef struct Constraint:
+    double c
+    Py_ssize_t off, n_in, n_out
+
+
+cdef class Plan:
+    """Low-level compiled plan; build it with fastnn.plan.build_plan, not directly.
+
+    Parameters (all checked by fastnn.plan):
+    dtype: float32 or float64.  batch: rows per step (B).  n_features: D.
+    ops: list of dicts, one per op (see fastnn.plan).  loss: dict.  penalties,
+    constraints: lists of tuples.  optimizer: dict.  flat_params, flat_grads: the net's
+    flat arrays; state: the optimizer's flat state arrays (0 to 2).  loss_params,
+    loss_grads, loss_state: the same for a loss with parameters (or None).
+    """
+    cdef readonly object dtype
+    cdef readonly Py_ssize_t batch, n_features, n_outputs, n_params
+    cdef int t_num
+    cdef Op* ops
+    cdef int n_ops
+    cdef Penalty* pens
+    cdef int n_pens
+    cdef Constraint* cons
+    cdef int n_cons
+    cdef list _keep            # every array a pointer points into
+    # loss
+    cdef int loss_kind, ew_kind, squared
+    cdef double delta
+    cdef char* dscores
+    cdef char* row_loss
+    cdef Py_ssize_t y_width    # columns of y for element-wise losses (0: class labels)
+    # hierarchical softmax (a loss with parameters of its own)
+    cdef Py_ssize_t hs_m, hs_p
+    cdef const Py_ssize_t* hs_paths
+    cdef const Py_ssize_t* hs_codes
+    cdef const Py_ssize_t* hs_depths
+    cdef char* hs_dz
+    cdef char* lp
+    cdef char* lg
+    cdef char* ls1
+    cdef char* ls2
+    cdef Py_ssize_t n_loss_params
+    # optimizer and schedule
+    cdef int opt_kind, sched_kind
+    cdef double lr0, h1, h2, eps, rate
+    cdef long every
+    cdef readonly long t        # updates made so far
+    cdef char* params
+    cdef char* grads
+    cdef char* s1
+    cdef char* s2
+    cdef double* scratch        # penalty block sums and max-norm column scales
+    cdef object _scratch
+    # the bound data set and batch buffers
+    cdef char* X
+    cdef char* Y
+    cdef Py_ssize_t n_rows
+    cdef char* xbuf
+    cdef char* ybuf
+    cdef readonly object data_bound
+    cdef object _bound
+
+    def __cinit__(self):
+        self.ops = NULL
+        self.pens = NULL
+        self.cons = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.ops)
+        PyMem_Free(self.pens)
+        PyMem_Free(self.cons)
+
+    def __init__(self, dtype, Py_ssize_t batch, Py_ssize_t n_features, list ops, dict loss,
+                 list penalties, list constraints, dict optimizer,
+                 cnp.ndarray flat_params, cnp.ndarray flat_grads, tuple state,
+                 cnp.ndarray loss_params=None, cnp.ndarray loss_grads=None,
+                 tuple loss_state=()):
+        self.dtype = np.dtype(dtype)
+        self.t_num = cnp.NPY_FLOAT32 if self.dtype == np.float32 else cnp.NPY_FLOAT64
+        self.batch = batch
+        self.n_features = n_features
+        self._keep = []
+        self.data_bound = False
+        self.params = self._ptr(flat_params)
+        self.grads = self._ptr(flat_grads)
+        self.n_params = flat_params.shape[0]
+        self.s1 = self._ptr(state[0]) if len(state) > 0 else NULL
+        self.s2 = self._ptr(state[1]) if len(state) > 1 else NULL
+        cdef Py_ssize_t B = batch, widest = 1
+        self.n_ops = len(ops)
+        self.ops = <Op*>PyMem_Malloc(max(self.n_ops, 1) * sizeof(Op))
+        if self.ops == NULL:
+            raise MemoryError()
+        cdef Op* op
+        cdef int i
+        for i, spec in enumerate(ops):
+            op = &self.ops[i]
+            op.kind = spec["kind"]
+            op.act = spec.get("act", 0)
+            op.alpha = spec.get("alpha", 0.0)
+            op.n_in = spec["n_in"]
+            op.n_out = spec["n_out"]
+            op.k = spec.get("k", 1)
+            op.p0 = spec.get("p0", -1)
+            op.p1 = spec.get("p1", -1)
+            op.out = self._new((B, op.n_out))
+            op.dx = self._new((B, op.n_in)) if i > 0 or op.kind == OP_PRELU else NULL
+            op.dz = op.z = op.arg = NULL
+            op.mean = op.inv_std = op.running_mean = op.running_var = NULL
+            if op.kind == OP_AFFINE and op.act != 0:
+                op.dz = self._new((B, op.n_out))
+            elif op.kind == OP_MAXOUT:
+                op.z = self._new((B, op.n_out * op.k))
+                op.dz = self._new((B, op.n_out * op.k))
+                op.arg = self._new((B, op.n_out), np.int32)
+            elif op.kind == OP_DROPOUT:
+                op.arg = self._new((B, op.n_out), np.uint8)
+                op.scale = spec["scale"]
+                op.thr = spec["thr"]
+                op.seed = spec["seed"]
+                op.step = spec["step"]
+            elif op.kind == OP_BATCHNORM:
+                op.z = self._new((B, op.n_out))
+                op.mean = self._ptr(spec["mean"])
+                op.inv_std = self._ptr(spec["inv_std"])
+                op.running_mean = self._ptr(spec["running_mean"])
+                op.running_var = self._ptr(spec["running_var"])
+                op.momentum = spec["momentum"]
+                op.eps = spec["eps"]
+            widest = max(widest, op.n_out * op.k)
+        self.n_outputs = self.ops[self.n_ops - 1].n_out
+        # loss
+        self.loss_kind = loss["kind"]
+        self.ew_kind = loss.get("ew_kind", 0)
+        self.delta = loss.get("delta", 1.0)
+        self.squared = loss.get("squared", False)
+        self.y_width = loss.get("y_width", 0)
+        width = loss.get("width", self.n_outputs)     # dscores columns
+        self.dscores = self._new((B, width))
+        self.row_loss = self._new((B,))
+        self.lp = self.lg = self.ls1 = self.ls2 = NULL
+        self.n_loss_params = 0
+        if self.loss_kind == LOSS_HIERARCHICAL:
+            self.hs_m = loss["n_nodes"]
+            self.hs_p = loss["max_depth"]
+            self.hs_paths = <const Py_ssize_t*>self._ptr(loss["paths"])
+            self.hs_codes = <const Py_ssize_t*>self._ptr(loss["codes"])
+            self.hs_depths = <const Py_ssize_t*>self._ptr(loss["depths"])
+            self.hs_dz = self._new((B, self.hs_p))
+            self.lp = self._ptr(loss_params)
+            self.lg = self._ptr(loss_grads)
+            self.n_loss_params = loss_params.shape[0]
+            self.ls1 = self._ptr(loss_state[0]) if len(loss_state) > 0 else NULL
+            self.ls2 = self._ptr(loss_state[1]) if len(loss_state) > 1 else NULL
+        # penalties and constraints
+        self.n_pens = len(penalties)
+        self.pens = <Penalty*>PyMem_Malloc(max(self.n_pens, 1) * sizeof(Penalty))
+        cdef Py_ssize_t scratch = 1
+        for i, (kind, a, b, off, n, group_start) in enumerate(penalties):
+            self.pens[i].kind = kind
+            self.pens[i].a = a
+            self.pens[i].b = b
+            self.pens[i].off = off
+            self.pens[i].n = n
+            self.pens[i].group_start = group_start
+            scratch = max(scratch, penalty_scratch_len(n))
+        self.n_cons = len(constraints)
+        self.cons = <Constraint*>PyMem_Malloc(max(self.n_cons, 1) * sizeof(Constraint))
+        for i, (c, off, n_in, n_out) in enumerate(constraints):
+            self.cons[i].c = c
+            self.cons[i].off = off
+            self.cons[i].n_in = n_in
+            self.cons[i].n_out = n_out
+            scratch = max(scratch, n_out)
+        if self.pens == NULL or self.cons == NULL:
+            raise MemoryError()
+        self._scratch = np.zeros(scratch, dtype=np.float64)
+        self.scratch = <double*>cnp.PyArray_DATA(self._scratch)
+        # optimizer
+        self.opt_kind = optimizer["kind"]
+        self.lr0 = optimizer["lr"]
+        self.h1, self.h2, self.eps = optimizer["hyper"]
+        self.sched_kind = optimizer["schedule"]
+        self.rate = optimizer["rate"]
+        self.every = optimizer["every"]
+        self.t = optimizer["t"]
+        self.xbuf = self._new((B, n_features))
+        self.ybuf = (self._new((B,), np.intp) if self.y_width == 0
+                     else self._new((B, self.y_width)))
+
+    cdef char* _ptr(self, cnp.ndarray a) except NULL:
+        self._keep.append(a)
+        return <char*>cnp.PyArray_DATA(a)
+
+    cdef char* _new(self, shape, dtype=None) except NULL:
+        a = np.zeros(shape, dtype=self.dtype if dtype is None else dtype)
+        return self._ptr(a)
+
+    def bind_data(self, cnp.ndarray X not None, cnp.ndarray y not None):
+        """Keep pointers to the training data: X (N, D) of the plan's dtype and y (N,)
+        intp labels or (N, A) targets of the plan's dtype, checked by fastnn.plan."""
+        self.X = <char*>cnp.PyArray_DATA(X)
+        self.Y = <char*>cnp.PyArray_DATA(y)
+        self.n_rows = X.shape[0]
+        self._bound = (X, y)
+        self.data_bound = True
+
+    def dropout_steps(self):
+        """The step counter of every dropout op, in op order (to write back to layers)."""
+        return [self.ops[i].step for i in range(self.n_ops) if self.ops[i].kind == OP_DROPOUT]
+
+    def set_t(self, long t):
+        """The number of updates made so far (the optimizer's step count)."""
+        self.t = t
+
+    def output(self):
+        """The last step's scores/outputs buffer, (B, n_outputs)."""
+        return self._keep_array(self.ops[self.n_ops - 1].out)
+
+    cdef object _keep_array(self, char* p):
+        for a in self._keep:
+            if <char*>cnp.PyArray_DATA(a) == p:
+                return a
+        return None
+
+    def run(self, Py_ssize_t k, cnp.ndarray indices, cnp.ndarray losses not None,
+            cnp.ndarray data_losses not None, int n_threads):
+        """Run k steps.  indices: None (each step takes the whole bound data set, which
+        must have B rows) or k*B int64 row indices (step s takes rows
+        indices[s*B:(s+1)*B]), checked here.  losses, data_losses: float64 arrays of at
+        least k entries, receive each step's total and data loss.  Returns the number of
+        steps run (k)."""
+        if not self.data_bound:
+            raise RuntimeError("bind_data must be called before run")
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        for name, a in (("losses", losses), ("data_losses", data_losses)):
+            if (cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT64 or cnp.PyArray_NDIM(a) != 1
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISWRITEABLE(a)
+                    or a.shape[0] < k):
+                raise ValueError(f"{name} must be a writeable contiguous float64 array of "
+                                 f"at least {k} entries")
+        cdef const int64_t* idx = NULL
+        cdef Py_ssize_t bad
+        if indices is None:
+            if self.n_rows != self.batch:
+                raise ValueError(f"without indices every step takes the whole data set: "
+                                 f"it has {self.n_rows} rows, the plan's batch is {self.batch}")
+        else:
+            if (cnp.PyArray_TYPE(indices) != cnp.NPY_INT64 or cnp.PyArray_NDIM(indices) != 1
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(indices)):
+                raise TypeError("indices must be a contiguous 1-D int64 array")
+            if indices.shape[0] != k * self.batch:
+                raise ValueError(f"indices has {indices.shape[0]} entries, expected "
+                                 f"k * batch = {k * self.batch}")
+            idx = <const int64_t*>cnp.PyArray_DATA(indices)
+            with nogil:
+                bad = _first_out_of_range(idx, k * self.batch, self.n_rows)
+            if bad >= 0:
+                raise ValueError(f"indices[{bad}] = {indices[bad]} is not a row of the data "
+                                 f"set [0, {self.n_rows})")
+        if n_threads < 1:
+            n_threads = 1
+        cdef double* lo = <double*>cnp.PyArray_DATA(losses)
+        cdef double* dl = <double*>cnp.PyArray_DATA(data_losses)
+        cdef int prev
+        if self.t_num == cnp.NPY_FLOAT32:
+            with nogil:
+                prev = fnn_blas_serial_begin(<const void*>sgemm)
+                _run[float](self, <float*>NULL, k, idx, lo, dl, n_threads)
+                fnn_blas_serial_end(prev)
+        else:
+            with nogil:
+                prev = fnn_blas_serial_begin(<const void*>dgemm)
+                _run[double](self, <double*>NULL, k, idx, lo, dl, n_threads)
+                fnn_blas_serial_end(prev)
+        return k
+
+
+cdef Py_ssize_t _first_out_of_range(const int64_t* idx, Py_ssize_t n,
+                                    Py_ssize_t rows) noexcept nogil:
+    cdef Py_ssize_t i, bad = 0
+    for i in range(n):                      # branch-free count first (vectorizes)
+        bad += (idx[i] < 0) | (idx[i] >= rows)
+    if bad == 0:
+        return -1
+    for i in range(n):
+        if idx[i] < 0 or idx[i] >= rows:
+            return i
+    return -1
+
+
+cdef void _gather(Plan p, floating* xb, const int64_t* rows) noexcept nogil:
+    """The batch's rows of X (and y) into the plan's buffers."""
+    cdef Py_ssize_t i, r, d = p.n_features, B = p.batch, a = p.y_width
+    cdef const floating* X = <const floating*>p.X
+    for i in range(B):
+        r = rows[i]
+        memcpy(xb + i * d, X + r * d, d * sizeof(floating))
+    if a == 0:
+        for i in range(B):
+            (<Py_ssize_t*>p.ybuf)[i] = (<const Py_ssize_t*>p.Y)[rows[i]]
+    else:
+        for i in range(B):
+            memcpy(<floating*>p.ybuf + i * a, <const floating*>p.Y + rows[i] * a,
+                   a * sizeof(floating))
+
+
+cdef void _run(Plan p, floating* tag, Py_ssize_t k, const int64_t* idx, double* losses,
+               double* data_losses, int nt) noexcept nogil:
+    cdef Py_ssize_t s, B = p.batch
+    cdef int i
+    cdef Op* op
+    cdef floating* P = <floating*>p.params
+    cdef floating* G = <floating*>p.grads
+    cdef const floating* x0
+    cdef const floating* h
+    cdef const floating* dout
+    cdef const floating* scores
+    cdef const void* y
+    cdef double data_loss, reg_loss, group, lr
+    for s in range(k):
+        # the batch
+        if idx != NULL:
+            _gather(p, <floating*>p.xbuf, idx + s * B)
+            x0 = <const floating*>p.xbuf
+            y = p.ybuf
+        else:
+            x0 = <const floating*>p.X
+            y = p.Y
+        # forward
+        h = x0
+        for i in range(p.n_ops):
+            op = &p.ops[i]
+            _op_forward(op, h, P, B, nt)
+            h = <const floating*>op.out
+        scores = h
+        # loss: dscores and the mean data loss
+        data_loss = _loss(p, scores, y, nt)
+        # backward
+        dout = <const floating*>p.dscores     # dh for hierarchical softmax
+        for i in range(p.n_ops - 1, -1, -1):
+            op = &p.ops[i]
+            _op_backward(op, dout, x0 if i == 0 else <const floating*>p.ops[i - 1].out,
+                         P, G, B, nt)
+            dout = <const floating*>op.dx
+        # penalties, in the per-layer path's order; a regularizer's parts summed first
+        reg_loss = 0
+        group = 0
+        for i in range(p.n_pens):
+            if p.pens[i].group_start and i > 0:
+                reg_loss += group
+                group = 0
+            group += penalty_core(p.pens[i].kind, P + p.pens[i].off, G + p.pens[i].off,
+                                  p.pens[i].n, p.pens[i].a, p.pens[i].b, p.scratch, nt)
+        reg_loss += group
+        # update: the net's parameters, then a loss's own
+        lr = schedule_lr(p.sched_kind, p.lr0, p.rate, p.every, p.t)
+        p.t += 1
+        optimizer_update_core(p.opt_kind, P, G, <floating*>p.s1, <floating*>p.s2, p.n_params,
+                              lr, p.h1, p.h2, p.eps, p.t, nt)
+        if p.n_loss_params > 0:
+            optimizer_update_core(p.opt_kind, <floating*>p.lp, <floating*>p.lg,
+                                  <floating*>p.ls1, <floating*>p.ls2, p.n_loss_params,
+                                  lr, p.h1, p.h2, p.eps, p.t, nt)
+        # constraints
+        for i in range(p.n_cons):
+            max_norm_core(P + p.cons[i].off, p.cons[i].n_in, p.cons[i].n_out, p.cons[i].c,
+                          p.scratch, nt)
+        losses[s] = data_loss + reg_loss
+        data_losses[s] = data_loss
+
+
+cdef double _loss(Plan p, const floating* scores, const void* y, int nt) noexcept nogil:
+    cdef Py_ssize_t B = p.batch, K = p.n_outputs
+    cdef floating* d = <floating*>p.dscores
+    cdef floating* rl = <floating*>p.row_loss
+    cdef const floating* lw
+    if p.loss_kind == LOSS_SOFTMAX:
+        softmax_xent_core(scores, <const Py_ssize_t*>y, d, rl, B, K, nt)
+    elif p.loss_kind == LOSS_SVM:
+        svm_core(scores, <const Py_ssize_t*>y, d, rl, B, K, <floating>p.delta, p.squared, nt)
+    elif p.loss_kind == LOSS_ELEMENTWISE:
+        elementwise_loss_core(p.ew_kind, scores, <const floating*>y, d, rl, B, K, nt)
+    else:
+        # hierarchical softmax: scores are the features h (B, K); its W (m, K) and b (m,)
+        # live in the loss's flat parameters; dscores receives dh
+        lw = <const floating*>p.lp
+        hs_forward_core(scores, lw, lw + p.hs_m * K, <const Py_ssize_t*>y, p.hs_paths,
+                        p.hs_codes, p.hs_depths, <floating*>p.hs_dz, rl, B, K, p.hs_p, nt)
+        hs_backward_core(scores, lw, <const Py_ssize_t*>y, p.hs_paths, p.hs_depths,
+                         <const floating*>p.hs_dz, d, <floating*>p.lg,
+                         <floating*>p.lg + p.hs_m * K, B, K, p.hs_m, p.hs_p, nt)
+    return row_loss_mean(rl, B)
+
+
+cdef void _op_forward(Op* op, const floating* h, floating* P, Py_ssize_t B,
+                      int nt) noexcept nogil:
+    cdef Py_ssize_t n = op.n_out
+    if op.kind == OP_AFFINE:
+        affine_forward_core(h, P + op.p0, P + op.p1, <floating*>op.out, B, op.n_in, n,
+                            op.act, <floating>op.alpha, nt)
+    elif op.kind == OP_MAXOUT:
+        maxout_forward_core(h, P + op.p0, P + op.p1, <floating*>op.z, <floating*>op.out,
+                            <int32_t*>op.arg, B, op.n_in, n, op.k, nt)
+    elif op.kind == OP_ACT:
+        act_forward_core(h, <floating*>op.out, B * n, op.act, <floating>op.alpha, nt)
+    elif op.kind == OP_PRELU:
+        prelu_forward_core(h, P + op.p0, <floating*>op.out, B, n, nt)
+    elif op.kind == OP_DROPOUT:
+        dropout_forward_core(h, <floating*>op.out, <uint8_t*>op.arg, B * n,
+                             fnn_dropout_key(op.seed, op.step), op.thr, <floating>op.scale,
+                             nt)
+        op.step += 1
+    else:
+        batchnorm_forward_core(h, P + op.p0, P + op.p1, <floating*>op.running_mean,
+                               <floating*>op.running_var, <floating*>op.out,
+                               <floating*>op.z, <floating*>op.mean, <floating*>op.inv_std,
+                               B, n, True, <floating>op.momentum, <floating>op.eps, nt)
+
+
+cdef void _op_backward(Op* op, const floating* dout, const floating* h_in, floating* P,
+                       floating* G, Py_ssize_t B, int nt) noexcept nogil:
+    """Gradients of one op given dout; writes op.dx unless it is NULL (the first op:
+    then ops without parameters do nothing at all)."""
+    cdef Py_ssize_t n = op.n_out
+    if op.kind == OP_AFFINE:
+        affine_backward_core(dout, h_in, P + op.p0, <const floating*>op.out,
+                             <floating*>op.dz, <floating*>op.dx, G + op.p0, G + op.p1,
+                             B, op.n_in, n, op.act, <floating>op.alpha, nt)
+    elif op.kind == OP_MAXOUT:
+        maxout_backward_core(dout, h_in, P + op.p0, <const int32_t*>op.arg,
+                             <floating*>op.dz, <floating*>op.dx, G + op.p0, G + op.p1,
+                             B, op.n_in, n, op.k, nt)
+    elif op.kind == OP_PRELU:
+        prelu_backward_core(dout, h_in, P + op.p0, <floating*>op.dx, G + op.p0, B, n, nt)
+    elif op.kind == OP_BATCHNORM:
+        batchnorm_backward_core(dout, <const floating*>op.z, P + op.p0,
+                                <const floating*>op.inv_std, <floating*>op.dx, G + op.p0,
+                                G + op.p1, B, n, True, nt)
+    elif op.dx == NULL:
+        return
+    elif op.kind == OP_ACT:
+        act_backward_core(dout, <const floating*>op.out, <floating*>op.dx, B * n, op.act,
+                          <floating>op.alpha, nt)
+    else:
+        dropout_backward_core(dout, <const uint8_t*>op.arg, <floating*>op.dx, B * n,
+                              <floating>op.scale, nt)
