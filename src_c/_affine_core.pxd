@@ -13,19 +13,33 @@
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (ACT_SIGMOID, act_backward_cols, bias_act_rows, column_threads,
-                      split, team_gemm, threads_for)
+from _common cimport (ACT_SIGMOID, SMALL_ROWS_PER_BLOCK, act_backward_cols, bias_act_rows,
+                      column_threads, small_gemm, small_gemm_fits, split, team_gemm,
+                      threads_for)
 
 
 cdef inline void affine_forward_core(const floating* x, const floating* w, const floating* b,
                                      floating* out, Py_ssize_t n, Py_ssize_t d, Py_ssize_t h,
                                      int act, floating alpha, int n_threads) noexcept nogil:
     """out (n, h) = act(x (n, d) @ w (d, h) + b (h,))."""
-    team_gemm(False, False, <int>n, <int>h, <int>d, <floating>1, x, <int>d, w, <int>h,
-              <floating>0, out, <int>h, n_threads)
     # sigmoid/tanh cost an exp per element: worth threads at smaller sizes
     cdef int nt = threads_for(n * h * (1 if act < ACT_SIGMOID else 8), n_threads)
     cdef int t
+    cdef Py_ssize_t r0, r1
+    if small_gemm_fits(False, False, n, h, d) and nt <= 1:
+        # few inputs (the spiral's 2): the product and its epilogue block by block, so
+        # each block of out is written once and finished while it is in L1
+        r0 = 0
+        while r0 < n:
+            r1 = r0 + SMALL_ROWS_PER_BLOCK
+            if r1 > n:
+                r1 = n
+            small_gemm(False, False, r1 - r0, h, d, x + r0 * d, d, w, h, out + r0 * h, h)
+            bias_act_rows(out + r0 * h, b, r1 - r0, h, act, alpha)
+            r0 = r1
+        return
+    team_gemm(False, False, <int>n, <int>h, <int>d, <floating>1, x, <int>d, w, <int>h,
+              <floating>0, out, <int>h, n_threads)
     if nt <= 1:
         bias_act_rows(out, b, n, h, act, alpha)
         return

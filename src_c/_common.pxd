@@ -260,6 +260,42 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
 # on the thread count; each block is one single-threaded BLAS call reducing over the full
 # inner dimension, and threads take whole blocks.  Every output element is therefore
 # computed by the same call whatever the thread count: bit-identical at 1, 2 or N threads.
+cdef extern from "fastnn_loops.h" nogil:
+    int fnn_small_gemm_f32(int ta, int tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           const float* a, Py_ssize_t lda, const float* b, Py_ssize_t ldb,
+                           float* c, Py_ssize_t ldc)
+    int fnn_small_gemm_f64(int ta, int tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           const double* a, Py_ssize_t lda, const double* b, Py_ssize_t ldb,
+                           double* c, Py_ssize_t ldc)
+
+
+cdef extern from "fastnn_loops.h" nogil:
+    int FNN_SMALL_SIDE
+
+
+cdef enum:
+    SMALL_ROWS_PER_BLOCK = 16     # rows a fused small-GEMM epilogue finishes at a time
+
+
+cdef inline bint small_gemm_fits(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n,
+                                 Py_ssize_t k) noexcept nogil:
+    """Whether team_gemm would run this product in the small-GEMM loops with a tiny k
+    (then a caller may run it row block by row block itself, same bits)."""
+    return (not ta and not tb and k <= FNN_SMALL_SIDE and n >= FNN_SMALL_SIDE
+            and m * n * k < GEMM_SPLIT_MIN_WORK and k > 0)
+
+
+cdef inline int small_gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           const floating* a, Py_ssize_t lda, const floating* b,
+                           Py_ssize_t ldb, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """fastnn_gemm_small.inc: C = op(A) @ op(B) for shapes with one tiny side; -1 when
+    the shape is not one it handles."""
+    if floating is float:
+        return fnn_small_gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
+    else:
+        return fnn_small_gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
+
+
 cdef extern from "fastnn_blas.h" nogil:
     int fnn_blas_serial_begin(const void* gemm_addr)
     void fnn_blas_serial_end(int prev)
@@ -315,7 +351,8 @@ cdef inline void team_gemm(bint trans_a, bint trans_b, int m, int n, int k, floa
                            floating beta, floating* c, int ldc, int n_threads) noexcept nogil:
     """gemm() on the block grid of gemm_blocks, blocks shared by up to n_threads threads,
     BLAS single-threaded for the duration.  No parallel region when it would run one
-    thread."""
+    thread.  A small product with one tiny side (alpha 1, beta 0) runs in
+    fastnn_gemm_small.inc's loops instead of BLAS, which would pack both operands."""
     cdef int nb = gemm_blocks(m, n, k)
     cdef bint by_cols = n >= m
     cdef Py_ssize_t side = n if by_cols else m
@@ -323,6 +360,9 @@ cdef inline void team_gemm(bint trans_a, bint trans_b, int m, int n, int k, floa
     cdef int blk
     cdef int prev
     if m == 0 or n == 0:
+        return
+    if (nb == 1 and alpha == 1 and beta == 0 and k > 0
+            and small_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc) == 0):
         return
     if floating is float:
         prev = fnn_blas_serial_begin(<const void*>sgemm)

@@ -3,7 +3,8 @@
  * AVX-512, AVX2+FMA, baseline).  The Cython modules do validation, threading (each call
  * here handles one thread's block) and BLAS; these functions do the arithmetic.
  *
- * fastnn_loops.inc holds the bodies, written once for a type T and included twice:
+ * fastnn_loops.inc (and fastnn_gemm_small.inc, the small GEMMs) hold the bodies, written
+ * once for a type T and included twice:
  * name_f32 for float, name_f64 for double.
  */
 #ifndef FASTNN_LOOPS_H
@@ -37,6 +38,7 @@
 #define FNN_TANH fnn_tanhf
 #define FNN_SIGMOID fnn_sigmoidf
 #include "fastnn_loops.inc"
+#include "fastnn_gemm_small.inc"
 #undef T
 #undef FNN_
 #undef FNN_EXP
@@ -53,6 +55,7 @@
 #define FNN_TANH fnn_tanh
 #define FNN_SIGMOID fnn_sigmoid
 #include "fastnn_loops.inc"
+#include "fastnn_gemm_small.inc"
 #undef T
 #undef FNN_
 #undef FNN_EXP
