@@ -270,7 +270,9 @@ cdef extern from "fastnn_loops.h" nogil:
 
 
 cdef extern from "fastnn_loops.h" nogil:
-    int FNN_SMALL_SIDE
+    int FNN_SMALL_NONE
+    int FNN_SMALL_TINY_K
+    int fnn_small_gemm_case(int ta, int tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k)
 
 
 cdef enum:
@@ -281,8 +283,8 @@ cdef inline bint small_gemm_fits(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n,
                                  Py_ssize_t k) noexcept nogil:
     """Whether team_gemm would run this product in the small-GEMM loops with a tiny k
     (then a caller may run it row block by row block itself, same bits)."""
-    return (not ta and not tb and k <= FNN_SMALL_SIDE and n >= FNN_SMALL_SIDE
-            and m * n * k < GEMM_SPLIT_MIN_WORK and k > 0)
+    return (m * n * k < GEMM_SPLIT_MIN_WORK
+            and fnn_small_gemm_case(ta, tb, m, n, k) == FNN_SMALL_TINY_K)
 
 
 cdef inline int small_gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

@@ -1,9 +1,12 @@
-# What the compiled kernels were built with and run on, and a test hook for the exp.
+# What the compiled kernels were built with and run on, and test hooks for the exp and
+# for team_gemm (the GEMM every layer runs: small-GEMM loops, BLAS block grid).
 cimport numpy as cnp
 from cython cimport floating
 
-from _common cimport (FNN_HAVE_CLONES, FNN_HAVE_OPENMP, FNN_PARALLEL_MIN_WORK, check, check_float, check_same_shape,
-                      exp_inplace)
+from _common cimport (FNN_HAVE_CLONES, FNN_HAVE_OPENMP, FNN_PARALLEL_MIN_WORK, check,
+                      check_blas_dims, check_disjoint, check_float, check_same_shape,
+                      check_shape, dgemm, exp_inplace, fnn_blas_controlled,
+                      fnn_small_gemm_case, FNN_SMALL_NONE, gemm_blocks, team_gemm)
 
 cnp.import_array()
 
@@ -61,4 +64,56 @@ def vector_exp(cnp.ndarray x not None, cnp.ndarray out not None):
         _exp(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), x.shape[0])
     else:
         _exp(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out), x.shape[0])
+    return out
+
+
+def blas_threads_controlled():
+    """True when fastnn found the thread setter of the BLAS it calls (so that BLAS runs
+    single-threaded inside fastnn's calls and results do not depend on the threads)."""
+    return bool(fnn_blas_controlled(<const void*>dgemm))
+
+
+def gemm_path(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint trans_a=False,
+              bint trans_b=False):
+    """How team_gemm runs an (m, n, k) product: ("small", case) in fastnn_gemm_small.inc's
+    loops, or ("blas", blocks of its shape-only grid)."""
+    cdef int nb = gemm_blocks(m, n, k)
+    cdef int case = fnn_small_gemm_case(trans_a, trans_b, m, n, k)
+    if nb == 1 and case != FNN_SMALL_NONE:
+        return ("small", case)
+    return ("blas", nb)
+
+
+def matmul(cnp.ndarray a not None, cnp.ndarray b not None, cnp.ndarray out not None,
+           bint trans_a=False, bint trans_b=False, int n_threads=1):
+    """out = op(a) @ op(b) through team_gemm, the product every layer runs.  a, b, out:
+    2-D, C-contiguous, one float dtype; op transposes when asked.  Returns out."""
+    cdef int t = check_float(a, "a")
+    check(a, "a", 2, t)
+    check(b, "b", 2, t)
+    check(out, "out", 2, t, True)
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t kb = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    if kb != k:
+        raise ValueError(f"op(a) is {m}x{k} but op(b) is {kb}x{n}")
+    check_shape(out, "out", m, n)
+    check_blas_dims(m, n, k)
+    check_disjoint(out, "out", a, "a")
+    check_disjoint(out, "out", b, "b")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            team_gemm(trans_a, trans_b, <int>m, <int>n, <int>k, <float>1,
+                      <float*>cnp.PyArray_DATA(a), <int>a.shape[1],
+                      <float*>cnp.PyArray_DATA(b), <int>b.shape[1], <float>0,
+                      <float*>cnp.PyArray_DATA(out), <int>n, n_threads)
+    else:
+        with nogil:
+            team_gemm(trans_a, trans_b, <int>m, <int>n, <int>k, <double>1,
+                      <double*>cnp.PyArray_DATA(a), <int>a.shape[1],
+                      <double*>cnp.PyArray_DATA(b), <int>b.shape[1], <double>0,
+                      <double*>cnp.PyArray_DATA(out), <int>n, n_threads)
     return out
