@@ -1,0 +1,73 @@
+"""team_gemm, the product every layer and the plan run: fastnn's small-GEMM loops for
+shapes with one tiny side, else BLAS on a shape-only block grid, single-threaded inside
+fastnn's calls so that no bit depends on the thread count."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from conftest import DTYPES
+from fastnn import _runtime
+
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _operands(m, n, k, ta, tb, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    return a, b, (a.T if ta else a) @ (b.T if tb else b)
+
+
+# (m, n, k, trans_a, trans_b, expected path): the spiral's five products and the edges
+CASES = [
+    (300, 100, 2, False, False, ("small", 0)),    # x @ W, 2 inputs
+    (300, 3, 100, False, False, ("small", 1)),    # h @ W2, 3 classes
+    (300, 100, 3, False, True, ("small", 0)),     # dscores @ W2.T
+    (2, 100, 300, True, False, ("small", 2)),     # X.T @ dz
+    (100, 3, 300, True, False, ("small", 3)),     # h.T @ dscores
+    (7, 5, 9, False, True, ("small", 1)),
+    (1, 1, 1, False, False, ("small", 1)),
+    (50, 40, 30, False, False, ("blas", 1)),      # no tiny side
+    (64, 64, 64, True, True, ("blas", 1)),        # both transposed
+    (256, 512, 784, False, False, ("blas", 8)),   # split into 8 column blocks
+    (784, 256, 512, True, False, ("blas", 12)),   # split into 12 row blocks
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k,ta,tb,path", CASES)
+def test_every_path_computes_the_product(m, n, k, ta, tb, path, dtype):
+    assert _runtime.gemm_path(m, n, k, ta, tb) == path
+    a, b, want = _operands(m, n, k, ta, tb, dtype)
+    got = _runtime.matmul(a, b, np.full((m, n), np.nan, dtype), ta, tb)
+    scale = np.abs(a).max() * np.abs(b).max() * k
+    np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k,ta,tb,path", [c for c in CASES if c[5][0] == "blas"])
+def test_same_bits_at_1_and_2_threads(m, n, k, ta, tb, path, dtype):
+    a, b, _ = _operands(m, n, k, ta, tb, dtype, seed=1)
+    one = _runtime.matmul(a, b, np.empty((m, n), dtype), ta, tb, 1)
+    two = _runtime.matmul(a, b, np.empty((m, n), dtype), ta, tb, 2)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_blas_runs_single_threaded_inside_and_is_restored_after():
+    assert _runtime.blas_threads_controlled()
+    before = [i["num_threads"] for i in threadpool_info()]
+    a, b, _ = _operands(256, 512, 784, False, False, np.float32)
+    _runtime.matmul(a, b, np.empty((256, 512), np.float32), False, False, 2)
+    assert [i["num_threads"] for i in threadpool_info()] == before
+
+
+def test_bad_arguments_are_refused():
+    a = np.ones((3, 4))
+    with pytest.raises(ValueError, match="op"):
+        _runtime.matmul(a, np.ones((3, 4)), np.empty((3, 4)))
+    with pytest.raises(ValueError, match="out"):
+        _runtime.matmul(a, np.ones((4, 2)), np.empty((3, 3)))
+    with pytest.raises(TypeError):
+        _runtime.matmul(a, np.ones((4, 2), np.float32), np.empty((3, 2)))
+    with pytest.raises(ValueError, match="n_threads"):
+        _runtime.matmul(a, np.ones((4, 2)), np.empty((3, 2)), n_threads=0)
