@@ -9,10 +9,11 @@ __version__ = "0.1.0"
 # pools): OMP_WAIT_POLICY and BLAS threads are the user's to choose.
 from ._kernels import get_backend, use_backend
 from .config import get_num_threads, set_num_threads, show_config, threads
-from . import datasets, gradcheck, init, layers, losses, net, optim, regularization, trainer
+from . import (datasets, gradcheck, init, layers, losses, net, optim, plan, regularization,
+               trainer)
 
 __all__ = [
     "__version__", "get_backend", "use_backend", "get_num_threads", "set_num_threads",
     "threads", "show_config", "datasets", "gradcheck", "init", "layers", "losses", "net",
-    "optim", "regularization", "trainer",
+    "optim", "plan", "regularization", "trainer",
 ]

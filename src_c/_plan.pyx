@@ -145,6 +145,7 @@ cdef class Plan:
     cdef char* ybuf
     cdef readonly object data_bound
     cdef object _bound
+    cdef bint running          # set while run() works without the GIL on the buffers
 
     def __cinit__(self):
         self.ops = NULL
@@ -350,16 +351,23 @@ cdef class Plan:
         cdef double* lo = <double*>cnp.PyArray_DATA(losses)
         cdef double* dl = <double*>cnp.PyArray_DATA(data_losses)
         cdef int prev
-        if self.t_num == cnp.NPY_FLOAT32:
-            with nogil:
-                prev = fnn_blas_serial_begin(<const void*>sgemm)
-                _run[float](self, <float*>NULL, k, idx, lo, dl, n_threads)
-                fnn_blas_serial_end(prev)
-        else:
-            with nogil:
-                prev = fnn_blas_serial_begin(<const void*>dgemm)
-                _run[double](self, <double*>NULL, k, idx, lo, dl, n_threads)
-                fnn_blas_serial_end(prev)
+        if self.running:       # checked and set under the GIL: one run at a time
+            raise RuntimeError("this plan is already running (in another thread); a plan "
+                               "owns its buffers, so build one plan per thread")
+        self.running = True
+        try:
+            if self.t_num == cnp.NPY_FLOAT32:
+                with nogil:
+                    prev = fnn_blas_serial_begin(<const void*>sgemm)
+                    _run[float](self, <float*>NULL, k, idx, lo, dl, n_threads)
+                    fnn_blas_serial_end(prev)
+            else:
+                with nogil:
+                    prev = fnn_blas_serial_begin(<const void*>dgemm)
+                    _run[double](self, <double*>NULL, k, idx, lo, dl, n_threads)
+                    fnn_blas_serial_end(prev)
+        finally:
+            self.running = False
         return k
 
 

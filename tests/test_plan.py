@@ -386,3 +386,46 @@ def test_a_steady_state_step_allocates_nothing(tmp_path, n_threads):
     assert out.returncode == 0, out.stderr
     lines = dict(line.split() for line in out.stdout.split("\n") if line.strip())
     assert lines == {"300": "0", "32": "0"}, out.stdout
+
+
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_the_numpy_backend_trains_every_layer_through_the_layer_path(kind):
+    """On the NumPy backend build_plan gives the layer path, running the twins: the same
+    training, to rounding, as the compiled plan."""
+    X, y = _data()
+    with fastnn.use_backend("numpy"):
+        net = Sequential(_layers(kind, np.float64))
+        plan = build_plan(net, SoftmaxCrossEntropy(), optimizer=optim.Adam(lr=0.01),
+                          batch_size=8).bind(X, y)
+        assert isinstance(plan, LayerPath)
+        idx = np.random.default_rng(0).integers(0, 40, 10 * 8)
+        twin_losses, _ = plan.run(10, idx)
+    ref = Sequential(_layers(kind, np.float64))
+    compiled = build_plan(ref, SoftmaxCrossEntropy(), optimizer=optim.Adam(lr=0.01),
+                          batch_size=8).bind(X, y)
+    losses, _ = compiled.run(10, idx)
+    np.testing.assert_allclose(twin_losses, losses, rtol=1e-10)
+    # atol: Adam divides by sqrt(v), so a parameter whose gradient is only rounding noise
+    # (~1e-17) moves by ~1e-10 in a direction that the noise decides
+    np.testing.assert_allclose(net.flat_params, ref.flat_params, rtol=1e-9, atol=1e-8)
+
+
+def test_one_plan_runs_in_one_thread_at_a_time():
+    import threading
+    X, y = _data(n=512, d=5)
+    plan = build_plan(MLP([5, 256, 256, 4], seed=0), SoftmaxCrossEntropy(),
+                      batch_size=512).bind(X, y)
+    errors = []
+
+    def run():
+        try:
+            plan.run(200)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+    workers = [threading.Thread(target=run) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    # either they did not overlap, or the second was refused: never a silent race
+    assert all("already running" in e for e in errors)
