@@ -60,6 +60,9 @@ def check_array(x, name, *, ndim=None, dtype=None, n_cols=None, n_rows=None,
     want = data_dtype(x) if dtype is None else np.dtype(dtype)
     x = np.array(x, dtype=want, order="C", copy=True) if copy else \
         np.ascontiguousarray(x, dtype=want)
+    if not x.flags.aligned or not x.dtype.isnative:
+        # the kernels refuse these (a SIMD load could fault); a copy is always fine
+        x = np.array(x, dtype=want.newbyteorder("="), order="C", copy=True)
     if check_finite and not all_finite(x):
         raise ValueError(f"{name} contains NaN or infinity")
     return x

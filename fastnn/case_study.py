@@ -8,7 +8,7 @@ from . import datasets
 from .layers import Linear
 from .losses import SoftmaxCrossEntropy
 from .net import Sequential
-from .trainer import History, gradient_descent
+from .trainer import StepHistory, gradient_descent
 from ._validation import check_random_state, float_dtype
 
 
@@ -17,7 +17,7 @@ class Result:
     """A trained model, its training history and its final training accuracy."""
     name: str
     net: Sequential
-    history: History
+    history: StepHistory
     accuracy: float
 
 

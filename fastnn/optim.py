@@ -202,6 +202,12 @@ class Optimizer:
     def lr(self):
         return self._lr
 
+    def set_lr(self, lr):
+        """Change the base learning rate; the schedule continues from it (at the current
+        step count).  Plans built from this optimizer need ``plan.set_lr`` as well."""
+        self._lr = _positive(lr, "lr")
+        self._schedule = self._schedule.bind(self._lr)
+
     @property
     def schedule(self):
         return self._schedule

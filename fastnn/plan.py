@@ -95,6 +95,51 @@ class _Plan:
         self.t = 0
         self._X = self._y = None
 
+    def set_lr(self, lr):
+        """Change the optimizer's base learning rate from the next step on."""
+        self.optimizer.set_lr(lr)
+
+    def learning_rate(self):
+        """The learning rate the next step will use."""
+        return float(self.optimizer.schedule(self.t))
+
+    def snapshot(self, into=None):
+        """Everything a step changes, copied: flat parameters, optimizer state, step count,
+        dropout steps, batch-norm running statistics.  `into`: a previous snapshot whose
+        arrays are reused (no allocation)."""
+        arrays = [self.net.flat_params] + list(self.state)
+        if self.loss_flat is not None:
+            arrays += [self.loss_flat[0]] + list(self.loss_state)
+        for layer in self.net.layers:
+            if hasattr(layer, "running_mean"):
+                arrays += [layer.running_mean, layer.running_var]
+        if into is None:
+            into = {"arrays": [a.copy() for a in arrays]}
+        else:
+            for dst, src in zip(into["arrays"], arrays):
+                dst[...] = src
+        into["t"] = self.t
+        into["steps"] = [layer.step for layer in self.net.layers if hasattr(layer, "step")]
+        return into
+
+    def restore(self, snap):
+        """Go back to a snapshot (in place: every pointer stays valid)."""
+        arrays = [self.net.flat_params] + list(self.state)
+        if self.loss_flat is not None:
+            arrays += [self.loss_flat[0]] + list(self.loss_state)
+        for layer in self.net.layers:
+            if hasattr(layer, "running_mean"):
+                arrays += [layer.running_mean, layer.running_var]
+        for dst, src in zip(arrays, snap["arrays"]):
+            dst[...] = src
+        dropouts = [layer for layer in self.net.layers if hasattr(layer, "step")]
+        for layer, step in zip(dropouts, snap["steps"]):
+            layer.step = step
+        self._set_counters(snap["t"])
+
+    def _set_counters(self, t):
+        self.t = t
+
     def matches(self, net, loss, batch_size):
         """True when this plan can train (net, loss) at this batch size as it is now."""
         return self._signature == _signature(net, loss, batch_size)
@@ -312,6 +357,16 @@ class CompiledPlan(_Plan):
                     raise ValueError(f"the compiled plan cannot run the constraint {part!r}")
                 constraints.append((float(part.c), _offset(flat, W), W.shape[0], W.shape[1]))
         return penalties, constraints
+
+    def set_lr(self, lr):
+        super().set_lr(lr)
+        self._plan.set_lr(self.optimizer.lr)
+
+    def _set_counters(self, t):
+        """Step count and dropout steps from the layers into the compiled plan."""
+        self.t = t
+        self._plan.set_t(t)
+        self._plan.set_dropout_steps([layer.step for layer in self._dropouts])
 
     # -- running -------------------------------------------------------------------------
     def bind(self, X, y):

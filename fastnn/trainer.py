@@ -1,10 +1,15 @@
-"""Training loops: the notes' full-batch gradient descent."""
+"""Training: the Trainer (mini-batch or full-batch, validation, callbacks, progress,
+label encoding) and the notes' full-batch gradient descent, both on training plans."""
+import copy
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_array, check_positive_int, check_scalar
+from ._validation import check_array, check_positive_int, check_random_state, check_scalar
+from .history import History
 from .optim import SGD
 from .plan import build_plan
 from .regularization import L2
@@ -12,8 +17,8 @@ from .regularization import get as get_regularizer
 
 
 @dataclass
-class History:
-    """What a training run recorded: the full loss (data + regularization) before each
+class StepHistory:
+    """What gradient_descent recorded: the full loss (data + regularization) before each
     step's update, the data loss alone, and the wall time of the loop in seconds."""
     loss: np.ndarray
     data_loss: np.ndarray
@@ -65,7 +70,7 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
 
     Returns
     -------
-    History
+    StepHistory
         ``loss`` is data loss + penalty (constraints add nothing).
     """
     steps = check_positive_int(steps, "steps")
@@ -106,7 +111,7 @@ def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regular
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    return History(loss=history, data_loss=data_history, seconds=seconds, steps=steps)
+    return StepHistory(loss=history, data_loss=data_history, seconds=seconds, steps=steps)
 
 
 def _progress_bar(steps):
@@ -115,3 +120,381 @@ def _progress_bar(steps):
     except ImportError:
         raise ImportError("progress=True needs tqdm: pip install 'fastnn[progress]'") from None
     return tqdm(total=steps, unit="step")
+
+
+# ---- the Trainer ---------------------------------------------------------------------------
+
+#: Training rows the per-epoch training metric and dead-unit check look at (a fixed random
+#: subset, chosen once per fit): an evaluation pass over all of a large data set every
+#: epoch would cost a third of the epoch itself.
+METRIC_ROWS = 2048
+
+
+class Trainer:
+    """Mini-batch (or full-batch) training of a net on the compiled training plan, with
+    validation, callbacks, progress and label encoding.
+
+    Parameters
+    ----------
+    model : fastnn.net.Sequential or MLP
+    loss : a fastnn.losses loss, or None for SoftmaxCrossEntropy.  It computes in the
+        net's dtype (a float32 net with the default float64 loss just works).
+    optimizer : a fastnn.optim optimizer or its name ("sgd", "momentum", "nesterov",
+        "adagrad", "rmsprop", "adam" with their default hyperparameters)
+    batch_size : None for full-batch gradient descent (the notes' case study: one step
+        per epoch), or the rows of every step: each epoch then takes N // batch_size
+        batches of a fresh random permutation of the rows (the rows left over differ from
+        epoch to epoch), gathered by index inside the plan (the data is never copied).
+    regularizer, reg : a fastnn.regularization regularizer (or list), or an L2 strength;
+        give at most one; default no penalty.
+    seed : None, int or numpy Generator: the batch order and the validation split.  The
+        same seed gives the same bits.
+    verbose : 0 silent; 1 (default) a tqdm progress bar on a terminal (the progress
+        extra), else one line per epoch.
+
+    After fit: ``history_``, ``classes_`` (classifiers: the labels seen, sorted),
+    ``plan`` (the training plan, kept for the next fit while it still matches).
+    """
+
+    def __init__(self, model, loss=None, optimizer="sgd", *, batch_size=None,
+                 regularizer=None, reg=None, seed=None, verbose=1):
+        from . import optim as _optim
+        from .losses import SoftmaxCrossEntropy
+        from .net import Sequential
+        if not isinstance(model, Sequential):
+            raise TypeError(f"model must be a fastnn Sequential or MLP, got "
+                            f"{type(model).__name__}")
+        self.model = model
+        self.loss = _as_dtype(SoftmaxCrossEntropy() if loss is None else loss, model.dtype)
+        self.optimizer = _optim.get(optimizer)
+        self.batch_size = (None if batch_size is None
+                           else check_positive_int(batch_size, "batch_size"))
+        if reg is not None and regularizer is not None:
+            raise ValueError("give reg (an L2 strength) or regularizer, not both")
+        self.regularizer = get_regularizer(regularizer if reg is None else
+                                           check_scalar(reg, "reg", low=0.0), "regularizer")
+        self.rng = check_random_state(seed)
+        if verbose not in (0, 1, 2, False, True):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        self.verbose = int(verbose)
+        self.plan = None
+        self.classes_ = None
+        self.history_ = None
+        self.epoch = 0              # epochs completed over all fits
+
+    # -- what kind of model --------------------------------------------------------------
+    @property
+    def is_classifier(self):
+        """True when the loss takes class labels (softmax, SVMs, hierarchical softmax)."""
+        from .losses import HierarchicalSoftmax, _ClassLabelLoss
+        return isinstance(self.loss, (_ClassLabelLoss, HierarchicalSoftmax))
+
+    def _n_outputs(self):
+        return getattr(self.loss, "n_classes", None) or self.model._fused[-1][0].n_out
+
+    # -- targets -------------------------------------------------------------------------
+    def _encode(self, y, name, classes):
+        """Class labels of any kind -> (intp codes into `classes`, classes).  classes None:
+        the sorted labels of y (the first fit); they are kept afterwards."""
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be 1-D class labels, got shape {y.shape}")
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError(f"{name} contains NaN or infinity")
+        if classes is None:
+            classes = np.unique(y)
+            if len(classes) > self._n_outputs():
+                raise ValueError(f"{name} has {len(classes)} classes but the model has "
+                                 f"{self._n_outputs()} outputs")
+        codes = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+        unknown = classes[codes] != y
+        if np.any(unknown):
+            raise ValueError(f"{name} contains label {y[np.argmax(unknown)].item()!r}, not "
+                             f"one of the classes seen in training {classes[:10].tolist()}")
+        return codes.astype(np.intp), classes
+
+    def _targets(self, y, name, n, classes=None):
+        """(targets as the loss takes them, classes); classes as in _encode."""
+        if self.is_classifier:
+            y, classes = self._encode(y, name, classes)
+            if y.shape[0] != n:
+                raise ValueError(f"{name} has {y.shape[0]} labels but X has {n} rows")
+            return y, classes
+        return self.loss._check_y(y, _Shape(n, self._n_outputs())), None
+
+    def _X(self, X, name):
+        return check_array(X, name, ndim=2, n_cols=self.model.n_features,
+                           dtype=self.model.dtype)
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, X, y, *, epochs=None, steps=None, validation_data=None,
+            validation_split=0.0, callbacks=(), record_every="auto"):
+        """Train; returns the History (also ``self.history_``).
+
+        X (N, D) and y (N,) labels of any kind for classifiers, (N, M) targets otherwise;
+        checked and converted once.  Give epochs or steps (steps: the run ends after that
+        many steps, mid-epoch if need be).  validation_data=(X_val, y_val), or
+        validation_split: the fraction of rows (picked at random with the seed) held out
+        for validation.  callbacks: fastnn.callbacks objects (a TerminateOnNonFinite is
+        added unless one is given).  Ctrl-C stops cleanly between epochs' chunks: the
+        weights are those of the last complete step and the history so far is returned.
+
+        record_every: epochs per History row (and per round of metrics, validation and
+        callbacks); "auto" makes a row at least every 64 steps, so that evaluating the
+        metrics costs little next to training (full-batch training takes one step per
+        epoch: there a row covers 64 epochs).  The per-step losses are always kept.
+        """
+        from . import callbacks as cb
+        from .plan import build_plan
+        if (epochs is None) == (steps is None):
+            raise ValueError("give exactly one of epochs and steps")
+        X = self._X(X, "X")
+        y, classes = self._targets(y, "y", X.shape[0], self.classes_)
+        split = check_scalar(validation_split, "validation_split", low=0.0, high=1.0,
+                             high_open=True)
+        if validation_data is not None and split:
+            raise ValueError("give validation_data or validation_split, not both")
+        if split:
+            order = self.rng.permutation(X.shape[0])
+            n_val = int(round(split * X.shape[0]))
+            if not 0 < n_val < X.shape[0]:
+                raise ValueError(f"validation_split={split} leaves no rows for training or "
+                                 "for validation")
+            val = (X[order[:n_val]], y[order[:n_val]])
+            X, y = X[order[n_val:]], y[order[n_val:]]
+        elif validation_data is not None:
+            try:
+                Xv, yv = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+            Xv = self._X(Xv, "X_val")
+            val = (Xv, self._targets(yv, "y_val", Xv.shape[0], classes)[0])
+        else:
+            val = None
+        n = X.shape[0]
+        batch = n if self.batch_size is None else self.batch_size
+        if batch > n:
+            raise ValueError(f"batch_size {batch} is larger than the {n} training rows")
+        per_epoch = n // batch
+        if epochs is not None:
+            epochs = check_positive_int(epochs, "epochs")
+            total = epochs * per_epoch
+        else:
+            total = check_positive_int(steps, "steps")
+            epochs = -(-total // per_epoch)
+        if record_every == "auto":
+            record_every = max(1, -(-64 // per_epoch))
+        record_every = check_positive_int(record_every, "record_every")
+        rounds = -(-epochs // record_every)
+        self.classes_ = classes     # every argument checked: the labels are fixed now
+        if self.plan is None or not self.plan.matches(self.model, self.loss, batch):
+            self.plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
+                                   regularizer=self.regularizer, batch_size=batch)
+        plan = self.plan.bind(X, y)
+        callbacks = list(callbacks)
+        for c in callbacks:
+            if not any(hasattr(c, h) for h in ("on_fit_begin", "on_epoch_end", "on_fit_end")):
+                raise TypeError(f"{c!r} is not a callback: it has none of on_fit_begin, "
+                                "on_epoch_end, on_fit_end")
+        nonfinite = next((c for c in callbacks if isinstance(c, cb.TerminateOnNonFinite)),
+                         None)
+        if nonfinite is None:
+            nonfinite = cb.TerminateOnNonFinite()
+            callbacks.append(nonfinite)
+        history = History("accuracy" if self.is_classifier else "loss")
+        history.step_loss = np.full(total, np.nan)
+        history.step_data_loss = np.full(total, np.nan)
+        self.history_ = history
+        metric_rows = (np.sort(self.rng.choice(n, METRIC_ROWS, replace=False))
+                       if n > METRIC_ROWS else None)
+        Xm, ym = (X, y) if metric_rows is None else (X[metric_rows], y[metric_rows])
+        for c in callbacks:
+            if hasattr(c, "on_fit_begin"):
+                c.on_fit_begin(self)
+        reporter = _Reporter(self.verbose, rounds, history.metric_name)
+        snapshot, done = None, 0
+        try:
+            for e in range(rounds):
+                n_epochs = min(record_every, epochs - e * record_every)
+                k = min(per_epoch * n_epochs, total - done)
+                t0 = time.perf_counter()
+                snapshot = plan.snapshot(snapshot)
+                idx = (None if self.batch_size is None else np.concatenate(
+                    [self.rng.permutation(n)[:per_epoch * batch] for _ in range(n_epochs)]
+                )[:k * batch].astype(np.int64, copy=False))
+                losses = history.step_loss[done:done + k]
+                data_losses = history.step_data_loss[done:done + k]
+                plan.run(k, idx, losses, data_losses)
+                good = cb._finite_prefix(losses)
+                if good < k:
+                    self._stop_nonfinite(plan, snapshot, idx, good, done, batch, nonfinite)
+                    history.stopped_by = nonfinite
+                    done += good
+                    break
+                done += k
+                logs = self._epoch_logs(e, losses, data_losses, Xm, ym, val,
+                                        time.perf_counter() - t0)
+                self.epoch += n_epochs
+                history._append(self.epoch - 1, **logs)
+                logs["epoch"] = self.epoch - 1
+                reporter.epoch(logs)
+                stop = False
+                for c in callbacks:
+                    if hasattr(c, "on_epoch_end") and c.on_epoch_end(self, logs["epoch"], logs):
+                        history.stopped_by = history.stopped_by or c
+                        stop = True
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            history.interrupted = True
+        finally:
+            reporter.close()
+        history.step_loss = history.step_loss[:done]
+        history.step_data_loss = history.step_data_loss[:done]
+        for c in callbacks:
+            if hasattr(c, "on_fit_end"):
+                c.on_fit_end(self, history)
+        return history
+
+    def _stop_nonfinite(self, plan, snapshot, idx, good, done, batch, callback):
+        """Back to the weights after the last step whose loss was finite: restore the
+        epoch's start and re-run its `good` finite steps (the same batches and dropout
+        masks, so the same bits)."""
+        plan.restore(snapshot)
+        if good:
+            plan.run(good, None if idx is None else idx[:good * batch])
+        msg = (f"the loss became non-finite at step {done + good} (epoch {self.epoch}); "
+               f"training stopped with the weights after step {done + good - 1}"
+               if good or done else
+               "the loss was non-finite at the first step; the weights are the initial ones")
+        if callback.error:
+            raise FloatingPointError(msg)
+        warnings.warn(msg + " (lower the learning rate?)", RuntimeWarning, stacklevel=3)
+
+    def _epoch_logs(self, e, losses, data_losses, Xm, ym, val, seconds):
+        logs = {"loss": float(np.mean(losses)), "data_loss": float(np.mean(data_losses))}
+        logs["reg_loss"] = logs["loss"] - logs["data_loss"]
+        logs["metric"], logs["dead_units"] = self._evaluate(Xm, ym, dead=True)
+        if val is not None:
+            logs["val_metric"], _ = self._evaluate(*val)
+            logs["val_loss"] = self._data_loss(*val)
+        logs["lr"] = float(self.plan.optimizer.schedule(max(self.plan.t - 1, 0)))
+        logs["seconds"] = seconds
+        return logs
+
+    def _forward_eval(self, X, dead=False):
+        """Evaluation-mode scores (and dead-unit fractions of the ReLU-family layers)."""
+        net = self.model
+        modes = [layer.training for layer in net.layers]
+        fractions = []
+        try:
+            net.eval()
+            h = X
+            last = len(net._fused) - 1
+            for i, (layer, act) in enumerate(net._fused):
+                h = layer._forward(h, act.act_code, act.alpha) if act is not None else \
+                    layer._forward(h)
+                code = act.act_code if act is not None else (
+                    layer._act if hasattr(layer, "_act") else getattr(layer, "act_code", 0))
+                if dead and i < last and code in (1, 2):      # relu, leaky relu
+                    fractions.append(float(np.mean(~np.any(h > 0, axis=0))))
+            return h, fractions
+        finally:
+            for layer, mode in zip(net.layers, modes):
+                layer.train(mode)
+
+    def _evaluate(self, X, y, dead=False):
+        """(metric, dead-unit fractions): accuracy for classifiers, else the data loss."""
+        scores, fractions = self._forward_eval(X, dead)
+        if self.is_classifier and not hasattr(self.loss, "n_nodes"):
+            return float(np.mean(np.argmax(scores, axis=1) == y)), fractions
+        if hasattr(self.loss, "n_nodes"):
+            return float(np.mean(self.loss.predict(scores) == y)), fractions
+        return self._loss_value(scores, y), fractions
+
+    def _loss_value(self, scores, y):
+        return float(self.loss._forward(np.ascontiguousarray(scores), y))
+
+    def _data_loss(self, X, y):
+        scores, _ = self._forward_eval(X)
+        return self._loss_value(scores, y)
+
+    # -- using the trained model --------------------------------------------------------
+    def predict(self, X):
+        """Classifiers: the predicted labels (of the kind given to fit); otherwise the
+        net's outputs, (N, M) (a new array)."""
+        scores, _ = self._forward_eval(self._X(X, "X"))
+        if not self.is_classifier:
+            return scores.copy()
+        if self.classes_ is None:
+            raise RuntimeError("predict called before fit")
+        if hasattr(self.loss, "n_nodes"):
+            return self.classes_[self.loss.predict(scores)]
+        return self.classes_[np.argmax(scores[:, :len(self.classes_)], axis=1)]
+
+    def score(self, X, y):
+        """Classifiers: accuracy against labels y (an unknown label is a ValueError);
+        otherwise the coefficient of determination R^2 of the outputs."""
+        X = self._X(X, "X")
+        if self.is_classifier:
+            if self.classes_ is None:
+                raise RuntimeError("score called before fit")
+            codes, _ = self._targets(y, "y", X.shape[0], self.classes_)
+            return float(np.mean(self.classes_[codes] == self.predict(X)))
+        y, _ = self._targets(y, "y", X.shape[0])
+        pred = self.predict(X)
+        ss_res = np.sum((y - pred) ** 2)
+        ss_tot = np.sum((y - y.mean(axis=0)) ** 2)
+        return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else 0.0
+
+
+class _Shape:
+    """Stands in for scores when only their shape is needed (target checks)."""
+
+    def __init__(self, n, k):
+        self.shape = (n, k)
+        self.ndim = 2
+
+
+def _as_dtype(loss, dtype):
+    """The loss computing in `dtype`: itself, or a copy of a parameterless loss."""
+    if getattr(loss, "dtype", dtype) == dtype or getattr(loss, "params", None):
+        return loss
+    from .layers import BatchBuffers
+    clone = copy.copy(loss)
+    clone.dtype = np.dtype(dtype)
+    clone._buffers = BatchBuffers(clone.dtype)
+    clone.dscores = clone.row_loss = None
+    return clone
+
+
+class _Reporter:
+    """Progress: a tqdm bar over epochs on a terminal (verbose >= 1, tqdm installed),
+    else one line per epoch (verbose >= 1), else nothing."""
+
+    def __init__(self, verbose, epochs, metric_name):
+        self.verbose, self.bar, self.metric_name = verbose, None, metric_name
+        if verbose and sys.stderr.isatty():
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=epochs, unit="epoch")
+            except ImportError:
+                pass
+
+    def epoch(self, logs):
+        if not self.verbose:
+            return
+        parts = {"loss": f"{logs['loss']:.4g}", self.metric_name: f"{logs['metric']:.4g}"}
+        if "val_loss" in logs:
+            parts["val_loss"] = f"{logs['val_loss']:.4g}"
+            parts["val_" + self.metric_name] = f"{logs['val_metric']:.4g}"
+        if self.bar is not None:
+            self.bar.set_postfix(parts, refresh=False)
+            self.bar.update(1)
+        else:
+            print(f"epoch {logs['epoch']}: " + " ".join(f"{k} {v}" for k, v in parts.items())
+                  + f" ({logs['seconds']:.3g} s)", flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

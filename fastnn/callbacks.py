@@ -1,0 +1,144 @@
+"""Callbacks: code a Trainer runs between epochs.
+
+The protocol is two optional methods; a callback may define either or both:
+
+``on_fit_begin(trainer)``
+    Once, after the data are checked and the plan is built, before the first step.
+``on_epoch_end(trainer, epoch, logs) -> bool or None``
+    After every epoch.  ``logs`` holds the epoch's records (the keys of
+    :data:`fastnn.history.EPOCH_KEYS` plus "epoch").  Return True to stop training
+    (the trainer records the callback in ``history.stopped_by``).
+``on_fit_end(trainer, history)``
+    Once, when fit returns (also after an early stop or Ctrl-C).
+
+``trainer.plan`` is the training plan (``trainer.plan.net`` the net); the callbacks
+below use only the public attributes of a Trainer.
+"""
+import math
+
+import numpy as np
+
+from ._validation import check_positive_int, check_scalar
+
+
+class Callback:
+    """Base class with no-op hooks (subclassing it is optional)."""
+
+    def on_fit_begin(self, trainer):
+        pass
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        return None
+
+    def on_fit_end(self, trainer, history):
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored record stops improving.
+
+    monitor : "val_loss" (default), "val_metric", "loss" or "metric"
+    mode : "min" or "max"; default "max" for metrics when they are accuracies, else "min"
+    patience : epochs without an improvement of more than min_delta before stopping
+    min_delta : the smallest change that counts as an improvement (>= 0)
+    restore_best : put back the weights (and optimizer state) of the best epoch at the end
+    """
+
+    def __init__(self, monitor="val_loss", *, patience=5, min_delta=0.0, mode=None,
+                 restore_best=True):
+        if monitor not in ("val_loss", "val_metric", "loss", "metric"):
+            raise ValueError("monitor must be 'val_loss', 'val_metric', 'loss' or 'metric', "
+                             f"got {monitor!r}")
+        if mode not in (None, "min", "max"):
+            raise ValueError(f"mode must be None, 'min' or 'max', got {mode!r}")
+        self.monitor = monitor
+        self.mode = mode
+        self.patience = check_positive_int(patience, "patience", minimum=0)
+        self.min_delta = check_scalar(min_delta, "min_delta", low=0.0)
+        self.restore_best = bool(restore_best)
+
+    def on_fit_begin(self, trainer):
+        mode = self.mode
+        if mode is None:
+            mode = "max" if self.monitor.endswith("metric") and trainer.is_classifier else "min"
+        self._sign = 1.0 if mode == "min" else -1.0
+        self.best = math.inf
+        self.best_epoch = None
+        self.wait = 0
+        self._snapshot = None
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        value = logs[self.monitor]
+        if math.isnan(value):
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is NaN: "
+                             "give validation_data or validation_split to monitor val_*")
+        score = self._sign * value
+        if score < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            if self.restore_best:
+                self._snapshot = trainer.plan.snapshot(self._snapshot)
+            return None
+        self.wait += 1
+        return self.wait > self.patience
+
+    def on_fit_end(self, trainer, history):
+        if self.restore_best and self._snapshot is not None:
+            trainer.plan.restore(self._snapshot)
+
+    @property
+    def best_value(self):
+        """The best monitored value seen (in its own sign)."""
+        return self._sign * self.best
+
+
+class TerminateOnNonFinite(Callback):
+    """Stop when a step's loss is NaN or infinite (the Trainer adds one by default).
+
+    The trainer then puts back the weights of the last step whose loss was finite and
+    warns (or, with ``error=True``, raises FloatingPointError) naming the step."""
+
+    def __init__(self, error=False):
+        self.error = bool(error)
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the end of every epoch: ``schedule(epoch, lr) -> new lr``
+    (epoch counts from 0; lr is the current base learning rate).  For a per-step
+    schedule give the optimizer a fastnn.optim schedule instead."""
+
+    def __init__(self, schedule):
+        if not callable(schedule):
+            raise TypeError(f"schedule must be callable, got {type(schedule).__name__}")
+        self.schedule = schedule
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        lr = self.schedule(epoch, trainer.plan.optimizer.lr)
+        lr = check_scalar(lr, "the schedule's learning rate", low=0.0, low_open=True)
+        trainer.plan.set_lr(lr)
+        return None
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: ``on_epoch_end(trainer, epoch, logs)`` (its
+    truthy return stops training), ``on_fit_begin(trainer)``, ``on_fit_end(trainer,
+    history)``."""
+
+    def __init__(self, on_epoch_end=None, on_fit_begin=None, on_fit_end=None):
+        self._epoch_end, self._begin, self._end = on_epoch_end, on_fit_begin, on_fit_end
+
+    def on_fit_begin(self, trainer):
+        if self._begin is not None:
+            self._begin(trainer)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        return None if self._epoch_end is None else self._epoch_end(trainer, epoch, logs)
+
+    def on_fit_end(self, trainer, history):
+        if self._end is not None:
+            self._end(trainer, history)
+
+
+def _finite_prefix(losses):
+    """Number of leading finite entries of a float array."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    return int(bad[0]) if bad.size else len(losses)

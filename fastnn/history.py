@@ -1,0 +1,74 @@
+"""What a training run recorded, epoch by epoch (and step by step where it is free)."""
+import numpy as np
+
+#: Per-epoch records every History has (a value of NaN where it does not apply).
+EPOCH_KEYS = ("loss", "data_loss", "reg_loss", "metric", "val_loss", "val_metric", "lr",
+              "seconds")
+
+
+class History:
+    """Training records.
+
+    Per epoch (lists, one entry per completed epoch; ``as_dict()`` gives arrays):
+    ``loss`` (mean total loss of the epoch's steps), ``data_loss``, ``reg_loss``,
+    ``metric`` (training metric after the epoch: accuracy for classifiers, the loss's
+    own mean data loss for regression and attributes), ``val_loss`` and ``val_metric``
+    (NaN without validation data), ``lr`` (the learning rate of the epoch's last step),
+    ``seconds`` (wall time of the epoch), and ``dead_units``: per hidden ReLU-family
+    layer, the fraction of units that did not fire on any training row at the epoch's
+    end (the notes' dead-ReLU check; an evaluation-mode pass over the training data).
+
+    Per step: ``step_loss`` and ``step_data_loss`` (float64 arrays of every step run).
+
+    ``metric_name`` says what ``metric`` is ("accuracy" or "loss"); ``stopped_by`` the
+    callback or event that ended training early (None when it ran to the end), and
+    ``interrupted`` whether Ctrl-C ended it.
+    """
+
+    def __init__(self, metric_name="accuracy"):
+        self.metric_name = metric_name
+        self.epochs = []
+        for key in EPOCH_KEYS:
+            setattr(self, key, [])
+        self.dead_units = []
+        self.step_loss = np.empty(0)
+        self.step_data_loss = np.empty(0)
+        self.stopped_by = None
+        self.interrupted = False
+
+    def _append(self, epoch, **values):
+        self.epochs.append(epoch)
+        for key in EPOCH_KEYS:
+            getattr(self, key).append(float(values.get(key, np.nan)))
+        self.dead_units.append(list(values.get("dead_units", [])))
+
+    def __len__(self):
+        return len(self.epochs)
+
+    def as_dict(self):
+        """{name: array}: "epoch" and every per-epoch record ("dead_units" as a
+        (epochs, hidden layers) array), plus "step_loss" and "step_data_loss"."""
+        out = {"epoch": np.asarray(self.epochs, dtype=np.int64)}
+        for key in EPOCH_KEYS:
+            out[key] = np.asarray(getattr(self, key), dtype=np.float64)
+        out["dead_units"] = np.asarray(self.dead_units, dtype=np.float64)
+        out["step_loss"] = self.step_loss.copy()
+        out["step_data_loss"] = self.step_data_loss.copy()
+        return out
+
+    def to_dataframe(self):
+        """The per-epoch records as a pandas DataFrame indexed by epoch (needs pandas);
+        dead-unit fractions as columns dead_units_0, dead_units_1, ..."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("History.to_dataframe needs pandas: pip install pandas") from None
+        data = {key: getattr(self, key) for key in EPOCH_KEYS}
+        dead = np.asarray(self.dead_units, dtype=np.float64).reshape(len(self), -1)
+        for j in range(dead.shape[1]):
+            data[f"dead_units_{j}"] = dead[:, j]
+        return pd.DataFrame(data, index=pd.Index(self.epochs, name="epoch"))
+
+    def __repr__(self):
+        last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
+        return f"History({len(self)} epochs{last})"

@@ -1,0 +1,251 @@
+"""The Trainer: mini-batch training on the plan, labels, validation, callbacks, progress."""
+import warnings
+
+import numpy as np
+import pytest
+
+from fastnn import callbacks as cb
+from fastnn import optim, regularization as R
+from fastnn.datasets import spiral
+from fastnn.losses import L2Regression, SoftmaxCrossEntropy
+from fastnn.net import MLP
+from fastnn.plan import build_plan
+from fastnn.trainer import Trainer, gradient_descent
+
+X, Y = spiral(100, 3, seed=0)
+
+
+def _trainer(seed=0, dtype=np.float64, **kw):
+    kw.setdefault("optimizer", optim.Adam(lr=1e-2))
+    kw.setdefault("batch_size", 32)
+    return Trainer(MLP([2, 50, 3], seed=seed, dtype=dtype), seed=seed, verbose=0, **kw)
+
+
+def test_same_seed_same_bits():
+    a, b = _trainer(), _trainer()
+    ha = a.fit(X, Y, epochs=5, validation_split=0.2)
+    hb = b.fit(X, Y, epochs=5, validation_split=0.2)
+    np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)
+    np.testing.assert_array_equal(ha.step_loss, hb.step_loss)
+    assert ha.val_loss == hb.val_loss
+    c = _trainer(seed=1)
+    c.fit(X, Y, epochs=5, validation_split=0.2)
+    assert not np.array_equal(a.model.flat_params, c.model.flat_params)
+
+
+def test_mini_batches_are_permutations_gathered_by_the_plan():
+    """The trainer's steps equal a bare plan fed the same shuffled indices, bit for bit."""
+    tr = _trainer()
+    tr.fit(X, Y, epochs=4, record_every=1)
+    net = MLP([2, 50, 3], seed=0)
+    plan = build_plan(net, SoftmaxCrossEntropy(), optimizer=optim.Adam(lr=1e-2),
+                      batch_size=32).bind(X, Y)
+    rng = np.random.default_rng(0)
+    per_epoch = 300 // 32
+    for _ in range(4):
+        plan.run(per_epoch, rng.permutation(300)[:per_epoch * 32].astype(np.int64))
+    np.testing.assert_array_equal(tr.model.flat_params, net.flat_params)
+    assert len(tr.history_.step_loss) == 4 * per_epoch
+
+
+def test_full_batch_is_the_notes_gradient_descent():
+    tr = Trainer(MLP([2, 100, 3], seed=0), optimizer=optim.SGD(1.0), reg=1e-3, verbose=0)
+    h = tr.fit(X, Y, steps=200)
+    net = MLP([2, 100, 3], seed=0)
+    g = gradient_descent(net, SoftmaxCrossEntropy(), X, Y, steps=200, step_size=1.0, reg=1e-3)
+    np.testing.assert_array_equal(tr.model.flat_params, net.flat_params)
+    np.testing.assert_array_equal(h.step_loss, g.loss)
+    assert len(h) == -(-200 // 64)         # a History row every 64 steps (auto)
+
+
+@pytest.mark.parametrize("labels", [np.array([3, 7, 9]), np.array(["cat", "dog", "emu"]),
+                                    np.array([-1.5, 0.0, 2.5])])
+def test_labels_of_any_kind_round_trip(labels):
+    y = labels[Y]
+    tr = _trainer()
+    tr.fit(X, y, epochs=30)
+    np.testing.assert_array_equal(tr.classes_, np.sort(labels))
+    pred = tr.predict(X)
+    assert pred.dtype == y.dtype and set(pred) <= set(labels)
+    assert tr.score(X, y) > 0.8
+    unknown = np.array(["zebra"]) if labels.dtype.kind == "U" else np.array([labels.max() + 1])
+    with pytest.raises(ValueError, match="not one of the classes"):
+        tr.score(X[:1], unknown)
+
+
+def test_too_many_classes_for_the_outputs():
+    with pytest.raises(ValueError, match="4 classes but the model has 3 outputs"):
+        _trainer().fit(X, np.arange(300) % 4, epochs=1)
+
+
+def test_float32_net_with_the_default_loss_just_works():
+    tr = Trainer(MLP([2, 50, 3], seed=0, dtype=np.float32), batch_size=32,
+                 optimizer=optim.Adam(lr=1e-2), seed=0, verbose=0)
+    tr.fit(X, Y, epochs=20)
+    assert tr.model.flat_params.dtype == np.float32
+    assert tr.loss.dtype == np.float32
+    assert tr.score(X, Y) > 0.7
+
+
+def test_unaligned_and_byte_swapped_data_are_copied_not_refused():
+    Xs = X.astype(">f8")
+    buf = np.zeros(X.size * 8 + 1, np.uint8)
+    Xu = np.frombuffer(buf[1:].data, dtype=np.float64).reshape(X.shape)   # misaligned
+    Xu[...] = X
+    tr = _trainer()
+    tr.fit(Xs, Y, epochs=2)
+    tr2 = _trainer()
+    tr2.fit(Xu, Y, epochs=2)
+    np.testing.assert_array_equal(tr.model.flat_params, tr2.model.flat_params)
+
+
+def test_regression_metric_and_r2():
+    rng = np.random.default_rng(0)
+    Xr = rng.standard_normal((256, 3))
+    yr = Xr @ np.array([[1.0], [-2.0], [0.5]]) + 0.1
+    tr = Trainer(MLP([3, 16, 1], seed=0), L2Regression(), optim.Adam(lr=1e-2), batch_size=32,
+                 seed=0, verbose=0)
+    h = tr.fit(Xr, yr, epochs=40, validation_split=0.25)
+    assert h.metric_name == "loss"
+    assert h.metric[-1] < h.metric[0] and h.val_loss[-1] < h.val_loss[0]
+    assert tr.score(Xr, yr) > 0.9
+    assert tr.predict(Xr).shape == (256, 1)
+
+
+# ---- history -------------------------------------------------------------------------------
+
+def test_history_records_and_exports():
+    tr = _trainer(regularizer=R.L2(1e-3))
+    h = tr.fit(X, Y, epochs=6, validation_data=(X[:50], Y[:50]), record_every=2)
+    d = h.as_dict()
+    assert list(d["epoch"]) == [1, 3, 5]
+    for key in ("loss", "data_loss", "reg_loss", "metric", "val_loss", "val_metric", "lr",
+                "seconds"):
+        assert d[key].shape == (3,) and np.all(np.isfinite(d[key])), key
+    assert np.all(d["reg_loss"] > 0)
+    np.testing.assert_allclose(d["loss"], d["data_loss"] + d["reg_loss"])
+    assert d["dead_units"].shape == (3, 1)
+    assert d["step_loss"].shape == (6 * 9,)
+    try:
+        import pandas  # noqa: F401  (only whether it is installed)
+    except ImportError:
+        with pytest.raises(ImportError, match="pandas"):
+            h.to_dataframe()
+    else:
+        df = h.to_dataframe()
+        assert list(df.index) == [1, 3, 5] and "dead_units_0" in df
+
+
+def test_dead_units_are_counted():
+    tr = _trainer()
+    tr.model.layers[0].b[:25] = -1e3          # half the hidden units can never fire
+    tr.model.layers[0].W[:, :25] = 0.0
+    h = tr.fit(X, Y, epochs=1, record_every=1)
+    assert h.dead_units[0] == [pytest.approx(0.5, abs=0.02)]
+
+
+# ---- callbacks -----------------------------------------------------------------------------
+
+def test_early_stopping_restores_the_best_weights():
+    seen = {}
+
+    def keep(trainer, epoch, logs):
+        seen[epoch] = (logs["val_loss"], trainer.model.flat_params.copy())
+    stop = cb.EarlyStopping("val_loss", patience=2)
+    tr = _trainer(optimizer=optim.Adam(lr=0.2))          # too large: it will get worse
+    h = tr.fit(X, Y, epochs=60, validation_split=0.3, record_every=1,
+               callbacks=[cb.LambdaCallback(keep), stop])
+    assert h.stopped_by is stop and len(h) < 60
+    best = min(seen, key=lambda e: seen[e][0])
+    assert best == stop.best_epoch
+    np.testing.assert_array_equal(tr.model.flat_params, seen[best][1])
+
+
+def test_a_users_callback_can_stop_training():
+    class StopAtTwo:
+        def on_epoch_end(self, trainer, epoch, logs):
+            return epoch == 2
+    h = _trainer().fit(X, Y, epochs=10, record_every=1, callbacks=[StopAtTwo()])
+    assert len(h) == 3 and isinstance(h.stopped_by, StopAtTwo)
+    with pytest.raises(TypeError, match="not a callback"):
+        _trainer().fit(X, Y, epochs=1, callbacks=[object()])
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_finite_weights():
+    tr = Trainer(MLP([2, 100, 3], seed=0), optimizer=optim.SGD(1e6), reg=1e-3, verbose=0)
+    with pytest.warns(RuntimeWarning, match="non-finite at step"):
+        h = tr.fit(X, Y, steps=50)
+    assert isinstance(h.stopped_by, cb.TerminateOnNonFinite)
+    good = len(h.step_loss)
+    assert 0 < good < 50 and np.all(np.isfinite(h.step_loss))
+    assert np.all(np.isfinite(tr.model.flat_params))
+    ref = MLP([2, 100, 3], seed=0)         # exactly `good` steps
+    build_plan(ref, SoftmaxCrossEntropy(), optimizer=optim.SGD(1e6), regularizer=1e-3,
+               batch_size=300) \
+        .bind(X, Y).run(good)
+    np.testing.assert_array_equal(tr.model.flat_params, ref.flat_params)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        Trainer(MLP([2, 100, 3], seed=0), optimizer=optim.SGD(1e6), reg=1e-3, verbose=0).fit(
+            X, Y, steps=50, callbacks=[cb.TerminateOnNonFinite(error=True)])
+
+
+def test_ctrl_c_returns_the_history_so_far_with_complete_weights():
+    def interrupt(trainer, epoch, logs):
+        if epoch == 3:
+            raise KeyboardInterrupt
+    tr = _trainer()
+    h = tr.fit(X, Y, epochs=10, record_every=1, callbacks=[cb.LambdaCallback(interrupt)])
+    assert h.interrupted and len(h) == 4
+    ref = _trainer()
+    ref.fit(X, Y, epochs=4, record_every=1)
+    np.testing.assert_array_equal(tr.model.flat_params, ref.model.flat_params)
+
+
+def test_learning_rate_scheduler():
+    sched = cb.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    h = _trainer().fit(X, Y, epochs=4, record_every=1, callbacks=[sched])
+    np.testing.assert_allclose(h.lr, [1e-2, 5e-3, 2.5e-3, 1.25e-3])
+
+
+# ---- progress and arguments ----------------------------------------------------------------
+
+def test_progress_lines_when_not_a_terminal(capsys):
+    Trainer(MLP([2, 10, 3], seed=0), batch_size=100, seed=0, verbose=1).fit(
+        X, Y, epochs=3, record_every=1)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch 0: loss")
+    Trainer(MLP([2, 10, 3], seed=0), batch_size=100, seed=0, verbose=0).fit(X, Y, epochs=3)
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_arguments():
+    tr = _trainer()
+    with pytest.raises(ValueError, match="exactly one of epochs and steps"):
+        tr.fit(X, Y)
+    with pytest.raises(ValueError, match="batch_size 32 is larger"):
+        tr.fit(X[:20], Y[:20], epochs=1)
+    with pytest.raises(ValueError, match="not both"):
+        tr.fit(X, Y, epochs=1, validation_split=0.2, validation_data=(X, Y))
+    with pytest.raises(ValueError, match="validation_split"):
+        tr.fit(X, Y, epochs=1, validation_split=1.0)
+    with pytest.raises(ValueError, match="X"):
+        tr.fit(X[:, :1], Y, epochs=1)
+    with pytest.raises(ValueError, match="y has 299 labels"):
+        tr.fit(X, Y[:-1], epochs=1)
+    with pytest.raises(TypeError, match="model"):
+        Trainer("net")
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(MLP([2, 3]), reg=1e-3, regularizer=R.L1(1e-3))
+    with pytest.raises(ValueError, match="verbose"):
+        Trainer(MLP([2, 3]), verbose=5)
+
+
+def test_warm_fit_continues_the_same_plan():
+    tr = _trainer()
+    tr.fit(X, Y, epochs=2)
+    plan = tr.plan
+    tr.fit(X, Y, epochs=2)
+    assert tr.plan is plan and tr.epoch == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tr.score(X, Y) > 0.5
