@@ -125,36 +125,30 @@ class StepDecay(Schedule):
         return f"StepDecay(rate={self._rate!r}, every={self._every})"
 
 
-class ExponentialDecay(Schedule):
+class _RateDecay(Schedule):
+    """A decay with one rate (finite, >= 0) applied at every step."""
+
+    def __init__(self, rate):
+        super().__init__(check_scalar(rate, "rate", low=0.0))
+
+    @property
+    def rate(self):
+        return self._rate
+
+    def __repr__(self):
+        return f"{type(self).__name__}(rate={self._rate!r})"
+
+
+class ExponentialDecay(_RateDecay):
     """lr0 * exp(-rate * t).  rate: finite, >= 0."""
 
     kind = reference.SCHED_EXPONENTIAL
 
-    def __init__(self, rate):
-        super().__init__(check_scalar(rate, "rate", low=0.0))
 
-    @property
-    def rate(self):
-        return self._rate
-
-    def __repr__(self):
-        return f"ExponentialDecay(rate={self._rate!r})"
-
-
-class InverseTimeDecay(Schedule):
+class InverseTimeDecay(_RateDecay):
     """lr0 / (1 + rate * t) (the notes' 1/t decay).  rate: finite, >= 0."""
 
     kind = reference.SCHED_INVERSE_TIME
-
-    def __init__(self, rate):
-        super().__init__(check_scalar(rate, "rate", low=0.0))
-
-    @property
-    def rate(self):
-        return self._rate
-
-    def __repr__(self):
-        return f"InverseTimeDecay(rate={self._rate!r})"
 
 
 # ---- optimizers ----

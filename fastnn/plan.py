@@ -103,16 +103,22 @@ class _Plan:
         """The learning rate the next step will use."""
         return float(self.optimizer.schedule(self.t))
 
-    def snapshot(self, into=None):
-        """Everything a step changes, copied: flat parameters, optimizer state, step count,
-        dropout steps, batch-norm running statistics.  `into`: a previous snapshot whose
-        arrays are reused (no allocation)."""
+    def _changing_arrays(self):
+        """Every array a step writes that outlives it: flat parameters, optimizer state
+        (a loss's own too), batch-norm running statistics."""
         arrays = [self.net.flat_params] + list(self.state)
         if self.loss_flat is not None:
             arrays += [self.loss_flat[0]] + list(self.loss_state)
         for layer in self.net.layers:
             if hasattr(layer, "running_mean"):
                 arrays += [layer.running_mean, layer.running_var]
+        return arrays
+
+    def snapshot(self, into=None):
+        """Everything a step changes, copied: flat parameters, optimizer state, step count,
+        dropout steps, batch-norm running statistics.  `into`: a previous snapshot whose
+        arrays are reused (no allocation)."""
+        arrays = self._changing_arrays()
         if into is None:
             into = {"arrays": [a.copy() for a in arrays]}
         else:
@@ -124,13 +130,7 @@ class _Plan:
 
     def restore(self, snap):
         """Go back to a snapshot (in place: every pointer stays valid)."""
-        arrays = [self.net.flat_params] + list(self.state)
-        if self.loss_flat is not None:
-            arrays += [self.loss_flat[0]] + list(self.loss_state)
-        for layer in self.net.layers:
-            if hasattr(layer, "running_mean"):
-                arrays += [layer.running_mean, layer.running_var]
-        for dst, src in zip(arrays, snap["arrays"]):
+        for dst, src in zip(self._changing_arrays(), snap["arrays"]):
             dst[...] = src
         dropouts = [layer for layer in self.net.layers if hasattr(layer, "step")]
         for layer, step in zip(dropouts, snap["steps"]):

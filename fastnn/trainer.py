@@ -182,6 +182,31 @@ class Trainer:
         self.history_ = None
         self.epoch = 0              # epochs completed over all fits
 
+    # -- pickling: parameters and state, never the plan's buffers --------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        plan = state.pop("plan", None)
+        if plan is not None:       # the optimizer's progress, to resume exactly
+            state["_resume"] = ([a.copy() for a in plan.state], plan.t)
+        state["plan"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def _adopt_resume(self, plan):
+        """Optimizer state and step count saved with a pickled trainer, into a new plan."""
+        resume = self.__dict__.pop("_resume", None)
+        if resume is None:
+            return
+        arrays, t = resume
+        if len(arrays) != len(plan.state) or any(a.shape != b.shape
+                                                 for a, b in zip(arrays, plan.state)):
+            raise ValueError("the saved optimizer state does not fit this model")
+        for dst, src in zip(plan.state, arrays):
+            dst[...] = src
+        plan._set_counters(t)
+
     # -- what kind of model --------------------------------------------------------------
     @property
     def is_classifier(self):
@@ -290,6 +315,7 @@ class Trainer:
         if self.plan is None or not self.plan.matches(self.model, self.loss, batch):
             self.plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
                                    regularizer=self.regularizer, batch_size=batch)
+            self._adopt_resume(self.plan)
         plan = self.plan.bind(X, y)
         callbacks = list(callbacks)
         for c in callbacks:

@@ -249,3 +249,17 @@ def test_warm_fit_continues_the_same_plan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert tr.score(X, Y) > 0.5
+
+
+def test_a_pickled_trainer_resumes_bit_for_bit():
+    import pickle
+    a = _trainer(optimizer=optim.Adam(lr=1e-2))
+    a.fit(X, Y, epochs=3)
+    blob = pickle.dumps(a)
+    # SIZE-CHECK-AFTER-IO-MERGE
+    b = pickle.loads(blob)
+    a.fit(X, Y, epochs=3)
+    b.fit(X, Y, epochs=3)
+    np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)
+    np.testing.assert_array_equal(a.history_.step_loss, b.history_.step_loss)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
