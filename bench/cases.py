@@ -74,9 +74,15 @@ def compiled():
 
 
 def set_threads(n):
-    """One thread count for everyone: fastnn's OpenMP kernels and every BLAS pool
-    (fastnn.set_num_threads limits them all through threadpoolctl), and torch's."""
+    """One thread count for everyone: fastnn's OpenMP kernels, every BLAS pool loaded
+    (numpy's and scipy's OpenBLAS, through threadpoolctl) and torch's.
+
+    fastnn.set_num_threads changes fastnn's kernels only (it leaves BLAS alone since the
+    thread setting became per call), so the BLAS pools are limited here: without it
+    ``--threads 1`` left numpy's OpenBLAS on every core."""
+    from threadpoolctl import threadpool_limits
     fastnn.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
     if torch is not None:
         torch.set_num_threads(n)
 
