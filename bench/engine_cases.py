@@ -243,7 +243,7 @@ def engine_spiral_case(dtype=np.float64):
         key=f"engine-spiral-{tag}",
         title=f"1. spiral full-batch step: 300x2 -> 100 ReLU -> 3, softmax, L2 1e-3, "
               f"SGD 1.0, {dtype.name}",
-        unit="us", inner=100, reps=15, quick_reps=6, quick_inner=100,
+        unit="us", inner=100, reps=12, quick_reps=6, quick_inner=100,
         candidates=cands, reference="notes",
         compare=lambda got, ref: abs(got - ref) / abs(ref),
         tol={c.name: tol for c in cands}, check_units=5, per="step")
@@ -626,21 +626,24 @@ def engine_mlp_case(remote=True):
         cands.append(Candidate("torch_sgd", "torch nn + optim.SGD", "torch", _mlp_torch("sgd")))
         if remote:
             cands += [
-                Candidate("plan_torch_first", "fastnn plan, `import torch` first (subprocess)",
-                          "fastnn-variant", _remote("torch-first", "engine-mlp", "plan"),
+                Candidate("plan_fresh", "fastnn plan, fresh process, fastnn imported first",
+                          "fastnn-variant", _remote("default", "engine-mlp", "plan"),
                           versus="plan"),
+                Candidate("plan_torch_first", "fastnn plan, fresh process, `import torch` first",
+                          "fastnn-variant", _remote("torch-first", "engine-mlp", "plan"),
+                          versus="plan_fresh"),
                 Candidate("torch_sgd_torch_first", "torch nn + optim.SGD, same subprocess",
                           "torch", _remote("torch-first", "engine-mlp", "torch_sgd"),
                           versus="plan_torch_first"),
             ]
     # float32, K up to 1024, 3 steps: torch's MKL/oneDNN vs OpenBLAS summation orders
     tol = {c.name: 1e-5 for c in cands}
-    tol["plan"] = tol["plan_torch_first"] = 0.0
+    tol["plan"] = tol["plan_fresh"] = tol["plan_torch_first"] = 0.0
     case = Case(
         key="engine-mlp",
         title="3. MLP 784-1024-1024-10 ReLU, batch 256, float32, softmax, one SGD step "
               "(lr 0.01, no penalty)",
-        unit="ms", inner=2, reps=10, quick_reps=4, quick_inner=1,
+        unit="ms", inner=2, reps=8, quick_reps=4, quick_inner=1,
         candidates=cands, reference="layers",
         compare=lambda got, ref: abs(got - ref) / abs(ref), tol=tol,
         check_units=3, per="step", derived=_mlp_derived)
@@ -687,7 +690,7 @@ def engine_adam_case():
     case = Case(
         key="engine-adam-step",
         title="4a. MLP 784-1024-1024-10, batch 256, float32: one Adam step (lr 1e-3)",
-        unit="ms", inner=2, reps=8, quick_reps=4, quick_inner=1,
+        unit="ms", inner=2, reps=6, quick_reps=3, quick_inner=1,
         candidates=cands, reference="layers",
         compare=lambda got, ref: abs(got - ref) / abs(ref), tol=tol,
         check_units=3, per="step")
@@ -825,7 +828,7 @@ def engine_threads_case(which):
         unit, inner, reps = "us", 100, 12
     else:
         title = "5b. threads: MLP plan step (float32, batch 256, SGD)"
-        unit, inner, reps = "ms", 2, 8
+        unit, inner, reps = "ms", 2, 6
     case = Case(key=key, title=title, unit=unit, inner=inner, reps=reps, quick_reps=4,
                 candidates=cands, reference="t1",
                 compare=lambda got, ref: abs(got - ref) / abs(ref),
@@ -924,7 +927,7 @@ def serve(stream_in=sys.stdin, stream_out=sys.stdout):
         try:
             if msg["op"] == "info":
                 reply = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                         "torch_first": "torch" in sys.modules,
+                         "torch_first": "--torch-first" in sys.argv,
                          "libgomp": _loaded_gomp()}
             elif msg["op"] == "build":
                 case = get_case(msg["case"], remote=False)
