@@ -643,7 +643,7 @@ def engine_mlp_case(remote=True):
         key="engine-mlp",
         title="3. MLP 784-1024-1024-10 ReLU, batch 256, float32, softmax, one SGD step "
               "(lr 0.01, no penalty)",
-        unit="ms", inner=2, reps=8, quick_reps=4, quick_inner=1,
+        unit="ms", inner=2, reps=7, quick_reps=4, quick_inner=1,
         candidates=cands, reference="layers",
         compare=lambda got, ref: abs(got - ref) / abs(ref), tol=tol,
         check_units=3, per="step", derived=_mlp_derived)
@@ -828,7 +828,7 @@ def engine_threads_case(which):
         unit, inner, reps = "us", 100, 12
     else:
         title = "5b. threads: MLP plan step (float32, batch 256, SGD)"
-        unit, inner, reps = "ms", 2, 6
+        unit, inner, reps = "ms", 2, 5
     case = Case(key=key, title=title, unit=unit, inner=inner, reps=reps, quick_reps=4,
                 candidates=cands, reference="t1",
                 compare=lambda got, ref: abs(got - ref) / abs(ref),
