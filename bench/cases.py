@@ -74,9 +74,15 @@ def compiled():
 
 
 def set_threads(n):
-    """One thread count for everyone: fastnn's OpenMP kernels and every BLAS pool
-    (fastnn.set_num_threads limits them all through threadpoolctl), and torch's."""
+    """One thread count for everyone: fastnn's OpenMP kernels, every BLAS pool loaded
+    (numpy's and scipy's OpenBLAS, through threadpoolctl) and torch's.
+
+    fastnn.set_num_threads changes fastnn's kernels only (it leaves BLAS alone since the
+    thread setting became per call), so the BLAS pools are limited here: without it
+    ``--threads 1`` left numpy's OpenBLAS on every core."""
+    from threadpoolctl import threadpool_limits
     fastnn.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
     if torch is not None:
         torch.set_num_threads(n)
 
@@ -85,11 +91,15 @@ def set_threads(n):
 class Candidate:
     name: str            # short id, used by pytest ids and --json
     label: str           # what the table prints
-    kind: str            # "fastnn", "numpy", "torch" or "sklearn"
+    kind: str            # "fastnn" (the case's baseline is the first one), "fastnn-variant"
+    #                      (another fastnn path: listed in the summary), "numpy", "torch",
+    #                      "jax" or "sklearn"
     make: callable       # () -> run(n)
     versus: str = None   # the fastnn candidate its ratio is taken against (None: the case's)
     check: bool = True   # whether verify() compares it with the reference
     reference: str = None  # its own reference candidate (None: the case's)
+    inner_share: float = 1.0  # its units per timed call, as a share of the case's inner
+    #                           (slow peers need fewer units to be timed well)
 
 
 @dataclass
@@ -105,6 +115,10 @@ class Case:
     compare: callable = None     # (result, reference_result or None) -> error (float)
     tol: dict = field(default_factory=dict)   # error tolerance by candidate name
     quick_inner: int = None
+    check_units: int = 1         # units each side runs before verify() compares them
+    steps_per_unit: int = 1      # the table reports per step: a unit may be an epoch
+    per: str = None              # what one reported unit is ("step", "call", ...)
+    derived: callable = None     # (stats by name) -> [(label, of medians, of mins)]
     _built: dict = field(default_factory=dict, repr=False)
 
     def __getitem__(self, name):
@@ -131,10 +145,12 @@ class Case:
             self._built[name] = self[name].make()
         return self._built[name]
 
-    def verify(self, name, units=1):
+    def verify(self, name, units=None):
         """Error of a fresh candidate's result against a fresh reference (None when
-        the candidate is not checked).  A candidate's tolerance is ``tol[name]``."""
+        the candidate is not checked), after ``units`` units of each (default
+        ``check_units``).  A candidate's tolerance is ``tol[name]``."""
         cand = self[name]
+        units = self.check_units if units is None else units
         if not cand.check or self.compare is None:
             return None
         ref_name = self.reference_for(name)
@@ -449,6 +465,9 @@ def affine_case(dtype=np.float32, shape=AFFINE_SHAPE):
         unit="ms", inner=2, reps=25, quick_reps=8, quick_inner=1, candidates=cands,
         reference="notes", compare=_many, tol=tol)
     case["gemms"].check = False
+    case.derived = lambda st: [
+        ("fastnn / its 3 GEMMs alone (the fused epilogues' cost, aim <= 1.05)",
+         st["fastnn"]["median"] / st["gemms"]["median"], st["fastnn"]["min"] / st["gemms"]["min"])]
     return case
 
 

@@ -101,23 +101,33 @@ def measure(case, reps, inner, warmup=2, pause=0.0):
     After the pause, each timed call is preceded by one untimed call of the same
     implementation, so that every implementation is timed as it runs in a training
     loop, right after its own previous call, rather than waking cold from the pause
-    (sleeping OpenMP workers, an idle virtual CPU: up to ~0.5 ms here)."""
-    runners = [(c.name, case.runner(c.name)) for c in case.candidates]
+    (sleeping OpenMP workers, an idle virtual CPU: up to ~0.5 ms here).
+
+    A runner with ``self_timed`` set (a candidate living in a worker process, see
+    engine_cases.py) reports its own seconds in ``last_seconds``: the pipe to it is on
+    no one's clock.  Times are divided by ``case.steps_per_unit`` (a unit may be an
+    epoch of several steps).  A candidate with an ``inner_share`` below 1 runs that
+    share of ``inner`` units per timed call (at least one)."""
+    runners = [(c.name, case.runner(c.name), max(1, round(inner * c.inner_share)))
+               for c in case.candidates]
     for _ in range(warmup):
-        for _, run in runners:
-            run(inner)
-    times = {name: [] for name, _ in runners}
+        for _, run, units in runners:
+            run(units)
+    times = {name: [] for name, _, _ in runners}
     k = len(runners)
     gc.collect()
     gc_was = gc.isenabled()
     gc.disable()   # as timeit does: a collection inside one call would land on it alone
     try:
         for r in range(reps):
-            for name, run in runners[r % k:] + runners[:r % k]:
+            for name, run, units in runners[r % k:] + runners[:r % k]:
                 run(1)                  # untimed: wake this implementation's threads
                 t0 = time.perf_counter()
-                run(inner)
-                times[name].append((time.perf_counter() - t0) / inner)
+                run(units)
+                elapsed = time.perf_counter() - t0
+                if getattr(run, "self_timed", False):
+                    elapsed = run.last_seconds
+                times[name].append(elapsed / (units * case.steps_per_unit))
                 if pause:
                     time.sleep(pause)
     finally:
@@ -142,8 +152,10 @@ def run_case(case, args):
     inner = (case.quick_inner or case.inner) if args.quick else case.inner
     reps = args.reps or (case.quick_reps if args.quick else case.reps)
     print(f"\n== {case.title}")
-    print(f"   {case.unit} per unit ({'step' if case.key.startswith('spiral') else 'call'});"
-          f" {reps} rounds x {inner} unit(s), interleaved, after a warm-up")
+    per = case.per or ("step" if case.key.startswith("spiral") else "call")
+    shares = " (slower peers fewer)" if any(c.inner_share < 1 for c in case.candidates) else ""
+    print(f"   {case.unit} per {per}; {reps} rounds x {inner} unit(s){shares}, interleaved, "
+          "after a warm-up")
     checks = {}
     for c in case.candidates:
         ref = case.reference_for(c.name)
@@ -180,30 +192,27 @@ def run_case(case, args):
                      "check": checks[c.name][0],
                      "check_error": checks[c.name][1], "check_ok": checks[c.name][2],
                      "seconds": times[c.name], **st})
-    extra = {}
-    if case.key == "affine":
-        r = stats["fastnn"]["median"] / stats["gemms"]["median"]
-        r_min = stats["fastnn"]["min"] / stats["gemms"]["min"]
-        extra["fastnn_over_gemms"] = r
-        extra["fastnn_over_gemms_of_mins"] = r_min
-        print(f"   fastnn / its 3 GEMMs alone: {r:.3f} (of mins {r_min:.3f}; the fused "
-              "epilogues' cost, aim <= 1.05)")
+    derived = []
+    for label, med, mn in (case.derived(stats) if case.derived else []):
+        derived.append({"label": label, "median": med, "min": mn})
+        print(f"   {label}: {med:.3f} (of mins {mn:.3f})")
     print(f"   ({wall:.1f} s)")
     return {"key": case.key, "title": case.title, "unit": case.unit, "inner": inner,
-            "reps": reps, "rows": rows, **extra}
+            "reps": reps, "steps_per_unit": case.steps_per_unit, "rows": rows,
+            "derived": derived}
 
 
 def summary(results):
     print("\n== summary: peer / fastnn (above 1: fastnn faster), of medians and of mins")
+    w = max([11] + [len(res["key"]) for res in results])
     for res in results:
         for row in res["rows"]:
             if row["kind"] == "fastnn":
                 continue
-            print(f"   {res['key']:<11} {row['label']:<48} {row['ratio']:8.2f}x "
+            print(f"   {res['key']:<{w}} {row['label']:<48} {row['ratio']:8.2f}x "
                   f"{row['ratio_of_mins']:8.2f}x")
-        if "fastnn_over_gemms" in res:
-            print(f"   {res['key']:<11} {'fastnn / its 3 GEMMs alone (aim <= 1.05)':<48} "
-                  f"{res['fastnn_over_gemms']:8.3f}  {res['fastnn_over_gemms_of_mins']:8.3f}")
+        for d in res.get("derived", []):
+            print(f"   {res['key']:<{w}} {d['label']:<48} {d['median']:8.3f}  {d['min']:8.3f}")
     failed = [(res["key"], row["name"]) for res in results for row in res["rows"]
               if not row["check_ok"]]
     if failed:
