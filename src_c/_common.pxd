@@ -307,8 +307,11 @@ cdef enum:
     # multiply-adds below which a GEMM is one block (a block must repay a BLAS call's
     # fixed cost and its re-packing of the shared operand)
     GEMM_SPLIT_MIN_WORK = 1 << 22
-    GEMM_MIN_BLOCK = 64       # rows or columns per block, at least
-    GEMM_MAX_BLOCKS = 32      # enough to balance up to 16 threads
+    # rows or columns per block, at least: each block re-packs the operand it shares
+    # with the others, so fewer, larger blocks cost less (at 784-1024-1024-10, batch 256:
+    # 4 to 8 blocks per product)
+    GEMM_MIN_BLOCK = 128
+    GEMM_MAX_BLOCKS = 16
     GEMM_ALIGN = 16           # block edges on multiples of 16 rows/columns
 
 
@@ -375,7 +378,9 @@ cdef inline void team_gemm(bint trans_a, bint trans_b, int m, int n, int k, floa
             gemm_block(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
                        by_cols, gemm_edge(side, nb, blk), gemm_edge(side, nb, blk + 1))
     else:
-        for blk in prange(nb, nogil=True, schedule="static", num_threads=nt):
+        # dynamic: a thread the OS set aside does not hold the others up (the blocks are
+        # independent, so the bits do not depend on who computes which)
+        for blk in prange(nb, nogil=True, schedule="dynamic", num_threads=nt):
             gemm_block(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
                        by_cols, gemm_edge(side, nb, blk), gemm_edge(side, nb, blk + 1))
     fnn_blas_serial_end(prev)

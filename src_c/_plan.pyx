@@ -296,6 +296,21 @@ cdef class Plan:
         """The step counter of every dropout op, in op order (to write back to layers)."""
         return [self.ops[i].step for i in range(self.n_ops) if self.ops[i].kind == OP_DROPOUT]
 
+    def set_lr(self, double lr):
+        """The base learning rate of the schedule (> 0), from the next step on."""
+        if not lr > 0 or lr == float("inf"):
+            raise ValueError(f"lr must be a finite number > 0, got {lr}")
+        self.lr0 = lr
+
+    def set_dropout_steps(self, steps):
+        """The step counter of every dropout op, in op order (from the layers)."""
+        cdef int i, j = 0
+        steps = list(steps)
+        for i in range(self.n_ops):
+            if self.ops[i].kind == OP_DROPOUT:
+                self.ops[i].step = steps[j]
+                j += 1
+
     def set_t(self, long t):
         """The number of updates made so far (the optimizer's step count)."""
         self.t = t

@@ -29,8 +29,8 @@ CASES = [
     (1, 1, 1, False, False, ("small", 1)),
     (50, 40, 30, False, False, ("blas", 1)),      # no tiny side
     (64, 64, 64, True, True, ("blas", 1)),        # both transposed
-    (256, 512, 784, False, False, ("blas", 8)),   # split into 8 column blocks
-    (784, 256, 512, True, False, ("blas", 12)),   # split into 12 row blocks
+    (256, 512, 784, False, False, ("blas", 4)),   # split into 4 column blocks
+    (784, 256, 512, True, False, ("blas", 6)),    # split into 6 row blocks
 ]
 
 
