@@ -412,17 +412,15 @@ def save_checkpoint(path, net, *, optimizer=None, optimizer_state=None, step=0, 
     extra : None or a dict of JSON data
     """
     arch, tensors = _architecture(net)
-    opt_spec = None
-    if optimizer is not None:
-        opt_spec = _optimizer_spec(_optim.get(optimizer))
+    opt = None if optimizer is None else _optim.get(optimizer)
+    opt_spec = None if opt is None else _optimizer_spec(opt)
     if optimizer_state is None:
         optimizer_state = ()
     if isinstance(optimizer_state, np.ndarray) or \
             not isinstance(optimizer_state, (tuple, list)):
         raise TypeError("optimizer_state must be None or a tuple of arrays, got "
                         f"{type(optimizer_state).__name__}")
-    if optimizer is not None and len(optimizer_state) not in (0, _optim.get(optimizer).n_state):
-        opt = _optim.get(optimizer)
+    if opt is not None and len(optimizer_state) not in (0, opt.n_state):
         raise ValueError(f"optimizer_state has {len(optimizer_state)} arrays but "
                          f"{type(opt).__name__} keeps {opt.n_state} {opt.state_names}")
     specs = []
@@ -472,19 +470,21 @@ class _File:
     def _check_header(self, data):
         """The fastnn metadata of the file's header, after the checks that give a clear
         message (safetensors checks the tensors' byte ranges next)."""
-        path = self.path
-        if data[:4] == b"PK\x03\x04":
-            raise self.error("is a zip archive (an .npz?), not a fastnn model file; "
-                             "fastnn loads only safetensors files it wrote, never pickles")
-        if data[:6] == b"\x93NUMPY":
-            raise self.error("is a .npy file, not a fastnn model file")
-        if data[:1] == b"\x80":
-            raise self.error("looks like a pickle, not a fastnn model file; fastnn never "
-                             "unpickles a file (that could run any code)")
-        if len(data) < 8:
+        n = int.from_bytes(data[:8], "little") if len(data) >= 8 else None
+        if n is None or n > len(data) - 8 or data[8:9] != b"{":
+            # not a safetensors header: name what it is, when that is clear
+            if data[:4] == b"PK\x03\x04":
+                raise self.error("is a zip archive (an .npz?), not a fastnn model file; "
+                                 "fastnn loads only safetensors files it wrote, never "
+                                 "pickles")
+            if data[:6] == b"\x93NUMPY":
+                raise self.error("is a .npy file, not a fastnn model file")
+            if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+                raise self.error("looks like a pickle, not a fastnn model file; fastnn "
+                                 "never unpickles a file (that could run any code)")
+        if n is None:
             raise self.error(f"truncated: {len(data)} bytes, not even the 8-byte header "
                              "length of a safetensors file")
-        n = int.from_bytes(data[:8], "little")
         if n > len(data) - 8:
             raise self.error(f"truncated or not a safetensors file: the header length "
                              f"field says {n} bytes but only {len(data) - 8} follow")
