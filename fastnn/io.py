@@ -816,6 +816,9 @@ def load_checkpoint(path):
     rng = ckpt.get("rng_state")
     if rng is not None and not isinstance(rng, dict):
         raise f.error("checkpoint: rng_state must be a JSON object or null")
-    rng = None if rng is None else _rng_from_json(rng, f"{f.path}: checkpoint rng_state")
+    try:
+        rng = None if rng is None else _rng_from_json(rng, f"{f.path}: checkpoint rng_state")
+    except RecursionError:
+        raise f.error("checkpoint: rng_state is nested too deeply") from None
     return Checkpoint(net=net, optimizer=opt, optimizer_state=state, step=step,
                       epoch=epoch, rng_state=rng, extra=extra)
