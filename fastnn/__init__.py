@@ -9,11 +9,12 @@ __version__ = "0.1.0"
 # pools): OMP_WAIT_POLICY and BLAS threads are the user's to choose.
 from ._kernels import get_backend, use_backend
 from .config import get_num_threads, set_num_threads, show_config, threads
-from . import (datasets, gradcheck, init, layers, losses, net, optim, plan, regularization,
-               trainer)
+from . import (datasets, gradcheck, init, io, layers, losses, net, optim, plan,
+               regularization, trainer)
+from .io import load, save
 
 __all__ = [
     "__version__", "get_backend", "use_backend", "get_num_threads", "set_num_threads",
-    "threads", "show_config", "datasets", "gradcheck", "init", "layers", "losses", "net",
-    "optim", "plan", "regularization", "trainer",
+    "threads", "show_config", "datasets", "gradcheck", "init", "io", "layers", "losses",
+    "net", "optim", "plan", "regularization", "trainer", "save", "load",
 ]

@@ -162,6 +162,36 @@ class Parametrized:
                                  f"{params[name].shape}")
             params[name][...] = value
 
+    # -- pickling: parameters and state, never buffers ------------------------------------
+    #: Attributes that only cache the last forward/backward (inputs, outputs, masks,
+    #: per-batch buffers): pickled as None, so a pickle holds what defines the object.
+    _TRANSIENT = ("_x", "_last_out", "_mask", "_xhat", "_arg", "_h", "_y", "_dz", "dh",
+                  "dscores", "row_loss")
+
+    def __getstate__(self):
+        """Parameters, hyperparameters and state (batch norm running statistics, dropout
+        seed and step); not the batch buffers, the cached inputs and outputs of the last
+        pass, nor the gradients (re-made as zeros on unpickling).  A parameter that is a
+        view into a net's flat array is pickled as its own values only."""
+        state = self.__dict__.copy()
+        state.pop("_buffers", None)
+        state.pop("_flat", None)         # a loss's own flat arrays: re-made on first use
+        for _, g in self._param_slots:
+            state.pop("_slot_" + g, None)
+        for name in self._TRANSIENT:
+            if name in state:
+                state[name] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for p, g in self._param_slots:
+            param = self.__dict__.get("_slot_" + p)
+            if param is not None:
+                self.__dict__["_slot_" + g] = np.zeros_like(param)
+        if "dtype" in state:
+            self._buffers = BatchBuffers(self.dtype)
+
     def train(self, mode=True):
         """Switch to training mode (or evaluation mode when mode is False); returns self."""
         self.training = bool(mode)
@@ -586,6 +616,19 @@ class BatchNorm(Layer):
 
     gamma, beta, dgamma, dbeta = Slot(), Slot(), Slot(), Slot()
     _param_slots = (("gamma", "dgamma"), ("beta", "dbeta"))
+
+    def __getstate__(self):
+        # the last forward's batch statistics are a buffer of backward's; the running
+        # statistics are state and stay
+        state = super().__getstate__()
+        state.pop("_mean", None)
+        state.pop("_inv_std", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._mean = np.zeros(self.n_features, dtype=self.dtype)
+        self._inv_std = np.ones(self.n_features, dtype=self.dtype)
     n_in = property(lambda self: self.n_features)
     n_out = property(lambda self: self.n_features)
 

@@ -40,6 +40,20 @@ class _ScoreLoss:
         self.dscores = None
         self.row_loss = None
 
+    def __getstate__(self):
+        """Hyperparameters only: the batch buffers and the last pass's dscores/row_loss
+        are re-made empty on unpickling."""
+        state = self.__dict__.copy()
+        state.pop("_buffers", None)
+        for name in ("dscores", "row_loss"):
+            if name in state:
+                state[name] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._buffers = BatchBuffers(self.dtype)
+
     def forward(self, scores, y):
         """Mean loss over the batch (a float); computes dscores for backward()."""
         scores = check_array(scores, "scores", ndim=2, dtype=self.dtype)

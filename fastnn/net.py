@@ -60,6 +60,12 @@ class Sequential:
         self.__dict__.update(state)
         self._bind_parameters()
 
+    def save(self, path, *, metadata=None):
+        """Save this net to a safetensors model file, atomically; ``fastnn.load(path)``
+        rebuilds it.  See :func:`fastnn.io.save`."""
+        from .io import save
+        save(self, path, metadata=metadata)
+
     @staticmethod
     def _fuse(layers):
         """[(layer, activation layer or None)], each Linear (without activation)
