@@ -5,9 +5,11 @@ The protocol is two optional methods; a callback may define either or both:
 ``on_fit_begin(trainer)``
     Once, after the data are checked and the plan is built, before the first step.
 ``on_epoch_end(trainer, epoch, logs) -> bool or None``
-    After every epoch.  ``logs`` holds the epoch's records (the keys of
-    :data:`fastnn.history.EPOCH_KEYS` plus "epoch").  Return True to stop training
-    (the trainer records the callback in ``history.stopped_by``).
+    After every History record (every ``record_every`` epochs of ``Trainer.fit``;
+    ``epoch`` is the last epoch it covers, counted from 0 over all fits).  ``logs`` holds
+    the record (the keys of :data:`fastnn.history.EPOCH_KEYS`, "dead_units" and
+    "epoch").  Return True to stop training (the trainer records the callback in
+    ``history.stopped_by``).
 ``on_fit_end(trainer, history)``
     Once, when fit returns (also after an early stop or Ctrl-C).
 
@@ -99,6 +101,26 @@ class TerminateOnNonFinite(Callback):
 
     def __init__(self, error=False):
         self.error = bool(error)
+
+
+class Checkpoint(Callback):
+    """Save a checkpoint (Trainer.save_checkpoint: safetensors, written atomically) each
+    time training passes another ``every`` epochs, to ``path``; ``{epoch}`` in the path
+    is replaced by the epoch number.  Checked at every History record (``record_every``
+    epochs), so a checkpoint lands at the first record at or after each multiple."""
+
+    def __init__(self, path, every=1):
+        self.path = str(path)
+        self.every = check_positive_int(every, "every")
+
+    def on_fit_begin(self, trainer):
+        self._saved = trainer.epoch // self.every
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if (epoch + 1) // self.every > self._saved:
+            self._saved = (epoch + 1) // self.every
+            trainer.save_checkpoint(self.path.format(epoch=epoch))
+        return None
 
 
 class LearningRateScheduler(Callback):

@@ -320,20 +320,7 @@ class Checkpoint:
         copied into ``plan.state``'s arrays, which the plan keeps pointers to, and the
         step count set, so the next step is step ``self.step + 1`` with the schedule's
         rate and Adam's bias correction of that step.  Returns the plan."""
-        state = tuple(plan.state)
-        if len(state) != len(self.optimizer_state):
-            raise ValueError(f"the plan's optimizer keeps {len(state)} state arrays, the "
-                             f"checkpoint holds {len(self.optimizer_state)}")
-        for j, (dst, src) in enumerate(zip(state, self.optimizer_state)):
-            if dst.shape != src.shape or dst.dtype != src.dtype:
-                raise ValueError(f"optimizer_state[{j}] is {src.dtype} {src.shape} in the "
-                                 f"checkpoint but {dst.dtype} {dst.shape} in the plan")
-        for dst, src in zip(state, self.optimizer_state):
-            dst[...] = src
-        plan.t = self.step
-        compiled = getattr(plan, "_plan", None)
-        if compiled is not None:
-            compiled.set_t(self.step)
+        plan.set_state(self.optimizer_state, self.step)
         return plan
 
 

@@ -137,6 +137,23 @@ class _Plan:
             layer.step = step
         self._set_counters(snap["t"])
 
+    def set_state(self, state, t):
+        """Resume: copy optimizer state arrays (as ``plan.state`` holds them) into the
+        plan and set the step count to t (the updates made so far); the dropout steps are
+        read from the layers.  Shapes and dtypes must match."""
+        state = tuple(state)
+        if len(state) != len(self.state):
+            raise ValueError(f"the plan's optimizer keeps {len(self.state)} state arrays, "
+                             f"got {len(state)}")
+        for j, (dst, src) in enumerate(zip(self.state, state)):
+            src = np.asarray(src)
+            if dst.shape != src.shape or dst.dtype != src.dtype:
+                raise ValueError(f"state[{j}] is {src.dtype} {src.shape}, the plan's "
+                                 f"{dst.dtype} {dst.shape}")
+        for dst, src in zip(self.state, state):
+            dst[...] = src
+        self._set_counters(check_positive_int(t, "t", minimum=0))
+
     def _set_counters(self, t):
         self.t = t
 

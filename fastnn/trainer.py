@@ -199,13 +199,41 @@ class Trainer:
         resume = self.__dict__.pop("_resume", None)
         if resume is None:
             return
-        arrays, t = resume
-        if len(arrays) != len(plan.state) or any(a.shape != b.shape
-                                                 for a, b in zip(arrays, plan.state)):
-            raise ValueError("the saved optimizer state does not fit this model")
-        for dst, src in zip(plan.state, arrays):
-            dst[...] = src
-        plan._set_counters(t)
+        plan.set_state(*resume)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save_checkpoint(self, path):
+        """Write a checkpoint (fastnn.io, safetensors, atomic): the net, the optimizer and
+        its state, the step and epoch counters, the random state of the batch order and
+        the classes; :meth:`from_checkpoint` resumes from it bit for bit."""
+        from . import io
+        if self.plan is None:
+            raise RuntimeError("save_checkpoint needs a fitted trainer (call fit first)")
+        classes = None if self.classes_ is None else self.classes_.tolist()
+        io.save_checkpoint(path, self.model, optimizer=self.optimizer,
+                           optimizer_state=tuple(self.plan.state), step=self.plan.t,
+                           epoch=self.epoch, rng_state=self.rng,
+                           extra={"classes": classes, "batch_size": self.batch_size})
+
+    @classmethod
+    def from_checkpoint(cls, path, loss=None, *, regularizer=None, reg=None, verbose=1):
+        """A Trainer that continues a checkpoint: the next fit takes the steps an
+        uninterrupted run would have taken next (same batches, dropout masks and optimizer
+        state).  Give the loss and regularizer the first run used."""
+        from . import io
+        ckpt = io.load_checkpoint(path)
+        extra = ckpt.extra or {}
+        trainer = cls(ckpt.net, loss, ckpt.optimizer, batch_size=extra.get("batch_size"),
+                      regularizer=regularizer, reg=reg, verbose=verbose)
+        if ckpt.rng_state is not None:
+            bits = getattr(np.random, ckpt.rng_state["bit_generator"])()
+            bits.state = ckpt.rng_state
+            trainer.rng = np.random.Generator(bits)
+        if extra.get("classes") is not None:
+            trainer.classes_ = np.asarray(extra["classes"])
+        trainer.epoch = ckpt.epoch
+        trainer._resume = (ckpt.optimizer_state, ckpt.step)
+        return trainer
 
     # -- what kind of model --------------------------------------------------------------
     @property

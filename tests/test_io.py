@@ -340,7 +340,7 @@ def test_checkpoint_argument_errors(tmp_path):
                         optimizer_state=tuple(np.zeros(net.n_params + 1) for _ in "mv"))
     plan = build_plan(fio.load_checkpoint(path).net, SoftmaxCrossEntropy(),
                       optimizer="adam", batch_size=4)
-    with pytest.raises(ValueError, match=r"optimizer_state\[0\] is float64 \(10,\)"):
+    with pytest.raises(ValueError, match=r"state\[0\] is float64 \(10,\)"):
         fio.load_checkpoint(path).restore(plan)
 
 
