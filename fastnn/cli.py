@@ -1,15 +1,14 @@
-"""The ``fastnn`` command.
+"""The fastnn command.
 
-``fastnn spiral``            the notes' case study (or, given a trainer option, its 2-layer
-                             net trained by a Trainer)
-``fastnn train DATA``        train an MLP classifier on a .npz (arrays X, y) or .csv file
-                             (last column the label) and save it
-``fastnn predict MODEL DATA``  the predicted labels of a saved model
-``fastnn config``            the backend, OpenMP, threads and BLAS in use
+  fastnn spiral               the notes' case study (given a trainer option, its 2-layer
+                              net is trained by a Trainer)
+  fastnn train DATA           train an MLP classifier on a .npz file (arrays X, y) or a
+                              .csv file (last column the label) and save it
+  fastnn predict MODEL DATA   the labels a saved model predicts for DATA's rows
+  fastnn config               the backend, OpenMP, threads and BLAS in use
 
 Every option, path and data file is checked before any training starts; a bad one gets
-one line on stderr (``fastnn <command>: error: ...``) and exit status 2, never a
-traceback.
+one line on stderr ("fastnn COMMAND: error: ...") and exit status 2, never a traceback.
 """
 import argparse
 import math
@@ -120,7 +119,7 @@ def _add_trainer_options(p, *, spiral):
                              "sgd 0.1)"))
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help=dflt("rows per step (default: full batch, the case study)",
-                             "rows per step (default: 64, or all the training rows if "
+                             "rows per step (default: 32, or all the training rows if "
                              "fewer)"))
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help=dflt("epochs (default: --steps steps)", "(100)"))
@@ -398,8 +397,8 @@ def _read_csv(path, *, n_features=None):
                              f"has {width}")
     if n_features is None:
         if width < 2:
-            raise UsageError(f"{path}: needs at least 2 columns (features, then the "
-                             f"label), got {width}")
+            raise UsageError(f"{path}: needs at least 2 comma-separated columns "
+                             f"(features, then the label), got {width}")
         n_feat, has_label = width - 1, True
     elif width in (n_features, n_features + 1):
         n_feat, has_label = n_features, width == n_features + 1
@@ -603,7 +602,7 @@ def _train(args):
         raise UsageError(f"--validation-split {args.validation_split:g} of {n} rows leaves "
                          "no rows for training or for validation")
     n_train = n - n_val
-    batch = args.batch_size if args.batch_size is not None else min(64, n_train)
+    batch = args.batch_size if args.batch_size is not None else min(32, n_train)
     if batch > n_train:
         raise UsageError(f"--batch-size {batch} is larger than the {n_train} training rows")
     output = (args.output if args.output is not None

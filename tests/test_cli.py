@@ -192,6 +192,17 @@ def test_npz_with_validation_split_round_trip(model_io, tmp_path, capsys, monkey
     assert capsys.readouterr().out.split() == tr.predict(X).tolist()
 
 
+def test_defaults_and_a_linear_classifier(model_io, tmp_path, capsys):
+    X, y = _blobs(n_per_class=20)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    assert _main(["train", tmp_path / "d.npz", "--hidden", "", "--epochs", "2", "-q",
+                  "-o", tmp_path / "m"]) == 0
+    net, meta = model_io[1](str(tmp_path / "m"), with_metadata=True)
+    assert meta["hidden"] == [] and net.sizes == [3, 3]
+    assert meta["batch_size"] == 32 and meta["optimizer"] == "adam"
+    assert meta["lr"] == 1e-3 and meta["epochs"] == 2 and meta["dtype"] == "float64"
+
+
 @pytest.mark.xfail(not PLAN_RESTORES, raises=AttributeError, strict=True,
                    reason="the compiled Plan lacks set_dropout_steps (merged on main)")
 def test_diverging_training_warns_in_one_line(model_io, tmp_path, capsys):
@@ -352,7 +363,7 @@ BAD = [
     (["train", "{ragged.csv}"], "line 2 has 2 fields, line 1 has 3"),
     (["train", "{word.csv}"], "line 2, column 2: 'abc' is not a number"),
     (["train", "{nan.csv}"], "line 2, column 2: 'nan' is not a finite number"),
-    (["train", "{one-col.csv}"], "needs at least 2 columns"),
+    (["train", "{one-col.csv}"], "needs at least 2 comma-separated columns"),
     (["train", "{one-class.csv}"], "single class ('a')"),
     (["train", "{no-label.csv}"], "line 1: the label is empty"),
     (["train", "{header-only.csv}"], "a header and no data rows"),
