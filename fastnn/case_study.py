@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets
-from .layers import Linear
+from .layers import Dropout, Linear
 from .losses import SoftmaxCrossEntropy
 from .net import Sequential
 from .trainer import StepHistory, gradient_descent
@@ -26,13 +26,33 @@ def linear_classifier(n_features, n_classes, *, seed=None, dtype=np.float64):
     return Sequential([Linear(n_features, n_classes, seed=seed, dtype=dtype)])
 
 
-def two_layer_net(n_features, n_hidden, n_classes, *, seed=None, dtype=np.float64):
-    """The 2-layer net: Linear+ReLU (fused) then Linear, both W = 0.01 * randn."""
+#: How the case study names a hidden layer's activation.
+ACTIVATION_NAMES = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "sigmoid": "sigmoid",
+                    "tanh": "tanh"}
+
+
+def two_layer_net(n_features, n_hidden, n_classes, *, seed=None, dtype=np.float64,
+                  activation="relu", dropout=None):
+    """The 2-layer net: Linear+ReLU (fused) then Linear, both W = 0.01 * randn.
+
+    activation: the hidden layer's ("relu", "leaky_relu", "sigmoid", "tanh");
+    dropout: None, or the probability of keeping a hidden unit (inverted dropout after
+    the hidden layer; its seed is drawn from ``seed`` between the two layers)."""
+    if activation not in ACTIVATION_NAMES:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATION_NAMES)}, "
+                         f"got {activation!r}")
     rng = check_random_state(seed)
-    return Sequential([
-        Linear(n_features, n_hidden, activation="relu", seed=rng, dtype=dtype),
-        Linear(n_hidden, n_classes, seed=rng, dtype=dtype),
-    ])
+    layers = [Linear(n_features, n_hidden, activation=activation, seed=rng, dtype=dtype)]
+    if dropout is not None:
+        layers.append(Dropout(dropout, seed=rng, dtype=dtype))
+    layers.append(Linear(n_hidden, n_classes, seed=rng, dtype=dtype))
+    return Sequential(layers)
+
+
+def net_name(hidden, activation="relu", dropout=None):
+    """The 2-layer net's name in the log and the plots."""
+    keep = "" if dropout is None else f", dropout keeping {dropout:g}"
+    return f"2-layer {ACTIVATION_NAMES[activation]} net (h = {hidden}{keep})"
 
 
 def train(net, X, y, *, steps, step_size=1.0, reg=1e-3, log_every=0, log=print, name=""):
@@ -43,8 +63,14 @@ def train(net, X, y, *, steps, step_size=1.0, reg=1e-3, log_every=0, log=print, 
 
 
 def run(*, seed=0, dtype=np.float64, hidden=100, linear_steps=200, steps=10_000,
-        step_size=1.0, reg=1e-3, n_per_class=100, n_classes=3, log=print):
+        step_size=1.0, reg=1e-3, n_per_class=100, n_classes=3, log=print,
+        activation="relu", dropout=None, train_net=None):
     """The whole case study: data, then the linear classifier, then the 2-layer net.
+
+    activation, dropout: the 2-layer net's hidden layer (see :func:`two_layer_net`).
+    train_net: None (the notes' full-batch gradient descent, ``steps`` steps), or
+    ``train_net(net, X, y, name=..., log=...) -> Result`` to train the 2-layer net some
+    other way (it logs its own header; the final line is logged here).
 
     Data and weights are drawn, in the notes' order, from numpy's legacy
     ``RandomState(seed)`` stream (the generator the notes' ``np.random.randn`` uses), so
@@ -56,16 +82,20 @@ def run(*, seed=0, dtype=np.float64, hidden=100, linear_steps=200, steps=10_000,
     X, y = datasets.spiral(n_per_class, n_classes, seed=rng)
     X = X.astype(dtype)
     results = []
-    for name, net, n_steps, every in (
+    for name, net, n_steps, every, custom in (
         ("linear softmax classifier", linear_classifier(2, n_classes, seed=rng, dtype=dtype),
-         linear_steps, 10),
-        (f"2-layer ReLU net (h = {hidden})",
-         two_layer_net(2, hidden, n_classes, seed=rng, dtype=dtype), steps, 1000),
+         linear_steps, 10, None),
+        (net_name(hidden, activation, dropout),
+         two_layer_net(2, hidden, n_classes, seed=rng, dtype=dtype, activation=activation,
+                       dropout=dropout), steps, 1000, train_net),
     ):
-        log(f"== {name}: {n_steps} steps, step size {step_size:g}, reg {reg:g}, "
-            f"{np.dtype(dtype).name}")
-        r = train(net, X, y, steps=n_steps, step_size=step_size, reg=reg, log_every=every,
-                  log=log, name=name)
+        if custom is not None:
+            r = custom(net, X, y, name=name, log=log)
+        else:
+            log(f"== {name}: {n_steps} steps, step size {step_size:g}, reg {reg:g}, "
+                f"{np.dtype(dtype).name}")
+            r = train(net, X, y, steps=n_steps, step_size=step_size, reg=reg,
+                      log_every=every, log=log, name=name)
         log(f"final loss {r.history.loss[-1]:f}; training accuracy: {r.accuracy:.2f}; "
             f"{r.history.seconds:.3f} s ({r.history.us_per_step:.1f} us/step)")
         results.append(r)

@@ -1,39 +1,240 @@
-"""Pictures (needs the ``plot`` extra: ``pip install fastnn[plot]``)."""
+"""Pictures (needs the ``plot`` extra: ``pip install 'fastnn[plot]'``).
+
+Every function returns a matplotlib Figure and, given ``path``, also writes it there as
+a PNG.  matplotlib is imported on first use, never when fastnn is imported.
+
+The backend is left alone.  Without ``path`` the figure is made by pyplot, so it shows
+in a notebook or in the backend the user chose (nothing here calls ``plt.show``).  With
+``path`` the figure is made without pyplot, on its own Agg canvas: writing a file needs
+no display, changes no process-wide setting (``matplotlib.use`` is never called) and
+leaves no figure open in pyplot.  The returned Figure still displays in a notebook.
+"""
 import numpy as np
+
+_INSTALL = "plotting needs matplotlib: pip install 'fastnn[plot]'"
+
+
+def require():
+    """Import matplotlib (only the package, not pyplot); an ImportError that says how to
+    install it when it is missing.  Returns the matplotlib module."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(_INSTALL) from None
+    return matplotlib
 
 
 def _pyplot():
+    """matplotlib.pyplot, with the install hint when matplotlib is missing."""
+    require()
     try:
-        import matplotlib
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'fastnn[plot]'") from None
+        raise ImportError(_INSTALL) from None
     return plt
 
 
-def decision_boundary(net, X, y, path=None, *, title=None, resolution=0.02):
-    """Colour the plane by net.predict and scatter the 2-D data on top.
+def _figure(path, nrows=1, ncols=1, **kwargs):
+    """(fig, axes): through pyplot when the figure is for the screen (path None), else
+    a pyplot-free Figure on an Agg canvas (see the module docstring)."""
+    if path is None:
+        return _pyplot().subplots(nrows, ncols, **kwargs)
+    require()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    figsize = kwargs.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
-    Saves a PNG to ``path`` when given; returns the matplotlib Figure."""
-    plt = _pyplot()
-    X = np.asarray(X, dtype=np.float64)
+
+def _finish(fig, path):
+    if path is not None:
+        fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    return fig
+
+
+def _cmap(name):
+    import matplotlib
+    return matplotlib.colormaps[name]
+
+
+# ---- decision regions ----------------------------------------------------------------------
+
+def _check_plane(X):
+    X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"X must have shape (N, 2) to draw a plane, got {X.shape}")
-    x0, x1 = X[:, 0].min() - 0.5, X[:, 0].max() + 0.5
-    y0, y1 = X[:, 1].min() - 0.5, X[:, 1].max() + 0.5
-    xx, yy = np.meshgrid(np.arange(x0, x1, resolution), np.arange(y0, y1, resolution))
-    grid = np.c_[xx.ravel(), yy.ravel()]
-    zz = net.predict(grid).reshape(xx.shape)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.contourf(xx, yy, zz, cmap=plt.cm.Spectral, alpha=0.8)
-    ax.scatter(X[:, 0], X[:, 1], c=y, s=30, cmap=plt.cm.Spectral, edgecolors="k",
-               linewidths=0.4)
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
+    if X.dtype.kind not in "fiu" or X.shape[0] == 0:
+        raise ValueError("X must be a non-empty array of real numbers")
+    X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinity")
+    return X
+
+
+def _class_list(model, y, predicted):
+    """The classes in colour order: the Trainer's classes_ when it has them, else every
+    label seen in y or predicted, sorted."""
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        return np.asarray(classes)
+    return np.unique(np.concatenate([np.asarray(y).ravel(), np.asarray(predicted).ravel()]))
+
+
+def _codes(labels, classes, what):
+    labels = np.asarray(labels).ravel()
+    codes = np.minimum(np.searchsorted(classes, labels), len(classes) - 1)
+    bad = classes[codes] != labels
+    if np.any(bad):
+        raise ValueError(f"{what} holds label {labels[np.argmax(bad)].item()!r}, not one of "
+                         f"the model's classes {classes[:10].tolist()}")
+    return codes
+
+
+def _regions(model, X, y, path, title, xs, ys, legend):
+    require()
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}), got "
+                         f"shape {y.shape}")
+    xx, yy = np.meshgrid(xs, ys)
+    predicted = np.asarray(model.predict(np.c_[xx.ravel(), yy.ravel()]))
+    classes = _class_list(model, y, predicted)
+    zz = _codes(predicted, classes, "the model's prediction").reshape(xx.shape)
+    yc = _codes(y, classes, "y")
+    k = len(classes)
+    # one fixed colour per class, the same in the regions and the points
+    from matplotlib.colors import ListedColormap
+    cmap = ListedColormap(_cmap("Spectral")(np.linspace(0, 1, max(k, 2)))[:k])
+    fig, ax = _figure(path, figsize=(5, 5))
+    ax.contourf(xx, yy, zz, levels=np.arange(k + 1) - 0.5, cmap=cmap, vmin=-0.5,
+                vmax=k - 0.5, alpha=0.8)
+    for j, label in enumerate(classes):
+        rows = yc == j
+        if np.any(rows):
+            ax.scatter(X[rows, 0], X[rows, 1], color=cmap(j), s=30, edgecolors="k",
+                       linewidths=0.4, label=str(label))
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
+    if legend:
+        ax.legend(loc="best", fontsize="small", framealpha=0.8)
     if title:
         ax.set_title(title)
-    if path is not None:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-    return fig
+    return _finish(fig, path)
+
+
+def decision_regions(model, X, y, path=None, *, title=None, resolution=300):
+    """Colour the plane by the model's predicted class and scatter the 2-D data on top.
+
+    model : anything with ``predict`` on (M, 2) rows: a fastnn net (class indices) or a
+        Trainer (labels of the kind it was fitted on: strings, ints, ...).  Colours
+        follow the Trainer's ``classes_``, else the sorted labels of y and the
+        predictions, so a class has the same colour in the regions and the points.
+    X : (N, 2) data; y : (N,) their labels, of the kind predict returns.
+    resolution : grid points per axis (the plane spans the data plus 5% each side).
+
+    Returns the Figure (written to ``path`` as a PNG when given)."""
+    X = _check_plane(X)
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
+            or not 2 <= resolution <= 5000:
+        raise ValueError(f"resolution must be an int in [2, 5000], got {resolution!r}")
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    pad = 0.05 * np.where(hi > lo, hi - lo, 1.0)
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution)
+    return _regions(model, X, y, path, title, xs, ys, legend=True)
+
+
+def decision_boundary(net, X, y, path=None, *, title=None, resolution=0.02):
+    """The spiral case study's picture: like :func:`decision_regions` on a grid of step
+    ``resolution`` (in data units) over the data plus 0.5 each side, without a legend.
+
+    Saves a PNG to ``path`` when given; returns the matplotlib Figure."""
+    X = _check_plane(X)
+    if not (isinstance(resolution, (int, float)) and np.isfinite(resolution)
+            and resolution > 0):
+        raise ValueError(f"resolution must be a positive step, got {resolution!r}")
+    x0, x1 = X[:, 0].min() - 0.5, X[:, 0].max() + 0.5
+    y0, y1 = X[:, 1].min() - 0.5, X[:, 1].max() + 0.5
+    return _regions(net, X, y, path, title, np.arange(x0, x1, resolution),
+                    np.arange(y0, y1, resolution), legend=False)
+
+
+# ---- training curves -----------------------------------------------------------------------
+
+def _history(history):
+    """A History from a History or a fitted Trainer; ValueError when it is empty."""
+    h = getattr(history, "history_", history)
+    if h is None or not hasattr(h, "epochs") or not hasattr(h, "loss"):
+        raise TypeError(f"expected a fastnn History (or a fitted Trainer), got "
+                        f"{type(history).__name__}")
+    if len(h.epochs) == 0:
+        raise ValueError("the history has no records (no epoch completed)")
+    return h
+
+
+def _has(values):
+    values = np.asarray(values, dtype=np.float64)
+    return bool(np.any(np.isfinite(values)))
+
+
+def history_curves(history, path=None):
+    """Training curves on three subplots sharing the epoch axis: the loss (training and,
+    when recorded, validation; the training data loss too when a penalty was added),
+    the metric (training and validation) and the learning rate.
+
+    history : a History (or a fitted Trainer).  Returns the Figure (written to ``path``
+    as a PNG when given)."""
+    h = _history(history)
+    epochs = np.asarray(h.epochs)
+    fig, (ax_loss, ax_metric, ax_lr) = _figure(path, 3, 1, sharex=True, figsize=(6, 8))
+    ax_loss.plot(epochs, h.loss, label="training")
+    if np.any(np.asarray(h.reg_loss, dtype=np.float64) > 0):
+        ax_loss.plot(epochs, h.data_loss, "--", label="training (data loss)")
+    if _has(h.val_loss):
+        ax_loss.plot(epochs, h.val_loss, label="validation")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend(loc="best", fontsize="small")
+    name = h.metric_name
+    ax_metric.plot(epochs, h.metric, label="training")
+    if _has(h.val_metric):
+        ax_metric.plot(epochs, h.val_metric, label="validation")
+    ax_metric.set_ylabel(name)
+    ax_metric.legend(loc="best", fontsize="small")
+    lr = np.asarray(h.lr, dtype=np.float64)
+    ax_lr.plot(epochs, lr)
+    ok = lr[np.isfinite(lr)]
+    if ok.size and np.all(ok > 0) and ok.max() > 10 * ok.min():
+        ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("epoch")
+    for ax in (ax_loss, ax_metric, ax_lr):
+        ax.grid(True, alpha=0.3)
+    return _finish(fig, path)
+
+
+def dead_units(history, path=None):
+    """The fraction of dead units (no positive output on any training row checked) of
+    every hidden ReLU-family layer, epoch by epoch: one line per layer.
+
+    history : a History (or a fitted Trainer).  Returns the Figure (written to ``path``
+    as a PNG when given).  ValueError when the net has no ReLU-family hidden layer."""
+    h = _history(history)
+    width = max(len(row) for row in h.dead_units)
+    if width == 0:
+        raise ValueError("the history records no dead units: the net has no ReLU or "
+                         "leaky ReLU hidden layer")
+    fractions = np.full((len(h.dead_units), width), np.nan)
+    for i, row in enumerate(h.dead_units):
+        fractions[i, :len(row)] = row
+    fig, ax = _figure(path, figsize=(6, 4))
+    epochs = np.asarray(h.epochs)
+    for j in range(width):
+        ax.plot(epochs, fractions[:, j], label=f"hidden layer {j + 1}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dead units (fraction)")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, alpha=0.3)
+    return _finish(fig, path)
