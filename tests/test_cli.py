@@ -3,13 +3,9 @@ string labels, npz), the spiral's trainer options, --version, and for every bad 
 path or data file one line on stderr and exit status 2, found before training starts.
 
 The case study's own CLI checks (its log, its plots, matplotlib missing) live in
-test_case_study.py.  Saving goes through fastnn.save/fastnn.load; until they are merged
-the train/predict round trips run against a stand-in with the same signatures (and the
-real-API variant skips)."""
+test_case_study.py.  Model files go through fastnn.save/fastnn.load."""
 import csv
-import json
 import os
-import pickle
 import re
 import shutil
 import subprocess
@@ -23,36 +19,11 @@ from fastnn import cli, optim
 from fastnn.net import MLP
 from fastnn.trainer import Trainer
 
-HAS_SAVE = hasattr(fastnn, "save") and hasattr(fastnn, "load")
-# A Trainer stopped by a non-finite loss restores a snapshot through Plan.set_dropout_steps,
-# which this branch's compiled plan lacks (main has it).
-PLAN_RESTORES = hasattr(__import__("fastnn._plan", fromlist=["Plan"]).Plan,
-                        "set_dropout_steps")
 
 
-# ---- model files: the real fastnn.save/load, or a stand-in with their signatures ---------
-
-def _fake_save(net, path, *, metadata=None):
-    text = json.dumps(metadata, allow_nan=False)          # JSON data only, as the real one
-    with open(path, "wb") as f:
-        pickle.dump((net, text), f)
-
-
-def _fake_load(path, *, with_metadata=False):
-    with open(path, "rb") as f:
-        net, text = pickle.load(f)
-    return (net, json.loads(text)) if with_metadata else net
-
-
-@pytest.fixture(params=["stand-in", "fastnn.save"])
-def model_io(request, monkeypatch):
-    """(save, load) the CLI will use."""
-    if request.param == "fastnn.save":
-        if not HAS_SAVE:
-            pytest.skip("fastnn.save is not merged yet")
-    else:
-        monkeypatch.setattr(fastnn, "save", _fake_save, raising=False)
-        monkeypatch.setattr(fastnn, "load", _fake_load, raising=False)
+@pytest.fixture
+def model_io():
+    """(save, load) the CLI uses."""
     return fastnn.save, fastnn.load
 
 
@@ -174,7 +145,7 @@ def test_npz_with_validation_split_round_trip(model_io, tmp_path, capsys, monkey
     out = capsys.readouterr().out
     assert "training accuracy" in out and "validation accuracy" in out
     model = tmp_path / "blobs.fastnn.safetensors"              # DATA's stem, here
-    assert f"wrote blobs.fastnn.safetensors" in out and model.exists()
+    assert "wrote blobs.fastnn.safetensors" in out and model.exists()
     net, meta = model_io[1](str(model), with_metadata=True)
     assert net.dtype == np.float32 and meta["validation_split"] == 0.2
     assert 0 <= meta["validation_accuracy"] <= 1
@@ -203,8 +174,6 @@ def test_defaults_and_a_linear_classifier(model_io, tmp_path, capsys):
     assert meta["lr"] == 1e-3 and meta["epochs"] == 2 and meta["dtype"] == "float64"
 
 
-@pytest.mark.xfail(not PLAN_RESTORES, raises=AttributeError, strict=True,
-                   reason="the compiled Plan lacks set_dropout_steps (merged on main)")
 def test_diverging_training_warns_in_one_line(model_io, tmp_path, capsys):
     X, y = _blobs()
     data = tmp_path / "d.npz"
@@ -285,8 +254,6 @@ def no_training(monkeypatch):
     from fastnn import case_study
     monkeypatch.setattr(Trainer, "fit", _no_training)
     monkeypatch.setattr(case_study, "run", _no_training)
-    monkeypatch.setattr(fastnn, "save", _fake_save, raising=False)
-    monkeypatch.setattr(fastnn, "load", _fake_load, raising=False)
 
 
 @pytest.fixture
@@ -322,7 +289,7 @@ def files(tmp_path):
         f[name] = tmp_path / name
         np.savez(f[name], **arr)
     f["model"] = tmp_path / "model.fastnn"
-    _fake_save(MLP([3, 4, 3], seed=0), f["model"], metadata={"classes": [0, 1, 2]})
+    fastnn.save(MLP([3, 4, 3], seed=0), f["model"], metadata={"classes": [0, 1, 2]})
     return f
 
 
