@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from Cython import Tempita
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -94,10 +95,23 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def render_templates():
+    """Render every src_c/X.tp into src_c/X with Tempita (as scikit-learn does its .tp
+    files).  A rendered file is rewritten only when its text changes: an unchanged
+    template leaves it, and the extensions that depend on it, alone."""
+    for tp in sorted((HERE / SRC).glob("*.tp")):
+        text = Tempita.Template(tp.read_text("utf-8"), name=str(tp)).substitute()
+        out = tp.with_suffix("")
+        if not out.exists() or out.read_text("utf-8") != text:
+            out.write_text(text, "utf-8")
+
+
 def extensions():
-    # The C headers and the loop template every module includes: a change to any of
-    # them must rebuild the extensions (setuptools only sees the .c otherwise).
-    headers = sorted(f"{SRC}/{h.name}" for pattern in ("*.h", "*.inc", "*.pxd")
+    render_templates()
+    # The C headers, loop bodies, .pxd files and templates every module includes: a
+    # change to any of them must rebuild the extensions (setuptools only sees the .c
+    # otherwise).  A rendered .pxd is among them, rewritten when its template changes.
+    headers = sorted(f"{SRC}/{h.name}" for pattern in ("*.h", "*.inc", "*.pxd", "*.tp")
                      for h in (HERE / SRC).glob(pattern))
     exts = []
     for pyx in sorted((HERE / SRC).glob("*.pyx")):
