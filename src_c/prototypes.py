@@ -81,3 +81,33 @@ def fused_wrappers(text):
         out.append(w)
     return out
 
+
+def dtype_dispatchers(cores):
+    """_dispatch.pxd.tp: for cores, [(module, prototypes of its fused-type functions)],
+    the cimports of those functions, and for each a function <name>_any (<name> less
+    "_core", or the alias) that takes the NumPy type number, T* arguments as void* and T
+    scalars as double, and calls <name>[float] or <name>[double]: the call converts
+    each double to its parameter's type, as a <float> cast would."""
+    out = {"cimports": [], "functions": []}
+    for module, text in cores:
+        protos = prototypes(text)
+        names = sorted(p.name for p in protos)
+        line = f"from {module} cimport {', '.join(names)}"
+        out["cimports"].append(line if len(line) <= WIDTH
+                               else call(f"from {module} cimport ", names))
+        for p in protos:
+            params = ["int typenum"]
+            for ty, n in p.args:
+                params.append(f"{ty.replace('T*', 'void*')} {n}" if "T*" in ty
+                              else f"{typed(ty, 'double')} {n}")
+            name = p.alias or p.name.removesuffix("_core") + "_any"
+            f = {"comment": p.comment,
+                 "head": call(f"cdef inline {typed(p.ret, 'double')} {name}", params, 0,
+                              " noexcept nogil:")}
+            for t, suffix in (("float", "f32"), ("double", "f64")):
+                f["call_" + suffix] = call(("" if p.ret == "void" else "return ")
+                                           + f"{p.name}[{t}]",
+                                           [f"<{typed(ty, t)}>{n}" if "T*" in ty else n
+                                            for ty, n in p.args], 8)
+            out["functions"].append(f)
+    return out
