@@ -5,6 +5,7 @@ kernels are compiled with OpenMP; if not, they are built serial and a warning is
 FASTNN_REQUIRE_OPENMP=1 turns that warning into an error (CI sets it);
 FASTNN_NO_OPENMP=1 skips the probe and builds serial kernels.
 """
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from Cython import Tempita
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -94,9 +96,28 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def render_templates():
+    """Render every src_c/X.tp into src_c/X with Tempita (as scikit-learn does its .tp
+    files), the names of src_c/prototypes.py in scope.  A rendered file is rewritten
+    only when its text changes: an unchanged template leaves it, and the extensions
+    that depend on it, alone."""
+    spec = importlib.util.spec_from_file_location("prototypes", HERE / SRC / "prototypes.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    namespace = {k: v for k, v in vars(helpers).items() if not k.startswith("_")}
+    for tp in sorted((HERE / SRC).glob("*.tp")):
+        text = Tempita.Template(tp.read_text("utf-8"), name=str(tp),
+                                namespace=namespace).substitute()
+        out = tp.with_suffix("")
+        if not out.exists() or out.read_text("utf-8") != text:
+            out.write_text(text, "utf-8")
+
+
 def extensions():
-    # The C headers and the loop template every module includes: a change to any of
-    # them must rebuild the extensions (setuptools only sees the .c otherwise).
+    render_templates()
+    # The C headers, loop bodies and .pxd files every module includes: a change to any
+    # of them must rebuild the extensions (setuptools only sees the .c otherwise).  The
+    # rendered .pxd files are among them, rewritten when their template changes.
     headers = sorted(f"{SRC}/{h.name}" for pattern in ("*.h", "*.inc", "*.pxd")
                      for h in (HERE / SRC).glob(pattern))
     exts = []

@@ -9,8 +9,8 @@ cimport numpy as cnp
 
 from _common cimport (check, check_act, check_disjoint, check_float, check_same_shape,
                       check_shape)
-from _activation_core cimport (act_backward_core, act_forward_core, prelu_backward_core,
-                               prelu_forward_core)
+from _dispatch cimport (act_backward_any, act_forward_any, prelu_backward_any,
+                        prelu_forward_any)
 
 cnp.import_array()
 
@@ -31,14 +31,9 @@ def activation_forward(cnp.ndarray x not None, cnp.ndarray out not None, int act
     check_disjoint(out, "out", x, "x", True)
     check_act(activation, alpha)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            act_forward_core(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out),
-                             n, activation, <float>alpha, n_threads)
-    else:
-        with nogil:
-            act_forward_core(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out),
-                             n, activation, alpha, n_threads)
+    with nogil:
+        act_forward_any(t, cnp.PyArray_DATA(x), cnp.PyArray_DATA(out), n, activation, alpha,
+                        n_threads)
     return out
 
 
@@ -62,16 +57,9 @@ def activation_backward(cnp.ndarray dout not None, cnp.ndarray out not None,
     check_disjoint(dx, "dx", out, "out", True)
     check_act(activation, alpha)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(dout)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            act_backward_core(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(out),
-                              <float*>cnp.PyArray_DATA(dx), n, activation, <float>alpha,
-                              n_threads)
-    else:
-        with nogil:
-            act_backward_core(<double*>cnp.PyArray_DATA(dout),
-                              <double*>cnp.PyArray_DATA(out), <double*>cnp.PyArray_DATA(dx),
-                              n, activation, alpha, n_threads)
+    with nogil:
+        act_backward_any(t, cnp.PyArray_DATA(dout), cnp.PyArray_DATA(out),
+                         cnp.PyArray_DATA(dx), n, activation, alpha, n_threads)
     return dx
 
 
@@ -92,15 +80,9 @@ def prelu_forward(cnp.ndarray x not None, cnp.ndarray alpha not None,
     check_shape(out, "out", n, h)
     check_disjoint(out, "out", x, "x")
     check_disjoint(out, "out", alpha, "alpha")
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            prelu_forward_core(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(alpha),
-                               <float*>cnp.PyArray_DATA(out), n, h, n_threads)
-    else:
-        with nogil:
-            prelu_forward_core(<double*>cnp.PyArray_DATA(x),
-                               <double*>cnp.PyArray_DATA(alpha),
-                               <double*>cnp.PyArray_DATA(out), n, h, n_threads)
+    with nogil:
+        prelu_forward_any(t, cnp.PyArray_DATA(x), cnp.PyArray_DATA(alpha),
+                          cnp.PyArray_DATA(out), n, h, n_threads)
     return out
 
 
@@ -130,15 +112,8 @@ def prelu_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
         for a, aname in ((dout, "dout"), (x, "x"), (alpha, "alpha"), (dalpha, "dalpha")):
             check_disjoint(dx, "dx", a, aname)
         dx_p = cnp.PyArray_DATA(dx)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            prelu_backward_core(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),
-                                <float*>cnp.PyArray_DATA(alpha), <float*>dx_p,
-                                <float*>cnp.PyArray_DATA(dalpha), n, h, n_threads)
-    else:
-        with nogil:
-            prelu_backward_core(<double*>cnp.PyArray_DATA(dout),
-                                <double*>cnp.PyArray_DATA(x),
-                                <double*>cnp.PyArray_DATA(alpha), <double*>dx_p,
-                                <double*>cnp.PyArray_DATA(dalpha), n, h, n_threads)
+    with nogil:
+        prelu_backward_any(t, cnp.PyArray_DATA(dout), cnp.PyArray_DATA(x),
+                           cnp.PyArray_DATA(alpha), dx_p, cnp.PyArray_DATA(dalpha), n, h,
+                           n_threads)
     return dx

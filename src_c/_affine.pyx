@@ -3,7 +3,7 @@
 cimport numpy as cnp
 from cython cimport floating
 
-from _affine_core cimport affine_backward_core, affine_forward_core
+from _dispatch cimport affine_backward_any, affine_forward_any
 from _common cimport (ACT_IDENTITY, check, check_act, check_blas_dims, check_disjoint,
                       check_float, check_shape)
 
@@ -33,16 +33,9 @@ def affine_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b
     check_disjoint(out, "out", x, "x")
     check_disjoint(out, "out", W, "W")
     check_disjoint(out, "out", b, "b")
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            affine_forward_core(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
-                     <float*>cnp.PyArray_DATA(b), <float*>cnp.PyArray_DATA(out),
-                     n, d, h, activation, <float>alpha, n_threads)
-    else:
-        with nogil:
-            affine_forward_core(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(W),
-                     <double*>cnp.PyArray_DATA(b), <double*>cnp.PyArray_DATA(out),
-                     n, d, h, activation, alpha, n_threads)
+    with nogil:
+        affine_forward_any(t, cnp.PyArray_DATA(x), cnp.PyArray_DATA(W), cnp.PyArray_DATA(b),
+                           cnp.PyArray_DATA(out), n, d, h, activation, alpha, n_threads)
     return out
 
 
@@ -95,17 +88,8 @@ def affine_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
         check_disjoint(dz, "dz", dx, "dx")
     check_disjoint(dx, "dx", dW, "dW")
     check_disjoint(dx, "dx", db, "db")
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            affine_backward_core(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),
-                      <float*>cnp.PyArray_DATA(W), <float*>cnp.PyArray_DATA(out),
-                      <float*>dz_p, <float*>dx_p, <float*>cnp.PyArray_DATA(dW),
-                      <float*>cnp.PyArray_DATA(db), n, d, h, activation, <float>alpha,
-                      n_threads)
-    else:
-        with nogil:
-            affine_backward_core(<double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(x),
-                      <double*>cnp.PyArray_DATA(W), <double*>cnp.PyArray_DATA(out),
-                      <double*>dz_p, <double*>dx_p, <double*>cnp.PyArray_DATA(dW),
-                      <double*>cnp.PyArray_DATA(db), n, d, h, activation, alpha,
-                      n_threads)
+    with nogil:
+        affine_backward_any(t, cnp.PyArray_DATA(dout), cnp.PyArray_DATA(x),
+                            cnp.PyArray_DATA(W), cnp.PyArray_DATA(out), dz_p, dx_p,
+                            cnp.PyArray_DATA(dW), cnp.PyArray_DATA(db), n, d, h, activation,
+                            alpha, n_threads)

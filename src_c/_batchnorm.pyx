@@ -5,7 +5,7 @@
 cimport numpy as cnp
 
 from _common cimport check, check_float, check_outputs, check_shape
-from _batchnorm_core cimport batchnorm_backward_core, batchnorm_forward_core
+from _dispatch cimport batchnorm_backward_any, batchnorm_forward_any
 
 cnp.import_array()
 
@@ -56,24 +56,12 @@ def batchnorm_forward(cnp.ndarray x not None, cnp.ndarray gamma not None,
     check_outputs(((out, "out"), (xhat, "xhat"), (mean, "mean"), (inv_std, "inv_std"),
                    (running_mean, "running_mean"), (running_var, "running_var")),
                   ((x, "x"), (gamma, "gamma"), (beta, "beta")))
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            batchnorm_forward_core(
-                <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(gamma),
-                <float*>cnp.PyArray_DATA(beta), <float*>cnp.PyArray_DATA(running_mean),
-                <float*>cnp.PyArray_DATA(running_var), <float*>cnp.PyArray_DATA(out),
-                <float*>cnp.PyArray_DATA(xhat), <float*>cnp.PyArray_DATA(mean),
-                <float*>cnp.PyArray_DATA(inv_std), n, h, training, <float>momentum,
-                <float>eps, n_threads)
-    else:
-        with nogil:
-            batchnorm_forward_core(
-                <double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(gamma),
-                <double*>cnp.PyArray_DATA(beta), <double*>cnp.PyArray_DATA(running_mean),
-                <double*>cnp.PyArray_DATA(running_var), <double*>cnp.PyArray_DATA(out),
-                <double*>cnp.PyArray_DATA(xhat), <double*>cnp.PyArray_DATA(mean),
-                <double*>cnp.PyArray_DATA(inv_std), n, h, training, momentum, eps,
-                n_threads)
+    with nogil:
+        batchnorm_forward_any(
+            t, cnp.PyArray_DATA(x), cnp.PyArray_DATA(gamma), cnp.PyArray_DATA(beta),
+            cnp.PyArray_DATA(running_mean), cnp.PyArray_DATA(running_var),
+            cnp.PyArray_DATA(out), cnp.PyArray_DATA(xhat), cnp.PyArray_DATA(mean),
+            cnp.PyArray_DATA(inv_std), n, h, training, momentum, eps, n_threads)
     return out
 
 
@@ -105,18 +93,9 @@ def batchnorm_backward(cnp.ndarray dout not None, cnp.ndarray xhat not None,
         dx_p = cnp.PyArray_DATA(dx)
     check_outputs(((dx, "dx"), (dgamma, "dgamma"), (dbeta, "dbeta")),
                   ((dout, "dout"), (xhat, "xhat"), (gamma, "gamma"), (inv_std, "inv_std")))
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            batchnorm_backward_core(
-                <float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(xhat),
-                <float*>cnp.PyArray_DATA(gamma), <float*>cnp.PyArray_DATA(inv_std),
-                <float*>dx_p, <float*>cnp.PyArray_DATA(dgamma),
-                <float*>cnp.PyArray_DATA(dbeta), n, h, training, n_threads)
-    else:
-        with nogil:
-            batchnorm_backward_core(
-                <double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(xhat),
-                <double*>cnp.PyArray_DATA(gamma), <double*>cnp.PyArray_DATA(inv_std),
-                <double*>dx_p, <double*>cnp.PyArray_DATA(dgamma),
-                <double*>cnp.PyArray_DATA(dbeta), n, h, training, n_threads)
+    with nogil:
+        batchnorm_backward_any(
+            t, cnp.PyArray_DATA(dout), cnp.PyArray_DATA(xhat), cnp.PyArray_DATA(gamma),
+            cnp.PyArray_DATA(inv_std), dx_p, cnp.PyArray_DATA(dgamma),
+            cnp.PyArray_DATA(dbeta), n, h, training, n_threads)
     return dx

@@ -127,100 +127,10 @@ cdef inline int check_same_shape(cnp.ndarray a, cnp.ndarray b, str name_a,
     return 0
 
 
-# ---- the per-ISA loops of fastnn_loops.h, with fused-type dispatch ----
-from libc.stdint cimport uint8_t, uint64_t
-
-cdef extern from "fastnn_loops.h" nogil:
-    int FNN_HAVE_CLONES
-    float fnn_elementwise_loss_row_f32(int kind, const float* s, const float* y, float* d,
-                                       Py_ssize_t a, float inv_n)
-    double fnn_elementwise_loss_row_f64(int kind, const double* s, const double* y,
-                                        double* d, Py_ssize_t a, double inv_n)
-    int FNN_SOFTMAX_BLOCK_ELEMS
-    int FNN_SOFTMAX_MAX_ROWS
-    void fnn_exp_inplace_f32(float* x, Py_ssize_t n)
-    void fnn_exp_inplace_f64(double* x, Py_ssize_t n)
-    void fnn_softmax_xent_block_f32(const float* s, const Py_ssize_t* y, float* d, float* loss,
-                                    Py_ssize_t rows, Py_ssize_t k, float inv_n)
-    void fnn_softmax_xent_block_f64(const double* s, const Py_ssize_t* y, double* d,
-                                    double* loss, Py_ssize_t rows, Py_ssize_t k, double inv_n)
-    void fnn_dropout_pairs_f32(const float* x, float* out, uint8_t* mask, Py_ssize_t c0,
-                               Py_ssize_t c1, uint64_t key, uint64_t thr, float scale)
-    void fnn_dropout_pairs_f64(const double* x, double* out, uint8_t* mask, Py_ssize_t c0,
-                               Py_ssize_t c1, uint64_t key, uint64_t thr, double scale)
-    void fnn_dropout_backward_f32(const float* dout, const uint8_t* mask, float* dx,
-                                  Py_ssize_t n, float scale)
-    void fnn_dropout_backward_f64(const double* dout, const uint8_t* mask, double* dx,
-                                  Py_ssize_t n, double scale)
-    void fnn_bias_act_rows_f32(float* out, const float* b, Py_ssize_t rows, Py_ssize_t h,
-                               int act, float alpha)
-    void fnn_bias_act_rows_f64(double* out, const double* b, Py_ssize_t rows, Py_ssize_t h,
-                               int act, double alpha)
-    void fnn_act_backward_cols_f32(const float* dout, const float* out, float* dz, float* db,
-                                   Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1,
-                                   int act, float alpha)
-    void fnn_act_backward_cols_f64(const double* dout, const double* out, double* dz,
-                                   double* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
-                                   Py_ssize_t c1, int act, double alpha)
-
-
-cdef inline floating elementwise_loss_row(int kind, const floating* s, const floating* y,
-                                          floating* d, Py_ssize_t a,
-                                          floating inv_n) noexcept nogil:
-    if floating is float:
-        return fnn_elementwise_loss_row_f32(kind, s, y, d, a, inv_n)
-    else:
-        return fnn_elementwise_loss_row_f64(kind, s, y, d, a, inv_n)
-
-
-cdef inline void exp_inplace(floating* x, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        fnn_exp_inplace_f32(x, n)
-    else:
-        fnn_exp_inplace_f64(x, n)
-
-
-cdef inline void softmax_xent_block(const floating* s, const Py_ssize_t* y, floating* d,
-                                    floating* loss, Py_ssize_t rows, Py_ssize_t k,
-                                    floating inv_n) noexcept nogil:
-    if floating is float:
-        fnn_softmax_xent_block_f32(s, y, d, loss, rows, k, inv_n)
-    else:
-        fnn_softmax_xent_block_f64(s, y, d, loss, rows, k, inv_n)
-
-
-cdef inline void dropout_pairs(const floating* x, floating* out, uint8_t* mask, Py_ssize_t c0,
-                               Py_ssize_t c1, uint64_t key, uint64_t thr,
-                               floating scale) noexcept nogil:
-    if floating is float:
-        fnn_dropout_pairs_f32(x, out, mask, c0, c1, key, thr, scale)
-    else:
-        fnn_dropout_pairs_f64(x, out, mask, c0, c1, key, thr, scale)
-
-
-cdef inline void dropout_backward_block(const floating* dout, const uint8_t* mask, floating* dx,
-                                        Py_ssize_t n, floating scale) noexcept nogil:
-    if floating is float:
-        fnn_dropout_backward_f32(dout, mask, dx, n, scale)
-    else:
-        fnn_dropout_backward_f64(dout, mask, dx, n, scale)
-
-
-cdef inline void bias_act_rows(floating* out, const floating* b, Py_ssize_t rows,
-                               Py_ssize_t h, int act, floating alpha) noexcept nogil:
-    if floating is float:
-        fnn_bias_act_rows_f32(out, b, rows, h, act, alpha)
-    else:
-        fnn_bias_act_rows_f64(out, b, rows, h, act, alpha)
-
-
-cdef inline void act_backward_cols(const floating* dout, const floating* out, floating* dz,
-                                   floating* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
-                                   Py_ssize_t c1, int act, floating alpha) noexcept nogil:
-    if floating is float:
-        fnn_act_backward_cols_f32(dout, out, dz, db, n, h, c0, c1, act, alpha)
-    else:
-        fnn_act_backward_cols_f64(dout, out, dz, db, n, h, c0, c1, act, alpha)
+# ---- the per-ISA loops of fastnn_loops.h, one fused-type function each ----
+# _loops.pxd is rendered by setup.py from _loops.pxd.tp (the one list of the loops);
+# every name in it is cimported from here.
+from _loops cimport *
 
 
 cdef inline int column_threads(Py_ssize_t work, Py_ssize_t columns,
@@ -260,21 +170,6 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
 # on the thread count; each block is one single-threaded BLAS call reducing over the full
 # inner dimension, and threads take whole blocks.  Every output element is therefore
 # computed by the same call whatever the thread count: bit-identical at 1, 2 or N threads.
-cdef extern from "fastnn_loops.h" nogil:
-    int fnn_small_gemm_f32(int ta, int tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                           const float* a, Py_ssize_t lda, const float* b, Py_ssize_t ldb,
-                           float* c, Py_ssize_t ldc)
-    int fnn_small_gemm_f64(int ta, int tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                           const double* a, Py_ssize_t lda, const double* b, Py_ssize_t ldb,
-                           double* c, Py_ssize_t ldc)
-
-
-cdef extern from "fastnn_loops.h" nogil:
-    int FNN_SMALL_NONE
-    int FNN_SMALL_TINY_K
-    int fnn_small_gemm_case(int ta, int tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k)
-
-
 cdef enum:
     SMALL_ROWS_PER_BLOCK = 16     # rows a fused small-GEMM epilogue finishes at a time
 
@@ -285,17 +180,6 @@ cdef inline bint small_gemm_fits(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n,
     (then a caller may run it row block by row block itself, same bits)."""
     return (m * n * k < GEMM_SPLIT_MIN_WORK
             and fnn_small_gemm_case(ta, tb, m, n, k) == FNN_SMALL_TINY_K)
-
-
-cdef inline int small_gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                           const floating* a, Py_ssize_t lda, const floating* b,
-                           Py_ssize_t ldb, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """fastnn_gemm_small.inc: C = op(A) @ op(B) for shapes with one tiny side; -1 when
-    the shape is not one it handles."""
-    if floating is float:
-        return fnn_small_gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
-    else:
-        return fnn_small_gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
 
 
 cdef extern from "fastnn_blas.h" nogil:
@@ -386,8 +270,8 @@ cdef inline void team_gemm(bint trans_a, bint trans_b, int m, int n, int k, floa
     fnn_blas_serial_end(prev)
 
 
-# ---- activations, normalization and maxout loops (fastnn_loops.inc) ----
-# Activation codes, shared with fastnn.layers.ACTIVATIONS and fastnn.reference.
+# ---- activation codes ----
+# Shared with fastnn.layers.ACTIVATIONS and fastnn.reference.
 # Derivatives are read off the activation's *output* o, which is why leaky ReLU needs
 # alpha >= 0 (then o > 0 exactly when the input was > 0).
 cdef enum:
@@ -406,148 +290,3 @@ cdef inline int check_act(int act, double alpha) except -1:
     if act == ACT_LEAKY_RELU and not alpha >= 0:
         raise ValueError(f"alpha (the leaky ReLU slope) must be >= 0, got {alpha}")
     return 0
-
-
-from libc.stdint cimport int32_t
-
-cdef extern from "fastnn_loops.h" nogil:
-    void fnn_act_forward_f32(const float* x, float* y, Py_ssize_t n, int act, float alpha)
-    void fnn_act_forward_f64(const double* x, double* y, Py_ssize_t n, int act, double alpha)
-    void fnn_act_backward_f32(const float* g, const float* o, float* dx, Py_ssize_t n, int act,
-                              float alpha)
-    void fnn_act_backward_f64(const double* g, const double* o, double* dx, Py_ssize_t n,
-                              int act, double alpha)
-    void fnn_prelu_rows_f32(const float* x, const float* alpha, float* out, Py_ssize_t rows,
-                            Py_ssize_t h)
-    void fnn_prelu_rows_f64(const double* x, const double* alpha, double* out,
-                            Py_ssize_t rows, Py_ssize_t h)
-    void fnn_prelu_backward_cols_f32(const float* dout, const float* x, const float* alpha,
-                                     float* dx, float* dalpha, Py_ssize_t n, Py_ssize_t h,
-                                     Py_ssize_t c0, Py_ssize_t c1)
-    void fnn_prelu_backward_cols_f64(const double* dout, const double* x, const double* alpha,
-                                     double* dx, double* dalpha, Py_ssize_t n, Py_ssize_t h,
-                                     Py_ssize_t c0, Py_ssize_t c1)
-    void fnn_bn_col_stats_f32(const float* x, float* mean, float* var, Py_ssize_t n,
-                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1)
-    void fnn_bn_col_stats_f64(const double* x, double* mean, double* var, Py_ssize_t n,
-                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1)
-    void fnn_bn_normalize_rows_f32(const float* x, const float* gamma, const float* beta,
-                                   const float* mean, const float* inv_std, float* xhat,
-                                   float* out, Py_ssize_t rows, Py_ssize_t h)
-    void fnn_bn_normalize_rows_f64(const double* x, const double* gamma, const double* beta,
-                                   const double* mean, const double* inv_std, double* xhat,
-                                   double* out, Py_ssize_t rows, Py_ssize_t h)
-    void fnn_bn_backward_cols_f32(const float* dout, const float* xhat, float* dgamma,
-                                  float* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
-                                  Py_ssize_t c1)
-    void fnn_bn_backward_cols_f64(const double* dout, const double* xhat, double* dgamma,
-                                  double* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
-                                  Py_ssize_t c1)
-    void fnn_bn_dx_rows_f32(const float* dout, const float* xhat, const float* gamma,
-                            const float* inv_std, const float* dgamma, const float* dbeta,
-                            float* dx, Py_ssize_t rows, Py_ssize_t h, Py_ssize_t n_total,
-                            int training)
-    void fnn_bn_dx_rows_f64(const double* dout, const double* xhat, const double* gamma,
-                            const double* inv_std, const double* dgamma, const double* dbeta,
-                            double* dx, Py_ssize_t rows, Py_ssize_t h, Py_ssize_t n_total,
-                            int training)
-    void fnn_maxout_rows_f32(const float* z, const float* b, float* out, int32_t* arg,
-                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k)
-    void fnn_maxout_rows_f64(const double* z, const double* b, double* out, int32_t* arg,
-                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k)
-    void fnn_maxout_scatter_cols_f32(const float* dout, const int32_t* arg, float* dz,
-                                     float* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
-                                     Py_ssize_t j0, Py_ssize_t j1)
-    void fnn_maxout_scatter_cols_f64(const double* dout, const int32_t* arg, double* dz,
-                                     double* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
-                                     Py_ssize_t j0, Py_ssize_t j1)
-
-
-cdef inline void act_forward(const floating* x, floating* y, Py_ssize_t n, int act,
-                             floating alpha) noexcept nogil:
-    if floating is float:
-        fnn_act_forward_f32(x, y, n, act, alpha)
-    else:
-        fnn_act_forward_f64(x, y, n, act, alpha)
-
-
-cdef inline void act_backward(const floating* g, const floating* o, floating* dx,
-                              Py_ssize_t n, int act, floating alpha) noexcept nogil:
-    if floating is float:
-        fnn_act_backward_f32(g, o, dx, n, act, alpha)
-    else:
-        fnn_act_backward_f64(g, o, dx, n, act, alpha)
-
-
-cdef inline void prelu_rows(const floating* x, const floating* alpha, floating* out,
-                            Py_ssize_t rows, Py_ssize_t h) noexcept nogil:
-    if floating is float:
-        fnn_prelu_rows_f32(x, alpha, out, rows, h)
-    else:
-        fnn_prelu_rows_f64(x, alpha, out, rows, h)
-
-
-cdef inline void prelu_backward_cols(const floating* dout, const floating* x,
-                                     const floating* alpha, floating* dx, floating* dalpha,
-                                     Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
-                                     Py_ssize_t c1) noexcept nogil:
-    if floating is float:
-        fnn_prelu_backward_cols_f32(dout, x, alpha, dx, dalpha, n, h, c0, c1)
-    else:
-        fnn_prelu_backward_cols_f64(dout, x, alpha, dx, dalpha, n, h, c0, c1)
-
-
-cdef inline void bn_col_stats(const floating* x, floating* mean, floating* var, Py_ssize_t n,
-                              Py_ssize_t h, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
-    if floating is float:
-        fnn_bn_col_stats_f32(x, mean, var, n, h, c0, c1)
-    else:
-        fnn_bn_col_stats_f64(x, mean, var, n, h, c0, c1)
-
-
-cdef inline void bn_normalize_rows(const floating* x, const floating* gamma,
-                                   const floating* beta, const floating* mean,
-                                   const floating* inv_std, floating* xhat, floating* out,
-                                   Py_ssize_t rows, Py_ssize_t h) noexcept nogil:
-    if floating is float:
-        fnn_bn_normalize_rows_f32(x, gamma, beta, mean, inv_std, xhat, out, rows, h)
-    else:
-        fnn_bn_normalize_rows_f64(x, gamma, beta, mean, inv_std, xhat, out, rows, h)
-
-
-cdef inline void bn_backward_cols(const floating* dout, const floating* xhat, floating* dgamma,
-                                  floating* dbeta, Py_ssize_t n, Py_ssize_t h, Py_ssize_t c0,
-                                  Py_ssize_t c1) noexcept nogil:
-    if floating is float:
-        fnn_bn_backward_cols_f32(dout, xhat, dgamma, dbeta, n, h, c0, c1)
-    else:
-        fnn_bn_backward_cols_f64(dout, xhat, dgamma, dbeta, n, h, c0, c1)
-
-
-cdef inline void bn_dx_rows(const floating* dout, const floating* xhat, const floating* gamma,
-                            const floating* inv_std, const floating* dgamma,
-                            const floating* dbeta, floating* dx, Py_ssize_t rows, Py_ssize_t h,
-                            Py_ssize_t n_total, bint training) noexcept nogil:
-    if floating is float:
-        fnn_bn_dx_rows_f32(dout, xhat, gamma, inv_std, dgamma, dbeta, dx, rows, h, n_total,
-                           training)
-    else:
-        fnn_bn_dx_rows_f64(dout, xhat, gamma, inv_std, dgamma, dbeta, dx, rows, h, n_total,
-                           training)
-
-
-cdef inline void maxout_rows(const floating* z, const floating* b, floating* out, int32_t* arg,
-                             Py_ssize_t rows, Py_ssize_t h, Py_ssize_t k) noexcept nogil:
-    if floating is float:
-        fnn_maxout_rows_f32(z, b, out, arg, rows, h, k)
-    else:
-        fnn_maxout_rows_f64(z, b, out, arg, rows, h, k)
-
-
-cdef inline void maxout_scatter_cols(const floating* dout, const int32_t* arg, floating* dz,
-                                     floating* db, Py_ssize_t n, Py_ssize_t h, Py_ssize_t k,
-                                     Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
-    if floating is float:
-        fnn_maxout_scatter_cols_f32(dout, arg, dz, db, n, h, k, j0, j1)
-    else:
-        fnn_maxout_scatter_cols_f64(dout, arg, dz, db, n, h, k, j0, j1)

@@ -6,8 +6,8 @@ cimport numpy as cnp
 from libc.stdint cimport uint8_t, uint64_t
 
 from _common cimport check, check_disjoint, check_float, check_same_shape
-from _dropout_core cimport (dropout_backward_core, dropout_forward_core,
-                            keep_threshold_value, dropout_key as dropout_key_core)
+from _dispatch cimport dropout_backward_any, dropout_forward_any
+from _dropout_core cimport keep_threshold_value, dropout_key as dropout_key_core
 
 cnp.import_array()
 
@@ -65,17 +65,9 @@ def dropout_forward_scaled(cnp.ndarray x not None, cnp.ndarray out not None,
     cdef uint64_t thr = keep_threshold(p)
     cdef uint64_t key = dropout_key_core(seed, step)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            dropout_forward_core(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out),
-                                 <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr,
-                                 <float>scale, n_threads)
-    else:
-        with nogil:
-            dropout_forward_core(<double*>cnp.PyArray_DATA(x),
-                                 <double*>cnp.PyArray_DATA(out),
-                                 <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr, scale,
-                                 n_threads)
+    with nogil:
+        dropout_forward_any(t, cnp.PyArray_DATA(x), cnp.PyArray_DATA(out),
+                            <uint8_t*>cnp.PyArray_DATA(mask), n, key, thr, scale, n_threads)
     return out
 
 
@@ -92,14 +84,7 @@ def dropout_backward_scaled(cnp.ndarray dout not None, cnp.ndarray mask not None
     check_disjoint(dx, "dx", dout, "dout", True)
     check_disjoint(dx, "dx", mask, "mask")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(dout)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            dropout_backward_core(<float*>cnp.PyArray_DATA(dout),
-                                  <uint8_t*>cnp.PyArray_DATA(mask),
-                                  <float*>cnp.PyArray_DATA(dx), n, <float>scale, n_threads)
-    else:
-        with nogil:
-            dropout_backward_core(<double*>cnp.PyArray_DATA(dout),
-                                  <uint8_t*>cnp.PyArray_DATA(mask),
-                                  <double*>cnp.PyArray_DATA(dx), n, scale, n_threads)
+    with nogil:
+        dropout_backward_any(t, cnp.PyArray_DATA(dout), <uint8_t*>cnp.PyArray_DATA(mask),
+                             cnp.PyArray_DATA(dx), n, scale, n_threads)
     return dx

@@ -7,9 +7,9 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _common cimport check, check_disjoint, check_float, check_outputs, check_shape
-from _loss_core cimport (EW_ATTR_HINGE, EW_ATTR_LOGISTIC, EW_L1, EW_L2,
-                         elementwise_loss_core, hs_backward_core, hs_forward_core,
-                         row_loss_mean, softmax_xent_core, svm_core)
+from _dispatch cimport (elementwise_loss_any, hs_backward_any, hs_forward_any,
+                        row_loss_mean_any, softmax_xent_any, svm_any)
+from _loss_core cimport EW_ATTR_HINGE, EW_ATTR_LOGISTIC, EW_L1, EW_L2
 
 cnp.import_array()
 
@@ -66,16 +66,9 @@ def softmax_cross_entropy(cnp.ndarray scores not None, cnp.ndarray y not None,
     cdef int t = _check_class_loss(scores, y, dscores, row_loss)
     cdef Py_ssize_t n = scores.shape[0], k = scores.shape[1]
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            softmax_xent_core(<float*>cnp.PyArray_DATA(scores), yp,
-                              <float*>cnp.PyArray_DATA(dscores),
-                              <float*>cnp.PyArray_DATA(row_loss), n, k, n_threads)
-    else:
-        with nogil:
-            softmax_xent_core(<double*>cnp.PyArray_DATA(scores), yp,
-                              <double*>cnp.PyArray_DATA(dscores),
-                              <double*>cnp.PyArray_DATA(row_loss), n, k, n_threads)
+    with nogil:
+        softmax_xent_any(t, cnp.PyArray_DATA(scores), yp, cnp.PyArray_DATA(dscores),
+                         cnp.PyArray_DATA(row_loss), n, k, n_threads)
     return _mean(row_loss, t, n)
 
 
@@ -91,28 +84,17 @@ def multiclass_svm(cnp.ndarray scores not None, cnp.ndarray y not None,
     cdef int t = _check_class_loss(scores, y, dscores, row_loss)
     cdef Py_ssize_t n = scores.shape[0], k = scores.shape[1]
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            svm_core(<float*>cnp.PyArray_DATA(scores), yp, <float*>cnp.PyArray_DATA(dscores),
-                     <float*>cnp.PyArray_DATA(row_loss), n, k, <float>delta, squared,
-                     n_threads)
-    else:
-        with nogil:
-            svm_core(<double*>cnp.PyArray_DATA(scores), yp,
-                     <double*>cnp.PyArray_DATA(dscores), <double*>cnp.PyArray_DATA(row_loss),
-                     n, k, delta, squared, n_threads)
+    with nogil:
+        svm_any(t, cnp.PyArray_DATA(scores), yp, cnp.PyArray_DATA(dscores),
+                cnp.PyArray_DATA(row_loss), n, k, delta, squared, n_threads)
     return _mean(row_loss, t, n)
 
 
 cdef double _mean(cnp.ndarray row_loss, int t, Py_ssize_t n):
     """row_loss_mean of the n per-row losses (row order, double, divided by n)."""
     cdef double mean
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            mean = row_loss_mean(<float*>cnp.PyArray_DATA(row_loss), n)
-    else:
-        with nogil:
-            mean = row_loss_mean(<double*>cnp.PyArray_DATA(row_loss), n)
+    with nogil:
+        mean = row_loss_mean_any(t, cnp.PyArray_DATA(row_loss), n)
     return mean
 
 
@@ -162,18 +144,10 @@ cdef object _elementwise_loss(int kind, cnp.ndarray scores, cnp.ndarray y,
         if bad >= 0:
             raise ValueError(f"y[{bad // a}, {bad % a}] = {y[bad // a, bad % a]}: "
                              f"labels must be {lo:g} or 1")
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            elementwise_loss_core(kind, <float*>cnp.PyArray_DATA(scores),
-                                  <float*>cnp.PyArray_DATA(y),
-                                  <float*>cnp.PyArray_DATA(dscores),
-                                  <float*>cnp.PyArray_DATA(row_loss), n, a, n_threads)
-    else:
-        with nogil:
-            elementwise_loss_core(kind, <double*>cnp.PyArray_DATA(scores),
-                                  <double*>cnp.PyArray_DATA(y),
-                                  <double*>cnp.PyArray_DATA(dscores),
-                                  <double*>cnp.PyArray_DATA(row_loss), n, a, n_threads)
+    with nogil:
+        elementwise_loss_any(t, kind, cnp.PyArray_DATA(scores), cnp.PyArray_DATA(y),
+                             cnp.PyArray_DATA(dscores), cnp.PyArray_DATA(row_loss), n, a,
+                             n_threads)
     return _mean(row_loss, t, n)
 
 
@@ -287,18 +261,10 @@ def hierarchical_softmax_forward(cnp.ndarray h not None, cnp.ndarray W not None,
     cdef const Py_ssize_t* pp = <Py_ssize_t*>cnp.PyArray_DATA(paths)
     cdef const Py_ssize_t* cp = <Py_ssize_t*>cnp.PyArray_DATA(codes)
     cdef const Py_ssize_t* dp = <Py_ssize_t*>cnp.PyArray_DATA(depths)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            hs_forward_core(<float*>cnp.PyArray_DATA(h), <float*>cnp.PyArray_DATA(W),
-                            <float*>cnp.PyArray_DATA(b), yp, pp, cp, dp,
-                            <float*>cnp.PyArray_DATA(dz), <float*>cnp.PyArray_DATA(row_loss),
-                            n, d, p, n_threads)
-    else:
-        with nogil:
-            hs_forward_core(<double*>cnp.PyArray_DATA(h), <double*>cnp.PyArray_DATA(W),
-                            <double*>cnp.PyArray_DATA(b), yp, pp, cp, dp,
-                            <double*>cnp.PyArray_DATA(dz), <double*>cnp.PyArray_DATA(row_loss),
-                            n, d, p, n_threads)
+    with nogil:
+        hs_forward_any(t, cnp.PyArray_DATA(h), cnp.PyArray_DATA(W), cnp.PyArray_DATA(b), yp,
+                       pp, cp, dp, cnp.PyArray_DATA(dz), cnp.PyArray_DATA(row_loss), n, d,
+                       p, n_threads)
     return _mean(row_loss, t, n)
 
 
@@ -339,15 +305,7 @@ def hierarchical_softmax_backward(cnp.ndarray h not None, cnp.ndarray W not None
     cdef const Py_ssize_t* yp = <Py_ssize_t*>cnp.PyArray_DATA(y)
     cdef const Py_ssize_t* pp = <Py_ssize_t*>cnp.PyArray_DATA(paths)
     cdef const Py_ssize_t* dp = <Py_ssize_t*>cnp.PyArray_DATA(depths)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            hs_backward_core(<float*>cnp.PyArray_DATA(h), <float*>cnp.PyArray_DATA(W), yp,
-                             pp, dp, <float*>cnp.PyArray_DATA(dz), <float*>dh_p,
-                             <float*>cnp.PyArray_DATA(dW), <float*>cnp.PyArray_DATA(db),
-                             n, d, m, p, n_threads)
-    else:
-        with nogil:
-            hs_backward_core(<double*>cnp.PyArray_DATA(h), <double*>cnp.PyArray_DATA(W),
-                             yp, pp, dp, <double*>cnp.PyArray_DATA(dz), <double*>dh_p,
-                             <double*>cnp.PyArray_DATA(dW), <double*>cnp.PyArray_DATA(db),
-                             n, d, m, p, n_threads)
+    with nogil:
+        hs_backward_any(t, cnp.PyArray_DATA(h), cnp.PyArray_DATA(W), yp, pp, dp,
+                        cnp.PyArray_DATA(dz), dh_p, cnp.PyArray_DATA(dW),
+                        cnp.PyArray_DATA(db), n, d, m, p, n_threads)

@@ -5,7 +5,7 @@ from cython cimport floating
 from libc.stdint cimport int32_t
 
 from _common cimport check, check_blas_dims, check_float, check_outputs, check_shape
-from _maxout_core cimport maxout_backward_core, maxout_forward_core
+from _dispatch cimport maxout_backward_any, maxout_forward_any
 
 cnp.import_array()
 
@@ -43,18 +43,10 @@ def maxout_forward(cnp.ndarray x not None, cnp.ndarray W not None, cnp.ndarray b
     check_shape(arg, "arg", n, h)
     check_blas_dims(n, d, h * k)
     check_outputs(((z, "z"), (out, "out"), (arg, "arg")), ((x, "x"), (W, "W"), (b, "b")))
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            maxout_forward_core(<float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(W),
-                     <float*>cnp.PyArray_DATA(b), <float*>cnp.PyArray_DATA(z),
-                     <float*>cnp.PyArray_DATA(out), <int32_t*>cnp.PyArray_DATA(arg),
-                     n, d, h, k, n_threads)
-    else:
-        with nogil:
-            maxout_forward_core(<double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(W),
-                     <double*>cnp.PyArray_DATA(b), <double*>cnp.PyArray_DATA(z),
-                     <double*>cnp.PyArray_DATA(out), <int32_t*>cnp.PyArray_DATA(arg),
-                     n, d, h, k, n_threads)
+    with nogil:
+        maxout_forward_any(t, cnp.PyArray_DATA(x), cnp.PyArray_DATA(W), cnp.PyArray_DATA(b),
+                           cnp.PyArray_DATA(z), cnp.PyArray_DATA(out),
+                           <int32_t*>cnp.PyArray_DATA(arg), n, d, h, k, n_threads)
     return out
 
 
@@ -102,15 +94,8 @@ def maxout_backward(cnp.ndarray dout not None, cnp.ndarray x not None,
     check_blas_dims(n, d, h * k)
     check_outputs(((dz, "dz"), (dx, "dx"), (dW, "dW"), (db, "db")),
                   ((dout, "dout"), (x, "x"), (W, "W"), (arg, "arg")))
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            maxout_backward_core(<float*>cnp.PyArray_DATA(dout), <float*>cnp.PyArray_DATA(x),
-                      <float*>cnp.PyArray_DATA(W), a, <float*>cnp.PyArray_DATA(dz),
-                      <float*>dx_p, <float*>cnp.PyArray_DATA(dW),
-                      <float*>cnp.PyArray_DATA(db), n, d, h, k, n_threads)
-    else:
-        with nogil:
-            maxout_backward_core(<double*>cnp.PyArray_DATA(dout), <double*>cnp.PyArray_DATA(x),
-                      <double*>cnp.PyArray_DATA(W), a, <double*>cnp.PyArray_DATA(dz),
-                      <double*>dx_p, <double*>cnp.PyArray_DATA(dW),
-                      <double*>cnp.PyArray_DATA(db), n, d, h, k, n_threads)
+    with nogil:
+        maxout_backward_any(t, cnp.PyArray_DATA(dout), cnp.PyArray_DATA(x),
+                            cnp.PyArray_DATA(W), a, cnp.PyArray_DATA(dz), dx_p,
+                            cnp.PyArray_DATA(dW), cnp.PyArray_DATA(db), n, d, h, k,
+                            n_threads)

@@ -9,8 +9,8 @@ from _common cimport (check, check_disjoint, check_float, check_outputs, check_s
                       threads_for)
 from _optim_core cimport (N_OPT, N_SCHED, OPT_ADAGRAD, OPT_ADAM, OPT_MOMENTUM, OPT_NESTEROV,
                           OPT_RMSPROP, OPT_SGD, SCHED_CONSTANT, SCHED_EXPONENTIAL,
-                          SCHED_INVERSE_TIME, SCHED_STEP, optimizer_n_state,
-                          optimizer_update_core, schedule_lr)
+                          SCHED_INVERSE_TIME, SCHED_STEP, optimizer_n_state, schedule_lr)
+from _dispatch cimport optimizer_update_any
 
 cnp.import_array()
 
@@ -121,16 +121,9 @@ def optimizer_update(int kind, cnp.ndarray param not None, cnp.ndarray grad not 
     cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
     cdef void* s1 = NULL if state1 is None else cnp.PyArray_DATA(state1)
     cdef void* s2 = NULL if state2 is None else cnp.PyArray_DATA(state2)
-    if typenum == cnp.NPY_FLOAT32:
-        with nogil:
-            optimizer_update_core(kind, <float*>cnp.PyArray_DATA(param),
-                                  <float*>cnp.PyArray_DATA(grad), <float*>s1, <float*>s2,
-                                  n, lr, h1, h2, eps, t, n_threads)
-    else:
-        with nogil:
-            optimizer_update_core(kind, <double*>cnp.PyArray_DATA(param),
-                                  <double*>cnp.PyArray_DATA(grad), <double*>s1, <double*>s2,
-                                  n, lr, h1, h2, eps, t, n_threads)
+    with nogil:
+        optimizer_update_any(typenum, kind, cnp.PyArray_DATA(param), cnp.PyArray_DATA(grad),
+                             s1, s2, n, lr, h1, h2, eps, t, n_threads)
     return param
 
 

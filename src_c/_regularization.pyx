@@ -9,8 +9,8 @@ from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 
 from _common cimport check, check_disjoint, check_float, check_same_shape
-from _regularization_core cimport (PEN_ELASTIC, PEN_L1, PEN_L2, max_norm_core, penalty_core,
-                                   penalty_scratch_len)
+from _dispatch cimport max_norm_any, penalty_any
+from _regularization_core cimport PEN_ELASTIC, PEN_L1, PEN_L2, penalty_scratch_len
 
 cnp.import_array()
 
@@ -48,14 +48,9 @@ cdef double _run(int kind, cnp.ndarray W, cnp.ndarray dW, double a, double b,
     if n_scratch > STACK_SCRATCH:
         heap = cnp.PyArray_EMPTY(1, &n_scratch, cnp.NPY_FLOAT64, 0)
         scratch = <double*>cnp.PyArray_DATA(heap)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            value = penalty_core(kind, <float*>cnp.PyArray_DATA(W),
-                                 <float*>cnp.PyArray_DATA(dW), n, a, b, scratch, n_threads)
-    else:
-        with nogil:
-            value = penalty_core(kind, <double*>cnp.PyArray_DATA(W),
-                                 <double*>cnp.PyArray_DATA(dW), n, a, b, scratch, n_threads)
+    with nogil:
+        value = penalty_any(t, kind, cnp.PyArray_DATA(W), cnp.PyArray_DATA(dW), n, a, b,
+                            scratch, n_threads)
     return value
 
 
@@ -115,14 +110,8 @@ def max_norm_constrain(cnp.ndarray W not None, double c, int n_threads=1):
     if scale == NULL:
         raise MemoryError("fastnn: no memory for max-norm scratch")
     try:
-        if t == cnp.NPY_FLOAT32:
-            with nogil:
-                clipped = max_norm_core(<float*>cnp.PyArray_DATA(W), n_in, n_out, c,
-                                        scale, n_threads)
-        else:
-            with nogil:
-                clipped = max_norm_core(<double*>cnp.PyArray_DATA(W), n_in, n_out, c,
-                                        scale, n_threads)
+        with nogil:
+            clipped = max_norm_any(t, cnp.PyArray_DATA(W), n_in, n_out, c, scale, n_threads)
     finally:
         free(scale)
     return clipped

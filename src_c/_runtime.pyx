@@ -6,7 +6,8 @@ from cython cimport floating
 from _common cimport (FNN_HAVE_CLONES, FNN_HAVE_OPENMP, FNN_PARALLEL_MIN_WORK, check,
                       check_blas_dims, check_disjoint, check_float, check_same_shape,
                       check_shape, dgemm, exp_inplace, fnn_blas_controlled,
-                      fnn_small_gemm_case, FNN_SMALL_NONE, gemm_blocks, team_gemm)
+                      fnn_small_gemm_case, FNN_SMALL_NONE, gemm_blocks)
+from _dispatch cimport team_gemm_any
 
 cnp.import_array()
 
@@ -104,16 +105,8 @@ def matmul(cnp.ndarray a not None, cnp.ndarray b not None, cnp.ndarray out not N
     check_disjoint(out, "out", b, "b")
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            team_gemm(trans_a, trans_b, <int>m, <int>n, <int>k, <float>1,
-                      <float*>cnp.PyArray_DATA(a), <int>a.shape[1],
-                      <float*>cnp.PyArray_DATA(b), <int>b.shape[1], <float>0,
-                      <float*>cnp.PyArray_DATA(out), <int>n, n_threads)
-    else:
-        with nogil:
-            team_gemm(trans_a, trans_b, <int>m, <int>n, <int>k, <double>1,
-                      <double*>cnp.PyArray_DATA(a), <int>a.shape[1],
-                      <double*>cnp.PyArray_DATA(b), <int>b.shape[1], <double>0,
-                      <double*>cnp.PyArray_DATA(out), <int>n, n_threads)
+    with nogil:
+        team_gemm_any(t, trans_a, trans_b, <int>m, <int>n, <int>k, 1,
+                      cnp.PyArray_DATA(a), <int>a.shape[1], cnp.PyArray_DATA(b),
+                      <int>b.shape[1], 0, cnp.PyArray_DATA(out), <int>n, n_threads)
     return out
