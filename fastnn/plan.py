@@ -200,8 +200,7 @@ class _Plan:
             if indices.dtype != np.int64 or indices.shape != (k * self.batch_size,):
                 raise ValueError(f"indices must be a ({k * self.batch_size},) int64 array "
                                  f"(k * batch_size), got {indices.dtype} {indices.shape}")
-            if indices.size and (indices.min() < 0 or indices.max() >= n):
-                raise ValueError(f"indices must be rows of the data set, in [0, {n})")
+            # (the compiled plan checks each index against [0, N) itself)
         return k, indices
 
 
@@ -222,6 +221,11 @@ class LayerPath(_Plan):
     def run(self, k, indices=None, losses=None, data_losses=None):
         """Run k steps; returns (losses, data_losses), each step's total and data loss."""
         k, indices = self._check_run(k, indices)
+        n = self._X.shape[0]
+        if indices is not None and indices.size and (indices.min() < 0 or indices.max() >= n):
+            bad = int(np.flatnonzero((indices < 0) | (indices >= n))[0])
+            raise ValueError(f"indices[{bad}] = {indices[bad]} is not a row of the data set "
+                             f"[0, {n})")
         losses, data_losses = self._outputs(k, losses, data_losses)
         net, loss, opt = self.net, self.loss, self.optimizer
         modes = [layer.training for layer in net.layers]

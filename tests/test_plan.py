@@ -261,8 +261,13 @@ def test_plan_refuses_wrong_data_and_indices():
         plan.run(1)                        # full batch but the plan's batch is 8
     with pytest.raises(ValueError, match="int64"):
         plan.run(2, np.zeros(8, np.int64))
-    with pytest.raises(ValueError, match="rows of the data set"):
+    with pytest.raises(ValueError, match=r"indices\[0\] = 40 is not a row of the data set"):
         plan.run(1, np.full(8, 40, np.int64))
+    with fastnn.use_backend("numpy"):          # the layer path says the same
+        layers = build_plan(MLP([5, 8, 4], seed=0), SoftmaxCrossEntropy(),
+                            batch_size=8).bind(X, y)
+        with pytest.raises(ValueError, match=r"indices\[3\] = -1 is not a row"):
+            layers.run(1, np.array([0, 1, 2, -1, 4, 5, 6, 7], np.int64))
 
 
 def test_plan_refuses_what_it_cannot_run():

@@ -55,7 +55,9 @@ def test_full_batch_is_the_notes_gradient_descent():
     g = gradient_descent(net, SoftmaxCrossEntropy(), X, Y, steps=200, step_size=1.0, reg=1e-3)
     np.testing.assert_array_equal(tr.model.flat_params, net.flat_params)
     np.testing.assert_array_equal(h.step_loss, g.loss)
-    assert len(h) == -(-200 // 64)         # a History row every 64 steps (auto)
+    assert len(h) == 1                     # a History row every 256 steps (auto)
+    h = tr.fit(X, Y, steps=600)
+    assert len(h) == 3 and h.epochs == [455, 711, 799]
 
 
 @pytest.mark.parametrize("labels", [np.array([3, 7, 9]), np.array(["cat", "dog", "emu"]),
@@ -105,7 +107,7 @@ def test_regression_metric_and_r2():
     yr = Xr @ np.array([[1.0], [-2.0], [0.5]]) + 0.1
     tr = Trainer(MLP([3, 16, 1], seed=0), L2Regression(), optim.Adam(lr=1e-2), batch_size=32,
                  seed=0, verbose=0)
-    h = tr.fit(Xr, yr, epochs=40, validation_split=0.25)
+    h = tr.fit(Xr, yr, epochs=40, validation_split=0.25, record_every=1)
     assert h.metric_name == "loss"
     assert h.metric[-1] < h.metric[0] and h.val_loss[-1] < h.val_loss[0]
     assert tr.score(Xr, yr) > 0.9
