@@ -375,9 +375,10 @@ _CHILD = textwrap.dedent("""
 
 
 def _child(path, mode):
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-c", _CHILD, str(path), mode], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    # run outside the repository: the child must import the package under test (the
+    # installed one), not the unbuilt source tree the current directory would give
+    return subprocess.Popen([sys.executable, "-c", _CHILD, str(path), mode],
+                            cwd=pathlib.Path(path).parent, stdout=subprocess.PIPE, text=True)
 
 
 def _complete(path):

@@ -4,6 +4,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -161,8 +162,11 @@ def test_curves_need_a_history_with_records():
 def _run(code):
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                       text=True, env=env, timeout=120)
+    # cwd outside the repository: the child imports the package under test, not the
+    # unbuilt source tree
+    with tempfile.TemporaryDirectory() as cwd:
+        r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                           text=True, env=env, timeout=120, cwd=cwd)
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -55,9 +55,9 @@ def test_full_batch_is_the_notes_gradient_descent():
     g = gradient_descent(net, SoftmaxCrossEntropy(), X, Y, steps=200, step_size=1.0, reg=1e-3)
     np.testing.assert_array_equal(tr.model.flat_params, net.flat_params)
     np.testing.assert_array_equal(h.step_loss, g.loss)
-    assert len(h) == 1                     # a History row every 256 steps (auto)
-    h = tr.fit(X, Y, steps=600)
-    assert len(h) == 3 and h.epochs == [455, 711, 799]
+    assert len(h) == 1                     # a History row every 1024 steps (auto)
+    h = tr.fit(X, Y, steps=2500)
+    assert len(h) == 3 and h.epochs == [1223, 2247, 2699]
 
 
 @pytest.mark.parametrize("labels", [np.array([3, 7, 9]), np.array(["cat", "dog", "emu"]),
