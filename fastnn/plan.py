@@ -406,12 +406,14 @@ class CompiledPlan(_Plan):
         losses, data_losses = self._outputs(k, losses, data_losses)
         nt = config.resolve_num_threads() if n_threads is None else n_threads
         self._plan.run(k, indices, losses, data_losses, nt)
-        self.t = self._plan.t
         self.sync()
         return losses, data_losses
 
     def sync(self):
-        """Write the plan's counters back to the layers (dropout steps)."""
+        """Write the compiled plan's counters back: the step count, and the dropout steps
+        to the layers.  run() does it; after an interruption (Ctrl-C arriving between
+        the compiled call's return and the end of run) call it to catch up."""
+        self.t = self._plan.t
         for layer, step in zip(self._dropouts, self._plan.dropout_steps()):
             layer.step = step
 

@@ -372,7 +372,7 @@ class Trainer:
             if hasattr(c, "on_fit_begin"):
                 c.on_fit_begin(self)
         reporter = _Reporter(self.verbose, rounds, history.metric_name)
-        snapshot, done = None, 0
+        snapshot, done, t_start = None, 0, plan.t
         try:
             for e in range(rounds):
                 n_epochs = min(record_every, epochs - e * record_every)
@@ -408,6 +408,9 @@ class Trainer:
                 if stop:
                     break
         except KeyboardInterrupt:
+            # the steps taken are the plan's count, whatever line Ctrl-C interrupted
+            plan.sync()
+            done = plan.t - t_start
             history.interrupted = True
         finally:
             reporter.close()

@@ -286,3 +286,39 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(resumed.model.flat_params, whole.model.flat_params)
     np.testing.assert_array_equal(resumed.history_.step_loss, whole.history_.step_loss[-27:])
     np.testing.assert_array_equal(resumed.predict(X), whole.predict(X))
+
+
+CTRL_C_CHILD = """
+import numpy as np
+from fastnn import callbacks as cb
+from fastnn.datasets import spiral
+from fastnn.net import MLP
+from fastnn.trainer import Trainer
+X, Y = spiral(100, 3, seed=0)
+tr = Trainer(MLP([2, 100, 3], seed=0), batch_size=32, seed=0, verbose=0)
+
+def started(trainer, epoch, logs):
+    if epoch == 0:
+        print("started", flush=True)
+h = tr.fit(X, Y, epochs=10**7, record_every=1, callbacks=[cb.LambdaCallback(started)])
+print("interrupted", h.interrupted, len(h) > 0, len(h.step_loss) % 9 == 0,
+      bool(np.all(np.isfinite(tr.model.flat_params))), flush=True)
+"""
+
+
+def test_a_real_ctrl_c_returns_the_history(tmp_path):
+    """SIGINT to a process in the middle of fit: fit returns (no traceback) with the
+    history so far and finite weights of whole steps."""
+    import signal
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "started"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert out.split() == ["interrupted", "True", "True", "True", "True"], out + err
