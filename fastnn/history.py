@@ -1,4 +1,5 @@
-"""What a training run recorded, epoch by epoch (and step by step where it is free)."""
+"""What a training run recorded: a row every few epochs (Trainer.fit's record_every) and
+every step's loss."""
 import numpy as np
 
 #: Per-epoch records every History has (a value of NaN where it does not apply).
@@ -9,14 +10,15 @@ EPOCH_KEYS = ("loss", "data_loss", "reg_loss", "metric", "val_loss", "val_metric
 class History:
     """Training records.
 
-    Per epoch (lists, one entry per completed epoch; ``as_dict()`` gives arrays):
-    ``loss`` (mean total loss of the epoch's steps), ``data_loss``, ``reg_loss``,
-    ``metric`` (training metric after the epoch: accuracy for classifiers, the loss's
-    own mean data loss for regression and attributes), ``val_loss`` and ``val_metric``
-    (NaN without validation data), ``lr`` (the learning rate of the epoch's last step),
-    ``seconds`` (wall time of the epoch), and ``dead_units``: per hidden ReLU-family
-    layer, the fraction of units that did not fire on any training row at the epoch's
-    end (the notes' dead-ReLU check; an evaluation-mode pass over the training data).
+    Per row (lists, one entry per row; a row covers ``record_every`` epochs and
+    ``epochs`` holds the last epoch of each; ``as_dict()`` gives arrays): ``loss`` (mean
+    total loss of the row's steps), ``data_loss``, ``reg_loss``, ``metric`` (training
+    metric at the row's end: accuracy for classifiers, the loss's own mean data loss for
+    regression and attributes), ``val_loss`` and ``val_metric`` (NaN without validation
+    data), ``lr`` (the learning rate of the row's last step), ``seconds`` (wall time of
+    the row's steps and evaluation), and ``dead_units``: per hidden ReLU-family layer, the
+    fraction of units that did not fire on any training row examined (the notes'
+    dead-ReLU check; an evaluation-mode pass over at most 2,048 fixed training rows).
 
     Per step: ``step_loss`` and ``step_data_loss`` (float64 arrays of every step run).
 

@@ -170,7 +170,7 @@ class _Plan:
         """Check the training data once: X (N, D) becomes a C-contiguous array of the
         net's dtype (copied only when it is not one already), y the loss's targets."""
         X = check_array(X, "X", ndim=2, n_cols=self.net.n_features, dtype=self.dtype)
-        y = self.loss._check_y(y, _ShapeOnly(X.shape[0], self._output_width()))
+        y = self.loss._check_y(y, ShapeOnly(X.shape[0], self._output_width()))
         if y.dtype.kind == "f" and y.dtype != self.dtype:
             y = y.astype(self.dtype)
         self._X, self._y = X, np.ascontiguousarray(y)
@@ -204,7 +204,7 @@ class _Plan:
         return k, indices
 
 
-class _ShapeOnly:
+class ShapeOnly:
     """Stands in for scores when only their shape is needed (target checks)."""
 
     def __init__(self, n, k):

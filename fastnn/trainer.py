@@ -11,7 +11,7 @@ import numpy as np
 from ._validation import check_array, check_positive_int, check_random_state, check_scalar
 from .history import History
 from .optim import SGD
-from .plan import build_plan
+from .plan import ShapeOnly, build_plan
 from .regularization import L2
 from .regularization import get as get_regularizer
 
@@ -278,7 +278,7 @@ class Trainer:
             if y.shape[0] != n:
                 raise ValueError(f"{name} has {y.shape[0]} labels but X has {n} rows")
             return y, classes
-        return self.loss._check_y(y, _Shape(n, self._n_outputs())), None
+        return self.loss._check_y(y, ShapeOnly(n, self._n_outputs())), None
 
     def _X(self, X, name):
         return check_array(X, name, ndim=2, n_cols=self.model.n_features,
@@ -511,14 +511,6 @@ class Trainer:
         ss_res = np.sum((y - pred) ** 2)
         ss_tot = np.sum((y - y.mean(axis=0)) ** 2)
         return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else 0.0
-
-
-class _Shape:
-    """Stands in for scores when only their shape is needed (target checks)."""
-
-    def __init__(self, n, k):
-        self.shape = (n, k)
-        self.ndim = 2
 
 
 def _as_dtype(loss, dtype):

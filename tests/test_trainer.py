@@ -128,9 +128,8 @@ def test_history_records_and_exports():
     np.testing.assert_allclose(d["loss"], d["data_loss"] + d["reg_loss"])
     assert d["dead_units"].shape == (3, 1)
     assert d["step_loss"].shape == (6 * 9,)
-    try:
-        import pandas  # noqa: F401  (only whether it is installed)
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("pandas") is None:
         with pytest.raises(ImportError, match="pandas"):
             h.to_dataframe()
     else:
