@@ -34,7 +34,6 @@ import numpy as np
 import cases
 from cases import Candidate, Case, REG, STEP_SIZE, spiral_problem, torch, F
 
-import fastnn
 from fastnn import case_study, config
 from fastnn import plan as fplan
 from fastnn.losses import SoftmaxCrossEntropy
@@ -88,6 +87,19 @@ def _losses_buf(cache, n):
     return lo[:n], dl[:n]
 
 
+def _runner(plan, n_threads):
+    """run(n): n steps of a full-batch or MLP plan into reused loss buffers; the last
+    step's loss (what the checks compare)."""
+    kw = {} if n_threads is None else {"n_threads": n_threads}
+    bufs = {}
+
+    def run(n):
+        lo, dl = _losses_buf(bufs, n)
+        plan.run(n, losses=lo, data_losses=dl, **kw)
+        return float(lo[n - 1])
+    return run
+
+
 # ---------------------------------------------------------------------------------------
 # 1. the spiral full-batch step
 # ---------------------------------------------------------------------------------------
@@ -109,14 +121,7 @@ def _spiral_plan(dtype, layer_path=False, n_threads=None):
         else:
             plan = fplan.build_plan(net, loss, optimizer=SGD(STEP_SIZE), regularizer=REG,
                                     batch_size=X.shape[0]).bind(X, y)
-        kw = {} if n_threads is None else {"n_threads": n_threads}
-        bufs = {}
-
-        def run(n):
-            lo, dl = _losses_buf(bufs, n)
-            plan.run(n, losses=lo, data_losses=dl, **kw)
-            return float(lo[n - 1])
-        return run
+        return _runner(plan, n_threads)
     return make
 
 
@@ -407,14 +412,7 @@ def _mlp_plan(opt="sgd", layer_path=False, n_threads=None):
         else:
             plan = fplan.build_plan(net, loss, optimizer=_mlp_optimizer(opt),
                                     regularizer=None, batch_size=MLP_BATCH).bind(X, y)
-        kw = {} if n_threads is None else {"n_threads": n_threads}
-        bufs = {}
-
-        def run(n):
-            lo, dl = _losses_buf(bufs, n)
-            plan.run(n, losses=lo, data_losses=dl, **kw)
-            return float(lo[n - 1])
-        return run
+        return _runner(plan, n_threads)
     return make
 
 
