@@ -45,6 +45,7 @@ KERNELS = {
     "l1_regression": "_loss",
     "hierarchical_softmax_forward": "_loss",
     "hierarchical_softmax_backward": "_loss",
+    "shuffled_rows": "_plan",
 }
 
 BACKENDS = ("compiled", "numpy")

@@ -115,6 +115,29 @@ def dropout_key(seed, step):
     return _mix64_int(k0 + ((int(step) + 1) * _GOLDEN & _MASK64))
 
 
+def shuffled_rows(n, keep, n_epochs, seed, first_epoch):
+    """Twin of _plan.shuffled_rows: per epoch, the first `keep` rows of a partial
+    Fisher-Yates shuffle of range(n) driven by SplitMix64 keyed by (seed, epoch)."""
+    if not 0 < n < 2**32:
+        raise ValueError(f"n must be in [1, 2**32), got {n}")
+    if not 0 < keep <= n:
+        raise ValueError(f"keep must be in [1, n={n}], got {keep}")
+    if n_epochs < 0:
+        raise ValueError(f"n_epochs must be >= 0, got {n_epochs}")
+    out = np.empty((n_epochs, keep), dtype=np.int64)
+    i = np.arange(keep, dtype=np.uint64)
+    for e in range(n_epochs):
+        key = np.uint64(dropout_key(seed, first_epoch + e))
+        with np.errstate(over="ignore"):
+            u = _mix64(key + (i + np.uint64(1)) * np.uint64(_GOLDEN)) >> np.uint64(32)
+        j = i.astype(np.int64) + ((u * (np.uint64(n) - i)) >> np.uint64(32)).astype(np.int64)
+        perm = np.arange(n, dtype=np.int64)
+        for a, b in zip(range(keep), j.tolist()):
+            perm[a], perm[b] = perm[b], perm[a]
+        out[e] = perm[:keep]
+    return out.reshape(-1)
+
+
 def keep_threshold(p):
     """floor(p * 2**32): a 32-bit draw keeps its element when it is below this."""
     if not 0.0 < p <= 1.0:

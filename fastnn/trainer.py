@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _kernels
 from ._validation import check_array, check_positive_int, check_random_state, check_scalar
 from .history import History
 from .optim import SGD
@@ -152,8 +153,8 @@ class Trainer:
         epoch to epoch), gathered by index inside the plan (the data is never copied).
     regularizer, reg : a fastnn.regularization regularizer (or list), or an L2 strength;
         give at most one; default no penalty.
-    seed : None, int or numpy Generator: the batch order and the validation split.  The
-        same seed gives the same bits.
+    seed : None, int or numpy Generator: the batch order (``shuffle_seed``, drawn from it)
+        and the validation split.  The same seed gives the same bits.
     verbose : 0 silent; 1 (default) a tqdm progress bar on a terminal (the progress
         extra), else one line per epoch.
 
@@ -179,6 +180,8 @@ class Trainer:
         self.regularizer = get_regularizer(regularizer if reg is None else
                                            check_scalar(reg, "reg", low=0.0), "regularizer")
         self.rng = check_random_state(seed)
+        #: keys the batch order: epoch e's batches are shuffled_rows(..., shuffle_seed, e)
+        self.shuffle_seed = int(self.rng.integers(0, 2**63))
         if verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
@@ -218,7 +221,8 @@ class Trainer:
         io.save_checkpoint(path, self.model, optimizer=self.optimizer,
                            optimizer_state=tuple(self.plan.state), step=self.plan.t,
                            epoch=self.epoch, rng_state=self.rng,
-                           extra={"classes": classes, "batch_size": self.batch_size})
+                           extra={"classes": classes, "batch_size": self.batch_size,
+                                  "shuffle_seed": self.shuffle_seed})
 
     @classmethod
     def from_checkpoint(cls, path, loss=None, *, regularizer=None, reg=None, verbose=1):
@@ -236,6 +240,8 @@ class Trainer:
             trainer.rng = np.random.Generator(bits)
         if extra.get("classes") is not None:
             trainer.classes_ = np.asarray(extra["classes"])
+        if extra.get("shuffle_seed") is not None:
+            trainer.shuffle_seed = int(extra["shuffle_seed"])
         trainer.epoch = ckpt.epoch
         trainer._resume = (ckpt.optimizer_state, ckpt.step)
         return trainer
@@ -379,11 +385,11 @@ class Trainer:
                 k = min(per_epoch * n_epochs, total - done)
                 t0 = time.perf_counter()
                 snapshot = plan.snapshot(snapshot)
-                # one shuffled row of indices per epoch (one call: the same numbers as a
-                # permutation per epoch), each cut to whole batches
-                idx = (None if self.batch_size is None else self.rng.permuted(
-                    np.broadcast_to(np.arange(n, dtype=np.int64), (n_epochs, n)), axis=1
-                )[:, :per_epoch * batch].reshape(-1)[:k * batch])
+                # each epoch's batches: whole batches of a shuffle of the rows, a pure
+                # function of (the trainer's shuffle seed, the epoch): a resumed run
+                # takes the batches an uninterrupted one would
+                idx = (None if self.batch_size is None else _kernels.backend().shuffled_rows(
+                    n, per_epoch * batch, n_epochs, self.shuffle_seed, self.epoch)[:k * batch])
                 losses = history.step_loss[done:done + k]
                 data_losses = history.step_data_loss[done:done + k]
                 plan.run(k, idx, losses, data_losses)

@@ -55,6 +55,7 @@ def _templates():
         "optimizer_update": lambda: [5, _f(D, H), _f(D, H), _f(D, H), np.abs(_f(D, H)),
                                      0.01, 0.9, 0.999, 1e-8, 3, 2],
         "learning_rate": lambda: [1, 0.1, 0.5, 10, 7],
+        "shuffled_rows": lambda: [N, N // 2, 3, 11, 5],
         "l1_penalty": lambda: [_f(D, H), _f(D, H), 0.1, 2],
         "max_norm_constrain": lambda: [_f(D, H), 3.0, 2],
         "hierarchical_softmax_forward": lambda: [

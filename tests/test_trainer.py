@@ -9,6 +9,7 @@ from fastnn import optim, regularization as R
 from fastnn.datasets import spiral
 from fastnn.losses import L2Regression, SoftmaxCrossEntropy
 from fastnn.net import MLP
+from fastnn._plan import shuffled_rows
 from fastnn.plan import build_plan
 from fastnn.trainer import Trainer, gradient_descent
 
@@ -40,10 +41,11 @@ def test_mini_batches_are_permutations_gathered_by_the_plan():
     net = MLP([2, 50, 3], seed=0)
     plan = build_plan(net, SoftmaxCrossEntropy(), optimizer=optim.Adam(lr=1e-2),
                       batch_size=32).bind(X, Y)
-    rng = np.random.default_rng(0)
     per_epoch = 300 // 32
-    for _ in range(4):
-        plan.run(per_epoch, rng.permutation(300)[:per_epoch * 32].astype(np.int64))
+    for e in range(4):
+        rows = shuffled_rows(300, per_epoch * 32, 1, tr.shuffle_seed, e)
+        assert sorted(set(rows.tolist())) == sorted(rows.tolist())     # no row twice
+        plan.run(per_epoch, rows)
     np.testing.assert_array_equal(tr.model.flat_params, net.flat_params)
     assert len(tr.history_.step_loss) == 4 * per_epoch
 
@@ -321,3 +323,19 @@ def test_a_real_ctrl_c_returns_the_history(tmp_path):
         child.kill()
     assert child.returncode == 0, err
     assert out.split() == ["interrupted", "True", "True", "True", "True"], out + err
+
+
+def test_the_batch_order_is_a_fair_shuffle_and_the_twins_agree():
+    from fastnn import _kernels
+    rows = shuffled_rows(10, 10, 20000, 3, 0).reshape(20000, 10)
+    assert all(sorted(r) == list(range(10)) for r in rows[:100].tolist())
+    # each row lands in each position 1/10 of the time (binomial sd ~0.002)
+    freq = np.stack([(rows == v).mean(axis=0) for v in range(10)])
+    np.testing.assert_allclose(freq, 0.1, atol=0.01)
+    np.testing.assert_array_equal(shuffled_rows(300, 256, 4, 9, 7),
+                                  _kernels.NUMPY.shuffled_rows(300, 256, 4, 9, 7))
+    # a pure function of (seed, epoch): epochs 7..10 at once = one at a time
+    np.testing.assert_array_equal(shuffled_rows(300, 256, 4, 9, 7)[256:512],
+                                  shuffled_rows(300, 256, 1, 9, 8))
+    with pytest.raises(ValueError, match="keep"):
+        shuffled_rows(5, 6, 1, 0, 0)
