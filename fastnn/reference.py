@@ -122,8 +122,9 @@ def shuffled_rows(n, keep, n_epochs, seed, first_epoch):
         raise ValueError(f"n must be in [1, 2**32), got {n}")
     if not 0 < keep <= n:
         raise ValueError(f"keep must be in [1, n={n}], got {keep}")
-    if n_epochs < 0:
-        raise ValueError(f"n_epochs must be >= 0, got {n_epochs}")
+    if not 0 <= n_epochs <= (1 << 31) // keep:
+        raise ValueError(f"n_epochs must be in [0, 2**31 / keep], got {n_epochs} (the "
+                         "batch order of that many epochs at once would not fit memory)")
     out = np.empty((n_epochs, keep), dtype=np.int64)
     i = np.arange(keep, dtype=np.uint64)
     for e in range(n_epochs):

@@ -592,8 +592,9 @@ def shuffled_rows(Py_ssize_t n, Py_ssize_t keep, Py_ssize_t n_epochs, uint64_t s
         raise ValueError(f"n must be in [1, 2**32), got {n}")
     if not 0 < keep <= n:
         raise ValueError(f"keep must be in [1, n={n}], got {keep}")
-    if n_epochs < 0:
-        raise ValueError(f"n_epochs must be >= 0, got {n_epochs}")
+    if not 0 <= n_epochs <= (1 << 31) // keep:
+        raise ValueError(f"n_epochs must be in [0, 2**31 / keep], got {n_epochs} (the "
+                         "batch order of that many epochs at once would not fit memory)")
     out = np.empty(n_epochs * keep, dtype=np.int64)
     perm = np.empty(n, dtype=np.int64)
     cdef int64_t* o = <int64_t*>cnp.PyArray_DATA(out)

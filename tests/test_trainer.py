@@ -290,6 +290,10 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
 
 
 CTRL_C_CHILD = """
+import signal
+# a process started in the background may inherit SIGINT ignored (Python then installs
+# no KeyboardInterrupt handler): put Python's own handler back, as a terminal has it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 from fastnn import callbacks as cb
 from fastnn.datasets import spiral
@@ -301,7 +305,7 @@ tr = Trainer(MLP([2, 100, 3], seed=0), batch_size=32, seed=0, verbose=0)
 def started(trainer, epoch, logs):
     if epoch == 0:
         print("started", flush=True)
-h = tr.fit(X, Y, epochs=10**7, record_every=1, callbacks=[cb.LambdaCallback(started)])
+h = tr.fit(X, Y, epochs=10**6, record_every=1, callbacks=[cb.LambdaCallback(started)])
 print("interrupted", h.interrupted, len(h) > 0, len(h.step_loss) % 9 == 0,
       bool(np.all(np.isfinite(tr.model.flat_params))), flush=True)
 """
@@ -339,3 +343,5 @@ def test_the_batch_order_is_a_fair_shuffle_and_the_twins_agree():
                                   shuffled_rows(300, 256, 1, 9, 8))
     with pytest.raises(ValueError, match="keep"):
         shuffled_rows(5, 6, 1, 0, 0)
+    with pytest.raises(ValueError, match="n_epochs"):
+        shuffled_rows(300, 256, 2**31 - 1, 0, 0)
