@@ -180,3 +180,15 @@ def check_env_positive_int(text, var, *, minimum=1):
     if value < minimum:
         raise ValueError(f"{var} must be an integer >= {minimum}, got {text!r}")
     return value
+
+
+def check_shuffle(n, keep, n_epochs):
+    """The arguments of shuffled_rows (compiled and twin): 0 < keep <= n < 2**32, and no
+    more epochs at once than 2**31 entries of output."""
+    if not 0 < n < 2**32:
+        raise ValueError(f"n must be in [1, 2**32), got {n}")
+    if not 0 < keep <= n:
+        raise ValueError(f"keep must be in [1, n={n}], got {keep}")
+    if not 0 <= n_epochs <= (1 << 31) // keep:
+        raise ValueError(f"n_epochs must be in [0, 2**31 / keep], got {n_epochs} (the "
+                         "batch order of that many epochs at once would not fit memory)")

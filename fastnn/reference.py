@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+from ._validation import check_shuffle
+
 ACT_IDENTITY = 0
 ACT_RELU = 1
 ACT_LEAKY_RELU = 2
@@ -118,13 +120,7 @@ def dropout_key(seed, step):
 def shuffled_rows(n, keep, n_epochs, seed, first_epoch):
     """Twin of _plan.shuffled_rows: per epoch, the first `keep` rows of a partial
     Fisher-Yates shuffle of range(n) driven by SplitMix64 keyed by (seed, epoch)."""
-    if not 0 < n < 2**32:
-        raise ValueError(f"n must be in [1, 2**32), got {n}")
-    if not 0 < keep <= n:
-        raise ValueError(f"keep must be in [1, n={n}], got {keep}")
-    if not 0 <= n_epochs <= (1 << 31) // keep:
-        raise ValueError(f"n_epochs must be in [0, 2**31 / keep], got {n_epochs} (the "
-                         "batch order of that many epochs at once would not fit memory)")
+    check_shuffle(n, keep, n_epochs)
     out = np.empty((n_epochs, keep), dtype=np.int64)
     i = np.arange(keep, dtype=np.uint64)
     for e in range(n_epochs):

@@ -19,6 +19,8 @@ cimport numpy as cnp
 from cython cimport floating
 import numpy as np
 
+from fastnn._validation import check_shuffle
+
 from _common cimport (FNN_GOLDEN, dgemm, fnn_blas_serial_begin, fnn_blas_serial_end,
                       fnn_dropout_key, fnn_mix64, sgemm)
 from _activation_core cimport (act_backward_core, act_forward_core, prelu_backward_core,
@@ -588,13 +590,7 @@ def shuffled_rows(Py_ssize_t n, Py_ssize_t keep, Py_ssize_t n_epochs, uint64_t s
     """The batch order of n_epochs epochs: an (n_epochs * keep,) int64 array whose block e
     holds the first `keep` rows of a random permutation of range(n) for epoch
     first_epoch + e, a pure function of (seed, epoch).  0 < keep <= n < 2**32."""
-    if not 0 < n < 4294967296:
-        raise ValueError(f"n must be in [1, 2**32), got {n}")
-    if not 0 < keep <= n:
-        raise ValueError(f"keep must be in [1, n={n}], got {keep}")
-    if not 0 <= n_epochs <= (1 << 31) // keep:
-        raise ValueError(f"n_epochs must be in [0, 2**31 / keep], got {n_epochs} (the "
-                         "batch order of that many epochs at once would not fit memory)")
+    check_shuffle(n, keep, n_epochs)
     out = np.empty(n_epochs * keep, dtype=np.int64)
     perm = np.empty(n, dtype=np.int64)
     cdef int64_t* o = <int64_t*>cnp.PyArray_DATA(out)
