@@ -5,6 +5,7 @@
   fastnn train DATA           train an MLP classifier on a .npz file (arrays X, y) or a
                               .csv file (last column the label) and save it
   fastnn predict MODEL DATA   the labels a saved model predicts for DATA's rows
+  fastnn export MODEL OUT     a saved model as an ONNX file (the onnx extra)
   fastnn config               the backend, OpenMP, threads and BLAS in use
 
 Every option, path and data file is checked before any training starts; a bad one gets
@@ -133,7 +134,7 @@ def _add_trainer_options(p, *, spiral):
 
 def build_parser():
     """The argparse parser of the ``fastnn`` command (subcommands spiral, train, predict,
-    config)."""
+    export, config)."""
     parser = _Parser(prog="fastnn", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
@@ -198,6 +199,23 @@ def build_parser():
     pr.add_argument("--output", "-o", metavar="PATH", default=None,
                     help="write the predictions: CSV when PATH ends in .csv, else .npy "
                          "(default: one per line on stdout)")
+
+    ex = sub.add_parser("export", help="write a saved model as an ONNX file",
+                        description="Write MODEL (a fastnn model file) to OUT as an ONNX "
+                                    "model: input X (N, D), output scores (N, K), in the "
+                                    "model's dtype; its classes, if saved with it, go into "
+                                    "the ONNX metadata as JSON.  Needs the onnx extra: pip "
+                                    "install 'fastnn[onnx]'.")
+    ex.set_defaults(prog=ex.prog)
+    ex.add_argument("model", metavar="MODEL")
+    ex.add_argument("output", metavar="OUT", help="the .onnx file to write")
+    ex.add_argument("--probabilities", choices=("softmax", "sigmoid"), default=None,
+                    help="add the output probabilities (default: none)")
+    ex.add_argument("--label", action="store_true",
+                    help="add the output label: the index of the largest score (int64)")
+    ex.add_argument("--no-fold-batchnorm", action="store_true",
+                    help="keep batch norm as BatchNormalization nodes (default: folded "
+                         "into the preceding Linear)")
 
     cf = sub.add_parser("config", help="print the backend, OpenMP, threads and BLAS in use")
     cf.set_defaults(prog=cf.prog)
@@ -746,6 +764,36 @@ def _predict(args):
     return 0
 
 
+def _export(args):
+    import json
+    _check_input_file(args.model, "MODEL")
+    _check_output_file(args.output, "OUT", inputs=(args.model,))
+    try:
+        from .export import to_onnx
+        import onnx  # noqa: F401 - the error is the user's to fix, so a usage error
+    except ImportError:
+        raise UsageError("exporting needs the onnx package: pip install "
+                         "'fastnn[onnx]'") from None
+    net, metadata = load_model(args.model)
+    props = {}
+    if metadata.get("classes") is not None:
+        props["classes"] = json.dumps(metadata["classes"])
+    try:
+        model = to_onnx(net, args.output, fold_batchnorm=not args.no_fold_batchnorm,
+                        probabilities=args.probabilities, label=args.label,
+                        metadata=props)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"MODEL {args.model}: {_one_line(exc)}") from None
+    except OSError as exc:
+        print(f"{args.prog}: error: cannot write {args.output}: {_one_line(exc)}",
+              file=sys.stderr)
+        return 1
+    outputs = ", ".join(o.name for o in model.graph.output)
+    print(f"wrote {args.output}: ONNX opset {model.opset_import[0].version}, input X, "
+          f"outputs {outputs}, {net.dtype.name}")
+    return 0
+
+
 def _config(args):
     from .config import show_config
     show_config()
@@ -757,7 +805,7 @@ def main(argv=None):
     (argparse's own errors exit with status 2 from here)."""
     args = build_parser().parse_args(argv)
     command = {"spiral": _spiral, "train": _train, "predict": _predict,
-               "config": _config}[args.command]
+               "export": _export, "config": _config}[args.command]
     try:
         return command(args)
     except UsageError as exc:

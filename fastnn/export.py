@@ -271,7 +271,7 @@ def _out_width(net):
 
 
 def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", label=False,
-            name=None):
+            name=None, metadata=None):
     """Export a net (or a fitted fastnn estimator) as an ONNX model; write it to path.
 
     Parameters
@@ -301,6 +301,10 @@ def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", labe
         logistic outputs) estimator has none (ValueError).
     name : str or None
         The graph's name (default: the model's class name).
+    metadata : dict of str -> str, or None
+        Stored in the model's ``metadata_props`` (onnxruntime:
+        ``session.get_modelmeta().custom_metadata_map``), beside fastnn's own
+        ``fastnn_version``, ``dtype`` and ``fold_batchnorm``; e.g. the class names.
 
     Returns
     -------
@@ -318,6 +322,10 @@ def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", labe
         raise TypeError(f"label must be True or False, got {label!r}")
     if path is not None:
         path = os.fspath(path)        # TypeError for anything else, before any work
+    props = {} if metadata is None else dict(metadata)
+    for key, value in props.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata maps str to str; got {key!r}: {value!r}")
     net, estimator = _unwrap(model)
     _check_layers(net)
     n_outputs = _out_width(net)
@@ -369,9 +377,9 @@ def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", labe
                                    opset_imports=[helper.make_opsetid("", OPSET)])
     onnx_model.ir_version = _IR_VERSION
     onnx_model.doc_string = repr(net)
-    helper.set_model_props(onnx_model, {"fastnn_version": __version__,
-                                        "dtype": dtype.name,
-                                        "fold_batchnorm": str(bool(fold_batchnorm))})
+    props.update({"fastnn_version": __version__, "dtype": dtype.name,
+                  "fold_batchnorm": str(bool(fold_batchnorm))})
+    helper.set_model_props(onnx_model, props)
     size = onnx_model.ByteSize()
     if size > _PROTOBUF_LIMIT:
         raise ValueError(f"the model is {size} bytes; one ONNX protobuf file holds at most "

@@ -398,3 +398,60 @@ def test_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError):
         to_onnx(Sequential([Linear(D, K)]), tmp_path / "no" / "net.onnx")
     assert not os.path.exists(tmp_path / "no")
+
+
+# ---- metadata and the command line -------------------------------------------------------
+
+def test_metadata():
+    net = Sequential([Linear(D, K, dtype=np.float32)])
+    model = to_onnx(net, metadata={"classes": '["a", "b", "c", "d"]'})
+    meta = session(model).get_modelmeta().custom_metadata_map
+    assert meta["classes"] == '["a", "b", "c", "d"]'
+    assert meta["dtype"] == "float32" and meta["fastnn_version"]
+    with pytest.raises(TypeError, match="metadata"):
+        to_onnx(net, metadata={"classes": ["a"]})
+
+
+def test_cli_export(tmp_path, capsys):
+    import json
+
+    import fastnn
+    from fastnn import cli
+    net = MLP([D, 10, 3], batch_norm=True, seed=0)
+    X, y = data(np.float64, seed=1)
+    gradient_descent(net, SoftmaxCrossEntropy(), X, y % 3, steps=5, step_size=0.3)
+    model_path, out = tmp_path / "m.fastnn.safetensors", tmp_path / "m.onnx"
+    fastnn.save(net, model_path, metadata={"classes": ["cat", "dog", "emu"]})
+    assert cli.main(["export", str(model_path), str(out), "--probabilities", "softmax",
+                     "--label"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    scores, proba, label = sess.run(None, {"X": X})
+    assert_close(scores, net.predict_scores(X), np.float64)
+    assert_close(proba, net.predict_proba(X), np.float64)
+    np.testing.assert_array_equal(label, net.predict(X))
+    classes = json.loads(sess.get_modelmeta().custom_metadata_map["classes"])
+    assert classes == ["cat", "dog", "emu"]
+    assert cli.main(["export", str(model_path), str(out), "--no-fold-batchnorm"]) == 0
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "BatchNormalization" in ops
+
+
+def test_cli_export_errors(tmp_path, capsys, monkeypatch):
+    import fastnn
+    from fastnn import cli
+    model_path = tmp_path / "m.fastnn.safetensors"
+    fastnn.save(Sequential([Linear(D, K)]), model_path)
+    for argv, message in [
+        (["export", str(tmp_path / "none"), str(tmp_path / "o.onnx")], "no such file"),
+        (["export", str(model_path), str(tmp_path / "no" / "o.onnx")], "does not exist"),
+        (["export", str(model_path), str(model_path)], "is an input file"),
+    ]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fastnn export: error: ") and message in err
+        assert err.count("\n") == 1
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert cli.main(["export", str(model_path), str(tmp_path / "o.onnx")]) == 2
+    assert "pip install 'fastnn[onnx]'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.fastnn.safetensors"]
