@@ -38,8 +38,10 @@ Dropout, mode="vanilla"   Mul by p (vanilla dropout scales by p at inference)
 ========================  =====================================================
 
 A layer of any other class (a user's own, or a subclass of fastnn's) is refused with a
-TypeError naming it.  :class:`fastnn.losses.HierarchicalSoftmax` is a loss, not a layer
-of the net: export the net (its output is the features h), not the tree.
+TypeError naming it.  :class:`fastnn.losses.HierarchicalSoftmax` is a loss with
+parameters, not a layer: ``to_onnx(net, path, hierarchical_softmax=loss)`` exports the
+net (``scores`` are then its features h) and the tree's class probabilities (Gemm,
+Gather of every class's path, log-sigmoid, ReduceSum, Exp) as ``probabilities``.
 
 Precision: float32 nets give float32 graphs; onnxruntime's results agree with fastnn's to
 about 1e-6 relative (different GEMM summation order, onnxruntime's own sigmoid and
@@ -57,6 +59,7 @@ import numpy as np
 from . import __version__
 from .layers import (ACTIVATIONS, BatchNorm, Dropout, LeakyReLU, Linear, Maxout, PReLU, ReLU,
                      Sigmoid, Tanh)
+from .losses import HierarchicalSoftmax
 from .net import Sequential
 
 __all__ = ["to_onnx", "OPSET"]
@@ -214,10 +217,38 @@ def _build_net(g, net, fold_batchnorm):
     return h
 
 
+def _hierarchical_proba(g, h, hs, output):
+    """P(class | h) of a HierarchicalSoftmax over features h: (N, K).
+
+    Node logits z = h @ W.T + b (N, K-1); for every (class, depth) pair u = code * z at
+    the path's node; log P(c) = sum over the path of log sig(u), with log sig(u) =
+    -(relu(-u) + log(1 + exp(-|u|))) (as fastnn computes it, without overflow; ONNX has
+    no log1p, and log(1 + e) is exact to an ulp of 1, an absolute error in log P, hence
+    a relative one in P).  Padding entries (code 0) are masked out."""
+    k, depth = hs.paths.shape
+    z = g.node("Gemm", [h, g.const("hsm.W", hs.W), g.const("hsm.b", hs.b)], "hsm",
+               transB=1)
+    u = g.node("Gather", [z, g.const("hsm.paths", hs.paths.reshape(-1), np.int64)], "hsm",
+               axis=1)
+    u = g.node("Mul", [u, g.const("hsm.codes", hs.codes.reshape(-1))], "hsm")
+    e = g.node("Exp", [g.node("Neg", [g.node("Abs", [u], "hsm")], "hsm")], "hsm")
+    soft = g.node("Log", [g.node("Add", [e, g.const("hsm.one", g.dtype.type(1))], "hsm")],
+                  "hsm")
+    nls = g.node("Add", [g.node("Relu", [g.node("Neg", [u], "hsm")], "hsm"), soft], "hsm")
+    nls = g.node("Mul", [nls, g.const("hsm.mask", (hs.codes != 0).reshape(-1))], "hsm")
+    nls = g.node("Reshape", [nls, g.const("hsm.shape", [-1, k, depth], np.int64)], "hsm")
+    nlp = g.node("ReduceSum", [nls, g.const("hsm.axes", [2], np.int64)], "hsm",
+                 keepdims=0)
+    return g.node("Exp", [g.node("Neg", [nlp], "hsm")], "hsm", output=output)
+
+
 def _unwrap(model):
     """(net, estimator or None)."""
     if isinstance(model, Sequential):
         return model, None
+    if isinstance(model, HierarchicalSoftmax):
+        raise TypeError("a HierarchicalSoftmax is the loss of a net, not a net: export the "
+                        "net with to_onnx(net, path, hierarchical_softmax=loss)")
     if hasattr(model, "model_") and hasattr(model, "out_activation_"):
         net = model.model_
         if not isinstance(net, Sequential):
@@ -233,6 +264,23 @@ def _unwrap(model):
                         "out_activation_): fit it before exporting")
     raise TypeError(f"to_onnx exports a fastnn Sequential or a fitted fastnn estimator "
                     f"(with model_ and out_activation_), got {type(model).__name__}")
+
+
+def _check_hierarchical(hs, net, estimator, probabilities, n_outputs):
+    if type(hs) is not HierarchicalSoftmax:
+        raise TypeError(f"hierarchical_softmax must be a fastnn HierarchicalSoftmax, got "
+                        f"{type(hs).__name__}")
+    if estimator is not None:
+        raise ValueError("hierarchical_softmax goes with a Sequential, not an estimator")
+    if hs.dtype != net.dtype:
+        raise ValueError(f"hierarchical_softmax is {hs.dtype.name}, the net "
+                         f"{np.dtype(net.dtype).name}")
+    if n_outputs is not None and hs.n_in != n_outputs:
+        raise ValueError(f"hierarchical_softmax takes {hs.n_in} features, the net gives "
+                         f"{n_outputs}")
+    if probabilities in ("softmax", "sigmoid"):
+        raise ValueError(f"probabilities={probabilities!r}: with a hierarchical_softmax "
+                         "the probabilities are its own ('auto', or None for none)")
 
 
 def _head(model, estimator, n_outputs, probabilities, label):
@@ -271,7 +319,7 @@ def _out_width(net):
 
 
 def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", label=False,
-            name=None, metadata=None):
+            hierarchical_softmax=None, name=None, metadata=None):
     """Export a net (or a fitted fastnn estimator) as an ONNX model; write it to path.
 
     Parameters
@@ -299,6 +347,11 @@ def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", labe
         or for an estimator with one logistic output ``argmax([1 - p, p])``: the index
         into the estimator's ``classes_``.  A regressor or a multilabel (several
         logistic outputs) estimator has none (ValueError).
+    hierarchical_softmax : fastnn.losses.HierarchicalSoftmax or None
+        The loss a Sequential was trained with, when it is a hierarchical softmax: the
+        net's output (``scores``) is then its features h (N, D), and ``probabilities``
+        (N, K) is ``loss.predict_proba(h)`` (unless probabilities is None), ``label``
+        ``loss.predict(h)``.
     name : str or None
         The graph's name (default: the model's class name).
     metadata : dict of str -> str, or None
@@ -329,7 +382,13 @@ def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", labe
     net, estimator = _unwrap(model)
     _check_layers(net)
     n_outputs = _out_width(net)
-    kind, binary = _head(model, estimator, n_outputs, probabilities, label)
+    hs = hierarchical_softmax
+    if hs is not None:
+        _check_hierarchical(hs, net, estimator, probabilities, n_outputs)
+        kind, binary = (None if probabilities is None or probabilities is False
+                        else "hierarchical"), False
+    else:
+        kind, binary = _head(model, estimator, n_outputs, probabilities, label)
     onnx = _onnx()
     helper = onnx.helper
     dtype = np.dtype(net.dtype)
@@ -348,7 +407,10 @@ def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", labe
     scores = "scores"
     outputs = [helper.make_tensor_value_info("scores", elem, ["N", n_outputs])]
     proba = None
-    if kind == "softmax":
+    if hs is not None:
+        if kind is not None or label:
+            proba = _hierarchical_proba(g, scores, hs, "probabilities" if kind else None)
+    elif kind == "softmax":
         proba = g.node("Softmax", [scores], "head", output="probabilities", axis=1)
     elif binary and (kind == "sigmoid" or label):
         # [1 - p, p], the estimator's predict_proba for one logistic output; the label
@@ -360,11 +422,11 @@ def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", labe
     elif kind == "sigmoid":
         proba = g.node("Sigmoid", [scores], "head", output="probabilities")
     if kind is not None:
-        width = 2 if binary else n_outputs
+        width = 2 if binary else hs.n_classes if hs is not None else n_outputs
         outputs.append(helper.make_tensor_value_info("probabilities", elem, ["N", width]))
     if label:
-        g.node("ArgMax", [proba if binary else scores], "head", output="label", axis=1,
-               keepdims=0)
+        g.node("ArgMax", [proba if binary or hs is not None else scores], "head",
+               output="label", axis=1, keepdims=0)
         outputs.append(helper.make_tensor_value_info("label", onnx.TensorProto.INT64,
                                                      ["N"]))
 

@@ -319,6 +319,59 @@ def test_estimator_regressor_and_options():
         to_onnx(StandIn("not a net", "softmax"))
 
 
+# ---- a net trained with a hierarchical softmax ---------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tree", [None, (0, ((1, 2), (3, (4, (5, 6)))))],
+                         ids=["balanced", "deep"])
+def test_hierarchical_softmax(tree, dtype):
+    n_classes = 7
+    net = Sequential([Linear(D, 9, activation="tanh", init="glorot_normal", seed=0,
+                             dtype=dtype), Linear(9, 5, seed=1, dtype=dtype)])
+    hs = HierarchicalSoftmax(5, n_classes, tree=tree, seed=2, dtype=dtype)
+    X, y = data(dtype, seed=1)
+    gradient_descent(net, hs, X, y % n_classes, steps=20, step_size=0.5)
+    assert np.abs(hs.b).max() > 1e-4                        # the tree's own parameters moved
+    X, _ = data(dtype, n=50, seed=3)
+    model = to_onnx(net, hierarchical_softmax=hs, label=True)
+    scores, proba, label = run(model, X)
+    h = net.predict_scores(X)
+    assert_close(scores, h, dtype)
+    want = hs.predict_proba(h)
+    assert proba.shape == (50, n_classes)
+    assert_close(proba, want, dtype)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=RTOL[dtype])
+    np.testing.assert_array_equal(label, hs.predict(h))
+    # large node logits (|u| up to ~1e3): log-sigmoid without overflow, and the small
+    # probabilities as accurate as fastnn's relative to the largest
+    hs.W[...] *= 1000 / np.abs(h @ hs.W.T).max()
+    want = hs.predict_proba(h)
+    assert want.min() < 1e-30
+    (proba,) = run(to_onnx(net, hierarchical_softmax=hs), X, ["probabilities"])
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba, want, rtol=1e3 * RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_array_equal(np.argmax(proba, axis=1), hs.predict(h))
+    assert [o.name for o in to_onnx(net, hierarchical_softmax=hs,
+                                    probabilities=None).graph.output] == ["scores"]
+
+
+def test_hierarchical_softmax_refusals():
+    net = Sequential([Linear(D, 5)])
+    hs = HierarchicalSoftmax(5, 4)
+    with pytest.raises(TypeError, match="hierarchical_softmax=loss"):
+        to_onnx(hs)
+    with pytest.raises(ValueError, match="its own"):
+        to_onnx(net, hierarchical_softmax=hs, probabilities="softmax")
+    with pytest.raises(ValueError, match="takes 3 features, the net gives 5"):
+        to_onnx(net, hierarchical_softmax=HierarchicalSoftmax(3, 4))
+    with pytest.raises(ValueError, match="float32"):
+        to_onnx(net, hierarchical_softmax=HierarchicalSoftmax(5, 4, dtype=np.float32))
+    with pytest.raises(TypeError, match="HierarchicalSoftmax"):
+        to_onnx(net, hierarchical_softmax=SoftmaxCrossEntropy())
+    with pytest.raises(ValueError, match="estimator"):
+        to_onnx(StandIn(net, "softmax"), hierarchical_softmax=hs)
+
+
 # ---- refusals ------------------------------------------------------------------------
 
 class Square(Layer):
@@ -340,8 +393,6 @@ def test_refuses_unknown_layers(layer_cls):
 
 
 def test_refuses_what_is_not_a_net(tmp_path):
-    with pytest.raises(TypeError, match="Sequential"):
-        to_onnx(HierarchicalSoftmax(5, 4))
     with pytest.raises(TypeError, match="Sequential"):
         to_onnx([Linear(D, K)])
     net = Sequential([Linear(D, K)])
