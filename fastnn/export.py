@@ -74,8 +74,8 @@ _PROTOBUF_LIMIT = 2 ** 31 - 1
 
 _ACT_OPS = {ACTIVATIONS["relu"]: "Relu", ACTIVATIONS["leaky_relu"]: "LeakyRelu",
             ACTIVATIONS["sigmoid"]: "Sigmoid", ACTIVATIONS["tanh"]: "Tanh"}
-_ACTIVATION_LAYERS = {ReLU: "Relu", LeakyReLU: "LeakyRelu", Sigmoid: "Sigmoid",
-                      Tanh: "Tanh"}
+#: Activation layers: exported by their act_code, as a fused activation is.
+_ACTIVATION_LAYERS = frozenset({ReLU, LeakyReLU, Sigmoid, Tanh})
 _SUPPORTED = (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, PReLU, Maxout, BatchNorm, Dropout)
 _PROBABILITIES = ("softmax", "sigmoid")
 #: An estimator's out_activation_ -> the probabilities it exports (None: a regressor).
