@@ -119,7 +119,9 @@ def dropout_key(seed, step):
 
 def shuffled_rows(n, keep, n_epochs, seed, first_epoch):
     """Twin of _plan.shuffled_rows: per epoch, the first `keep` rows of a partial
-    Fisher-Yates shuffle of range(n) driven by SplitMix64 keyed by (seed, epoch)."""
+    Fisher-Yates shuffle of range(n) driven by SplitMix64 keyed by (seed, epoch).  Entry
+    i is final after swap i, so only the entries a swap moved above it are remembered (a
+    dict): memory follows keep, not n."""
     check_shuffle(n, keep, n_epochs)
     out = np.empty((n_epochs, keep), dtype=np.int64)
     i = np.arange(keep, dtype=np.uint64)
@@ -128,10 +130,10 @@ def shuffled_rows(n, keep, n_epochs, seed, first_epoch):
         with np.errstate(over="ignore"):
             u = _mix64(key + (i + np.uint64(1)) * np.uint64(_GOLDEN)) >> np.uint64(32)
         j = i.astype(np.int64) + ((u * (np.uint64(n) - i)) >> np.uint64(32)).astype(np.int64)
-        perm = np.arange(n, dtype=np.int64)
-        for a, b in zip(range(keep), j.tolist()):
-            perm[a], perm[b] = perm[b], perm[a]
-        out[e] = perm[:keep]
+        moved = {}
+        for a, b in enumerate(j.tolist()):
+            out[e, a] = moved.get(b, b)
+            moved[b] = moved.pop(a, a)
     return out.reshape(-1)
 
 

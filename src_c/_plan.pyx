@@ -568,35 +568,72 @@ cdef void _op_backward(Op* op, const floating* dout, const floating* h_in, float
 # function of (seed, e): a resumed run draws the very batches an uninterrupted one would,
 # and fastnn.reference.shuffled_rows reproduces it (the multiply-shift's bias is below
 # n / 2**32, 7e-8 for 300 rows).
+#
+# Entry i is final once swap i is done, so only the entries above i that a swap moved
+# need remembering.  When keep is a fair share of n (the trainer's case: keep = the
+# epoch's whole batches) the permutation is a dense array; otherwise a hash table of the
+# moved entries (open addressing, at most keep of them), so memory follows keep, not n.
+
+cdef inline Py_ssize_t _draw(uint64_t key, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t u = fnn_mix64(key + <uint64_t>(i + 1) * FNN_GOLDEN) >> 32
+    return i + <Py_ssize_t>((u * <uint64_t>(n - i)) >> 32)
+
 
 cdef void _shuffle(int64_t* perm, int64_t* out, Py_ssize_t n, Py_ssize_t keep,
                    uint64_t key) noexcept nogil:
     cdef Py_ssize_t i, j
-    cdef int64_t tmp
-    cdef uint64_t u
     for i in range(n):
         perm[i] = i
     for i in range(keep):
-        u = fnn_mix64(key + <uint64_t>(i + 1) * FNN_GOLDEN) >> 32
-        j = i + <Py_ssize_t>((u * <uint64_t>(n - i)) >> 32)
-        tmp = perm[i]
-        perm[i] = perm[j]
-        perm[j] = tmp
-        out[i] = perm[i]
+        j = _draw(key, i, n)
+        out[i] = perm[j]
+        perm[j] = perm[i]
+
+
+cdef void _shuffle_sparse(int64_t* keys, int64_t* vals, int bits, int64_t* out,
+                          Py_ssize_t n, Py_ssize_t keep, uint64_t key) noexcept nogil:
+    cdef Py_ssize_t i, j, s, cap = (<Py_ssize_t>1) << bits, mask = cap - 1
+    cdef Py_ssize_t si = -1
+    cdef int64_t vi
+    for s in range(cap):
+        keys[s] = -1
+    for i in range(keep):
+        j = _draw(key, i, n)
+        # entry i's value: moved there by an earlier swap, or i itself
+        s = <Py_ssize_t>((<uint64_t>i * FNN_GOLDEN) >> (64 - bits))
+        while keys[s] != -1 and keys[s] != i:
+            s = (s + 1) & mask
+        vi = vals[s] if keys[s] == i else i
+        # entry j's value goes out; entry i's moves to j
+        s = <Py_ssize_t>((<uint64_t>j * FNN_GOLDEN) >> (64 - bits))
+        while keys[s] != -1 and keys[s] != j:
+            s = (s + 1) & mask
+        out[i] = vals[s] if keys[s] == j else j
+        keys[s] = j
+        vals[s] = vi
 
 
 def shuffled_rows(Py_ssize_t n, Py_ssize_t keep, Py_ssize_t n_epochs, uint64_t seed,
                   uint64_t first_epoch):
     """The batch order of n_epochs epochs: an (n_epochs * keep,) int64 array whose block e
     holds the first `keep` rows of a random permutation of range(n) for epoch
-    first_epoch + e, a pure function of (seed, epoch).  0 < keep <= n < 2**32."""
+    first_epoch + e, a pure function of (seed, epoch).  0 < keep <= n < 2**32; memory
+    in proportion to keep * n_epochs, whatever n."""
     check_shuffle(n, keep, n_epochs)
     out = np.empty(n_epochs * keep, dtype=np.int64)
-    perm = np.empty(n, dtype=np.int64)
+    cdef int bits = 1
+    while (<Py_ssize_t>1 << bits) < 2 * keep:       # load factor <= 1/2
+        bits += 1
+    cdef bint dense = n <= 4 * keep
+    work = np.empty(n if dense else 2 << bits, dtype=np.int64)
     cdef int64_t* o = <int64_t*>cnp.PyArray_DATA(out)
-    cdef int64_t* pm = <int64_t*>cnp.PyArray_DATA(perm)
+    cdef int64_t* w = <int64_t*>cnp.PyArray_DATA(work)
     cdef Py_ssize_t e
     with nogil:
         for e in range(n_epochs):
-            _shuffle(pm, o + e * keep, n, keep, fnn_dropout_key(seed, first_epoch + e))
+            if dense:
+                _shuffle(w, o + e * keep, n, keep, fnn_dropout_key(seed, first_epoch + e))
+            else:
+                _shuffle_sparse(w, w + (<Py_ssize_t>1 << bits), bits, o + e * keep, n, keep,
+                                fnn_dropout_key(seed, first_epoch + e))
     return out

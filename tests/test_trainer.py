@@ -345,3 +345,24 @@ def test_the_batch_order_is_a_fair_shuffle_and_the_twins_agree():
         shuffled_rows(5, 6, 1, 0, 0)
     with pytest.raises(ValueError, match="n_epochs"):
         shuffled_rows(300, 256, 2**31 - 1, 0, 0)
+
+
+@pytest.mark.parametrize("n, keep", [(1000, 7), (10**6, 300), (2**32 - 1, 5), (41, 10)])
+def test_a_few_rows_of_a_huge_range_take_memory_in_proportion_to_keep(n, keep):
+    """keep << n draws through a table of moved entries, not an n-long permutation: the
+    same rows as the dense shuffle would give (the twin's), and 2**32 - 1 rows need no
+    32 GB.  Both halves of each epoch's draw are distinct rows of range(n)."""
+    from fastnn import _kernels
+    got = shuffled_rows(n, keep, 3, 5, 2)
+    np.testing.assert_array_equal(got, _kernels.NUMPY.shuffled_rows(n, keep, 3, 5, 2))
+    for block in got.reshape(3, keep):
+        assert len(set(block.tolist())) == keep and 0 <= block.min() and block.max() < n
+
+
+def test_the_dense_and_sparse_shuffles_agree_where_both_apply():
+    """n = 4 keep is the last dense case, 4 keep + 1 the first sparse one: the first keep
+    rows of the same permutation prefix agree with the twin either way."""
+    from fastnn import _kernels
+    for n in (40, 41):
+        np.testing.assert_array_equal(shuffled_rows(n, 10, 6, 1, 0),
+                                      _kernels.NUMPY.shuffled_rows(n, 10, 6, 1, 0))
