@@ -383,8 +383,9 @@ class PCA(_Transformer):
     The covariance is X_c.T @ X_c / N (dividing by N, as the notes), computed in float64
     and diagonalized with ``numpy.linalg.eigh``; components are sorted by decreasing
     eigenvalue.  An eigenvector's sign is arbitrary, so each is flipped to make its
-    largest-magnitude entry positive (the first such entry on a tie): fits on the same
-    data give the same components everywhere.
+    largest-magnitude entry positive (the first of those within 1e-8 of the largest, so
+    ties are settled by position, not by rounding): fits on the same data give the same
+    components on every machine.
 
     Fitted attributes: ``mean_`` (n_features,); ``components_`` (k, n_features), the
     eigenvectors as orthonormal rows (the notes' ``U[:, :k].T``); ``explained_variance_``
@@ -410,7 +411,10 @@ class PCA(_Transformer):
         values, vectors = np.linalg.eigh(cov)          # ascending
         values = np.clip(values[::-1], 0.0, None)      # rounding can make 0 slightly < 0
         vectors = vectors[:, ::-1].T.copy()            # rows, largest variance first
-        top = np.argmax(np.abs(vectors), axis=1)
+        # the first entry within 1e-8 of the largest magnitude: exact ties (symmetric
+        # data) would otherwise go whichever way the last bit of eigh's output falls
+        mag = np.abs(vectors)
+        top = np.argmax(mag >= (1 - 1e-8) * mag.max(axis=1, keepdims=True), axis=1)
         vectors *= np.where(vectors[np.arange(d), top] < 0, -1.0, 1.0)[:, None]
         total = values.sum()
         ratio = values / total if total > 0 else np.zeros(d)
@@ -531,7 +535,7 @@ class Preprocessor(_Transformer):
         then the others in the order given."""
         self.fit(X_train)
         return (self.transform(X_train),) + tuple(
-            self._transform(self._checked(X, f"split {i + 1}")) for i, X in enumerate(others))
+            self._transform(self._checked(X, f"others[{i}]")) for i, X in enumerate(others))
 
 
 def make_preprocessor(center=True, scale=None, n_components=None, whiten=False, eps=1e-5):
