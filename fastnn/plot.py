@@ -238,3 +238,44 @@ def dead_units(history, path=None):
     ax.legend(loc="best", fontsize="small")
     ax.grid(True, alpha=0.3)
     return _finish(fig, path)
+
+
+# ---- preprocessing -------------------------------------------------------------------------
+
+def preprocessing_views(X, path=None, *, eps=1e-5, same_scale=True):
+    """The notes' preprocessing pictures for 2-D data, side by side: the original data,
+    centered (mean subtracted), decorrelated (PCA: rotated into the covariance
+    eigenbasis) and whitened (each component divided by sqrt(eigenvalue + eps)).
+
+    X : (N, 2) data, N >= 2.  eps : the whitening constant.
+    same_scale : all four panels share one pair of axis limits (default), so the
+        shifts and the stretching show; False gives each panel its own limits.
+
+    Every panel has equal x and y units and the axes through 0.  The statistics come
+    from X itself (:class:`fastnn.preprocessing.PCA`).  Returns the Figure (written to
+    ``path`` as a PNG when given)."""
+    from .preprocessing import PCA
+    X = _check_plane(X)
+    if X.shape[0] < 2:
+        raise ValueError(f"X must have at least 2 rows to have a covariance, got {X.shape[0]}")
+    pca = PCA(eps=eps).fit(X)
+    views = [("original", X), ("centered", X - pca.mean_),
+             ("decorrelated (PCA)", pca.transform(X)),
+             ("whitened", PCA(whiten=True, eps=eps).fit(X).transform(X))]
+    fig, axes = _figure(path, 1, 4, figsize=(16, 4.4))
+    if same_scale:
+        everything = np.concatenate([v for _, v in views] + [np.zeros((1, 2))])
+        lo, hi = everything.min(axis=0), everything.max(axis=0)
+        half = 0.55 * max(float(np.max(hi - lo)), 1e-12)
+        mid = (lo + hi) / 2
+    for ax, (title, V) in zip(axes, views):
+        ax.scatter(V[:, 0], V[:, 1], s=8, alpha=0.6, color="tab:blue", edgecolors="none")
+        ax.axhline(0, color="0.5", linewidth=0.8)
+        ax.axvline(0, color="0.5", linewidth=0.8)
+        if same_scale:
+            ax.set_xlim(mid[0] - half, mid[0] + half)
+            ax.set_ylim(mid[1] - half, mid[1] + half)
+        ax.set_aspect("equal", adjustable="datalim" if not same_scale else "box")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+    return _finish(fig, path)

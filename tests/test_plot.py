@@ -225,3 +225,33 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
                  lambda: plot.decision_regions(MLP([2, 3], seed=0), X, Y)):
         with pytest.raises(ImportError, match=r"pip install 'fastnn\[plot\]'"):
             draw()
+
+
+def test_preprocessing_views_the_notes_four_panels(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((300, 2)) @ np.array([[2.0, 1.2], [0.0, 0.5]]) + [4, -3]
+    path = tmp_path / "prep.png"
+    fig = plot.preprocessing_views(data, path)
+    w, h = _png_size(path)
+    assert w > 2.5 * h                                # four panels in a row
+    assert [ax.get_title() for ax in fig.axes] == ["original", "centered",
+                                                   "decorrelated (PCA)", "whitened"]
+    pts = [ax.collections[0].get_offsets() for ax in fig.axes]
+    assert all(p.shape == (300, 2) for p in pts)
+    np.testing.assert_allclose(pts[0], data)
+    np.testing.assert_allclose(np.asarray(pts[1]).mean(axis=0), 0, atol=1e-12)
+    cov = lambda p: np.cov(np.asarray(p).T, bias=True)  # noqa: E731
+    rot = cov(pts[2])
+    assert abs(rot[0, 1]) < 1e-10 * rot[0, 0] and rot[0, 0] > rot[1, 1]   # decorrelated
+    np.testing.assert_allclose(cov(pts[3]), np.eye(2), atol=1e-4)           # whitened
+    # one pair of limits for all four panels, so the shifts and stretching show
+    assert len({ax.get_xlim() for ax in fig.axes}) == 1
+    fig = plot.preprocessing_views(data, same_scale=False)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        plot.preprocessing_views(np.ones((10, 3)))
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        plot.preprocessing_views(np.ones((1, 2)))
+    with pytest.raises(ValueError, match="eps"):
+        plot.preprocessing_views(data, eps=-1.0)
