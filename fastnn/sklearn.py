@@ -46,6 +46,7 @@ train a multiclass SVM (one output per class, binary included; multilabel: a hin
 label, 'hinge' only); their ``out_activation_`` is 'identity' and they have no
 predict_proba.
 """
+import functools
 import numbers
 import warnings
 
@@ -61,10 +62,11 @@ try:
     from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
                                           column_or_1d, validate_data)
 except ImportError as exc:          # pragma: no cover - the extra is missing
-    raise ImportError("fastnn.sklearn needs scikit-learn: pip install 'fastnn[sklearn]'"
-                      ) from exc
+    raise ImportError("fastnn.sklearn needs scikit-learn >= 1.6: pip install "
+                      f"'fastnn[sklearn]' ({exc})") from exc
 
 from . import config
+from . import init as _init
 from .layers import (BatchNorm, Dropout, LeakyReLU, Linear, Maxout, PReLU, ReLU, Sigmoid,
                      Tanh)
 from .losses import (AttributeHinge, AttributeLogistic, L1Regression, L2Regression,
@@ -80,9 +82,13 @@ _ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "prelu", "
 _FUSED = {"identity": None, "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
           "leaky_relu": "leaky_relu"}
 _ACT_LAYER = {"logistic": Sigmoid, "tanh": Tanh, "relu": ReLU, "leaky_relu": LeakyReLU}
-_DEFAULT_INIT = {"identity": "glorot_uniform", "logistic": "glorot_uniform",
-                 "tanh": "glorot_uniform", "relu": "he_normal", "leaky_relu": "he_normal",
-                 "prelu": "he_normal", "maxout": "he_normal"}
+def _default_init(activation):
+    """scikit-learn's initialization of the weights: Glorot uniform on [-a, a],
+    a = sqrt(6 / (fan_in + fan_out)), and sqrt(2 / (fan_in + fan_out)) for 'logistic'
+    (fastnn's biases start at 0 where scikit-learn draws them from the same range)."""
+    if activation == "logistic":
+        return functools.partial(_init.glorot_uniform, gain=1.0 / np.sqrt(3.0))
+    return "glorot_uniform"
 
 #: check_estimator checks these estimators cannot pass, with the reason
 _EXPECTED_FAILED = {
@@ -265,7 +271,7 @@ class _BaseMLP(BaseEstimator):
     # -- the network ---------------------------------------------------------------------
     def _build_net(self, p, n_in, n_out, dtype, rng):
         act = p["activation"]
-        init = _DEFAULT_INIT[act] if self.init is None else self.init
+        init = _default_init(act) if self.init is None else self.init
         seed = np.random.default_rng(rng.randint(0, 2**31 - 1))
         layers, width = [], n_in
         for h in p["sizes"]:
@@ -559,8 +565,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dropout : None or the probability of *keeping* a hidden unit (fastnn's and the
         notes' convention: inverted dropout after every hidden activation).
     batch_norm : bool, batch normalization after every hidden affine layer.
-    init : None (He for the ReLU family and maxout, Glorot uniform otherwise), a
-        fastnn.init name or callable.
+    init : None (scikit-learn's: Glorot uniform, scaled by 1/sqrt(3) for 'logistic';
+        biases start at 0), a fastnn.init name or callable.
     callbacks : None or a list of fastnn callbacks (run after every epoch).
     dtype : None (float32 data trains in float32, anything else in float64), float32 or
         float64.
