@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-import cases  # noqa: E402  (puts this checkout's built fastnn first, like the other scripts)
+import cases  # noqa: E402,F401  (puts this checkout's built fastnn first, like the other scripts)
 
 
 def _digits():

@@ -46,6 +46,7 @@ train a multiclass SVM (one output per class, binary included; multilabel: a hin
 label, 'hinge' only); their ``out_activation_`` is 'identity' and they have no
 predict_proba.
 """
+import copy
 import functools
 import numbers
 import warnings
@@ -360,8 +361,16 @@ class _BaseMLP(BaseEstimator):
             batch = n
         reg = p["alpha"] * self._objective_scale(p) / batch
         trainer = self._trainer if incremental else None
-        if (trainer is None or trainer.batch_size != batch
-                or trainer.regularizer.reg != reg):
+        if trainer is not None and (trainer.batch_size != batch
+                                    or trainer.regularizer.reg != reg):
+            # partial_fit on a chunk of another size: the optimizer's state carries over
+            # (as in scikit-learn) into the plan built for the new batch size
+            if trainer.plan is not None:
+                trainer._resume = ([a.copy() for a in trainer.plan.state], trainer.plan.t)
+            trainer.plan = None
+            trainer.batch_size = batch
+            trainer.regularizer = L2(reg)
+        if trainer is None:
             trainer = Trainer(self.model_, loss, self._optimizer(p), batch_size=batch,
                               reg=reg, seed=int(rs.randint(0, 2**31 - 1)), verbose=0,
                               shuffle=p["shuffle"])
@@ -412,6 +421,10 @@ class _BaseMLP(BaseEstimator):
         state = dict(super().__getstate__())     # (a copy: it may be __dict__ itself)
         state.pop("coefs_", None)             # views into model_'s parameters
         state.pop("intercepts_", None)
+        if state.get("_trainer") is not None:  # its History's per-step losses: not needed
+            trainer = copy.copy(state["_trainer"])
+            trainer.history_ = None
+            state["_trainer"] = trainer
         return state
 
     def __setstate__(self, state):

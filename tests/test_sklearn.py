@@ -1,7 +1,6 @@
 """fastnn.sklearn: scikit-learn's own estimator checks, attributes beside scikit-learn's,
 the alpha / loss mapping step for step, pickling, model selection, sample weights."""
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn import neural_network as sknn  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_iris, make_multilabel_classification  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -227,8 +225,10 @@ def test_partial_fit(iris):
     with pytest.raises(ValueError, match="classes"):
         est.partial_fit(X, y)
     est.partial_fit(X[:50], y[:50], classes=[0, 1, 2])
+    t = est._trainer.plan.t
     est.partial_fit(X[50:], y[50:])
     assert len(est.loss_curve_) == 2 and est.t_ == 50 + 100
+    assert est._trainer.plan.t == t + 1        # a chunk of another size: Adam's count goes on
     np.testing.assert_array_equal(est.classes_, [0, 1, 2])
     with pytest.raises(ValueError, match="labels not seen"):
         est.partial_fit(X[:5], [0, 1, 2, 3, 3])
