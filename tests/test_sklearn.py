@@ -329,3 +329,24 @@ def test_bad_parameters_are_refused_at_fit_naming_them(iris, param, value, exc):
 def test_regressor_refuses_classifier_losses():
     with pytest.raises(ValueError, match="loss"):
         MLPRegressor(loss="log_loss").fit(*_regression())
+
+
+def test_fits_on_the_compiled_plan_and_its_oracle_alike(iris):
+    """The estimator trains on the compiled plan (never a silent NumPy path); on the NumPy
+    backend the per-layer path (with the NumPy twins, a few ulp apart from the compiled
+    kernels) trains the same model, sample weights included.  (The plan against the
+    per-layer path on the compiled kernels, bit for bit: tests/test_plan.py.)"""
+    import fastnn
+    from fastnn.plan import CompiledPlan, LayerPath
+    X, y = iris
+    w = np.linspace(0.1, 2.0, 150)
+    kw = dict(hidden_layer_sizes=(8,), batch_size=32, max_iter=5, dropout=0.9,
+              random_state=0)
+    a = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+    assert isinstance(a._trainer.plan, CompiledPlan)
+    with fastnn.use_backend("numpy"):
+        b = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+        assert isinstance(b._trainer.plan, LayerPath)
+    np.testing.assert_allclose(a.model_.flat_params, b.model_.flat_params, rtol=1e-10,
+                               atol=1e-14)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-12)
