@@ -350,3 +350,13 @@ def test_fits_on_the_compiled_plan_and_its_oracle_alike(iris):
     np.testing.assert_allclose(a.model_.flat_params, b.model_.flat_params, rtol=1e-10,
                                atol=1e-14)
     np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-12)
+
+
+def test_feature_names_from_a_dataframe(iris):
+    pd = pytest.importorskip("pandas")
+    X, y = iris
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3).fit(df, y)
+    np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c", "d"])
+    with pytest.warns(UserWarning, match="feature names"):
+        est.predict(X)
