@@ -333,10 +333,24 @@ class _BaseMLP(BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         dtype = X.dtype
         rs = _sk_random_state(self.random_state)
+        arch = (tuple(p["sizes"]), p["activation"], p["batch_norm"], p["dropout"], p["loss"])
         if fresh:
             self.model_ = self._build_net(p, X.shape[1], n_out, dtype, rs)
+            self._arch = arch
             self._init_records(p)
             self._trainer = None
+        else:
+            if arch != self._arch:
+                raise ValueError(
+                    "warm_start / partial_fit continue the fitted network, but "
+                    "hidden_layer_sizes, activation, batch_norm, dropout or loss changed "
+                    f"since it was built ({self._arch} -> {arch}); fit anew with "
+                    "warm_start=False")
+            if p["early_stopping"] and self.validation_scores_ is None:
+                self.validation_scores_, self.validation_loss_curve_ = [], []
+                self.best_validation_score_ = -np.inf
+            elif not p["early_stopping"] and self.best_loss_ is None:
+                self.best_loss_ = np.inf
         n = X.shape[0]
         if p["early_stopping"]:
             strat = targets if self._stratify(targets) else None

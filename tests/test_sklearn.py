@@ -245,6 +245,10 @@ def test_warm_start_continues_and_checks_the_classes(iris):
     assert len(est.loss_curve_) == 10 and not np.array_equal(w, est.coefs_[0])
     with pytest.raises(ValueError, match="same classes"):
         est.fit(X[:100], y[:100])
+    est.set_params(early_stopping=True).fit(X, y)          # switched on: records start
+    assert len(est.validation_scores_) == est.n_iter_
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        est.set_params(hidden_layer_sizes=(9,)).fit(X, y)
 
 
 def test_probabilities_and_hinge_losses(iris):
