@@ -198,6 +198,7 @@ class Trainer:
     # -- pickling: parameters and state, never the plan's buffers --------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
+        state.pop("_metric", None)           # fit's metric callable, only used during fit
         plan = state.pop("plan", None)
         if plan is not None:       # the optimizer's progress, to resume exactly
             state["_resume"] = ([a.copy() for a in plan.state], plan.t)
