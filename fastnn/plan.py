@@ -93,7 +93,7 @@ class _Plan:
             self.loss_state = tuple(self.optimizer.init_state(self.loss_flat[0].size,
                                                               self.dtype))
         self.t = 0
-        self._X = self._y = None
+        self._X = self._y = self._w = None
 
     def set_lr(self, lr):
         """Change the optimizer's base learning rate from the next step on."""
@@ -166,14 +166,28 @@ class _Plan:
             raise RuntimeError("the net, the loss or the backend changed since this plan "
                                "was built; build a new plan (fastnn.plan.build_plan)")
 
-    def bind(self, X, y):
+    def bind(self, X, y, weights=None):
         """Check the training data once: X (N, D) becomes a C-contiguous array of the
-        net's dtype (copied only when it is not one already), y the loss's targets."""
+        net's dtype (copied only when it is not one already), y the loss's targets.
+
+        weights: None, or (N,) per-row weights (finite, >= 0; kept as float64).  A step
+        then minimizes the weighted mean of its batch's row losses,
+        ``sum_i w_i L_i / sum_i w_i``: row i's dscores are scaled by
+        ``B w_i / sum_i w_i`` (computed in double, rounded to the net's dtype) before the
+        backward pass; a batch whose weights sum to 0 changes nothing but the penalties.
+        Not with a hierarchical softmax (its own gradients are not per row)."""
         X = check_array(X, "X", ndim=2, n_cols=self.net.n_features, dtype=self.dtype)
         y = self.loss._check_y(y, ShapeOnly(X.shape[0], self._output_width()))
         if y.dtype.kind == "f" and y.dtype != self.dtype:
             y = y.astype(self.dtype)
-        self._X, self._y = X, np.ascontiguousarray(y)
+        if weights is not None:
+            if isinstance(self.loss, HierarchicalSoftmax):
+                raise ValueError("weights: a hierarchical softmax cannot weight rows")
+            weights = check_array(weights, "weights", ndim=1, n_rows=X.shape[0],
+                                  dtype=np.float64)
+            if np.any(weights < 0):
+                raise ValueError("weights must be >= 0")
+        self._X, self._y, self._w = X, np.ascontiguousarray(y), weights
         return self
 
     def _output_width(self):
@@ -202,6 +216,16 @@ class _Plan:
                                  f"(k * batch_size), got {indices.dtype} {indices.shape}")
             # (the compiled plan checks each index against [0, N) itself)
         return k, indices
+
+
+def _weigh_rows(dscores, row_loss, w):
+    """The compiled plan's _weigh_rows, step for step (the same bits): the weighted mean
+    of the row losses (sums in row order, in double) and dscores' rows scaled in place."""
+    total = float(np.cumsum(w)[-1])            # cumsum: sequential, like the C loop
+    acc = float(np.cumsum(w * row_loss.astype(np.float64))[-1])
+    scale = (dscores.shape[0] * w) / total if total > 0 else np.zeros_like(w)
+    dscores *= scale.astype(dscores.dtype)[:, None]
+    return acc / total if total > 0 else 0.0
 
 
 class ShapeOnly:
@@ -233,13 +257,17 @@ class LayerPath(_Plan):
         try:
             for s in range(k):
                 if indices is None:
-                    X, y = self._X, self._y
+                    X, y, w = self._X, self._y, self._w
                 else:
                     rows = indices[s * self.batch_size:(s + 1) * self.batch_size]
                     X, y = self._X[rows], self._y[rows]
+                    w = None if self._w is None else self._w[rows]
                 scores = net._forward(X)
                 data_loss = loss._forward(scores, y)
-                net._backward(loss.backward())
+                dscores = loss.backward()
+                if w is not None:
+                    data_loss = _weigh_rows(dscores, loss.row_loss, w)
+                net._backward(dscores)
                 reg_loss = 0.0
                 for r, W, dW in self.penalized:
                     reg_loss += r.penalty_and_grad(W, dW)
@@ -390,13 +418,13 @@ class CompiledPlan(_Plan):
         self._plan.set_dropout_steps([layer.step for layer in self._dropouts])
 
     # -- running -------------------------------------------------------------------------
-    def bind(self, X, y):
-        super().bind(X, y)
+    def bind(self, X, y, weights=None):
+        super().bind(X, y, weights)
         y = self._y
         if y.dtype.kind in "iu" and y.dtype != np.intp:
             y = y.astype(np.intp)
             self._y = y
-        self._plan.bind_data(self._X, self._y)
+        self._plan.bind_data(self._X, self._y, self._w)
         return self
 
     def run(self, k, indices=None, losses=None, data_losses=None, n_threads=None):

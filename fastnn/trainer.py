@@ -157,13 +157,17 @@ class Trainer:
         and the validation split.  The same seed gives the same bits.
     verbose : 0 silent; 1 (default) a tqdm progress bar on a terminal (the progress
         extra), else one line per epoch.
+    shuffle : True (default): each epoch's batches come from a fresh shuffle of the rows.
+        False: the rows in their order, cyclically: epoch e continues where epoch e - 1
+        stopped (wrapping around), so every row is seen even when N is not a multiple
+        of batch_size.
 
     After fit: ``history_``, ``classes_`` (classifiers: the labels seen, sorted),
     ``plan`` (the training plan, kept for the next fit while it still matches).
     """
 
     def __init__(self, model, loss=None, optimizer="sgd", *, batch_size=None,
-                 regularizer=None, reg=None, seed=None, verbose=1):
+                 regularizer=None, reg=None, seed=None, verbose=1, shuffle=True):
         from . import optim as _optim
         from .losses import SoftmaxCrossEntropy
         from .net import Sequential
@@ -185,6 +189,7 @@ class Trainer:
         if verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
+        self.shuffle = bool(shuffle)
         self.plan = None
         self.classes_ = None
         self.history_ = None
@@ -193,6 +198,7 @@ class Trainer:
     # -- pickling: parameters and state, never the plan's buffers --------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
+        state.pop("_metric", None)           # fit's metric callable, only used during fit
         plan = state.pop("plan", None)
         if plan is not None:       # the optimizer's progress, to resume exactly
             state["_resume"] = ([a.copy() for a in plan.state], plan.t)
@@ -286,13 +292,22 @@ class Trainer:
             return y, classes
         return self.loss._check_y(y, ShapeOnly(n, self._n_outputs())), None
 
+    def _weights(self, w, name, n):
+        if w is None:
+            return None
+        w = check_array(w, name, ndim=1, n_rows=n, dtype=np.float64)
+        if np.any(w < 0):
+            raise ValueError(f"{name} must be >= 0")
+        return w
+
     def _X(self, X, name):
         return check_array(X, name, ndim=2, n_cols=self.model.n_features,
                            dtype=self.model.dtype)
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X, y, *, epochs=None, steps=None, validation_data=None,
-            validation_split=0.0, callbacks=(), record_every="auto"):
+            validation_split=0.0, callbacks=(), record_every="auto", sample_weight=None,
+            train_metric=True, metric=None):
         """Train; returns the History (also ``self.history_``).
 
         X (N, D) and y (N,) labels of any kind for classifiers, (N, M) targets otherwise;
@@ -308,6 +323,18 @@ class Trainer:
         evaluating the metrics costs little next to training (full-batch training takes
         one step per epoch: there a row covers 1024 epochs).  The per-step losses are
         always kept.
+
+        sample_weight: None or (N,) weights >= 0, one per row: every step minimizes the
+        weighted mean of its batch's losses (see :meth:`fastnn.plan._Plan.bind`); the
+        validation split takes its rows' weights, and validation_data may be a triple
+        (X_val, y_val, w_val); the validation loss is then weighted the same way.
+
+        train_metric: False skips the per-record evaluation of the training rows (the
+        "metric" and "dead_units" records are then NaN and empty): the training losses
+        come from the steps themselves.  metric: None (accuracy for classifiers, the data
+        loss otherwise) or a callable ``metric(scores, y, w)`` -> float, given the
+        evaluation-mode scores, the targets as the loss takes them and the rows' weights
+        (None without weights), used for "metric" and "val_metric".
         """
         from . import callbacks as cb
         from .plan import build_plan
@@ -315,6 +342,9 @@ class Trainer:
             raise ValueError("give exactly one of epochs and steps")
         X = self._X(X, "X")
         y, classes = self._targets(y, "y", X.shape[0], self.classes_)
+        w = self._weights(sample_weight, "sample_weight", X.shape[0])
+        if metric is not None and not callable(metric):
+            raise TypeError(f"metric must be None or a callable, got {type(metric).__name__}")
         split = check_scalar(validation_split, "validation_split", low=0.0, high=1.0,
                              high_open=True)
         if validation_data is not None and split:
@@ -325,15 +355,21 @@ class Trainer:
             if not 0 < n_val < X.shape[0]:
                 raise ValueError(f"validation_split={split} leaves no rows for training or "
                                  "for validation")
-            val = (X[order[:n_val]], y[order[:n_val]])
+            val = (X[order[:n_val]], y[order[:n_val]],
+                   None if w is None else w[order[:n_val]])
             X, y = X[order[n_val:]], y[order[n_val:]]
+            w = None if w is None else w[order[n_val:]]
         elif validation_data is not None:
             try:
-                Xv, yv = validation_data
+                Xv, yv, *wv = validation_data
+                if len(wv) > 1:
+                    raise ValueError
             except (TypeError, ValueError):
-                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+                raise TypeError("validation_data must be a pair (X_val, y_val) or a triple "
+                                "(X_val, y_val, w_val)") from None
             Xv = self._X(Xv, "X_val")
-            val = (Xv, self._targets(yv, "y_val", Xv.shape[0], classes)[0])
+            val = (Xv, self._targets(yv, "y_val", Xv.shape[0], classes)[0],
+                   self._weights(wv[0] if wv else None, "w_val", Xv.shape[0]))
         else:
             val = None
         n = X.shape[0]
@@ -356,7 +392,7 @@ class Trainer:
             self.plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
                                    regularizer=self.regularizer, batch_size=batch)
             self._adopt_resume(self.plan)
-        plan = self.plan.bind(X, y)
+        plan = self.plan.bind(X, y, w)
         callbacks = list(callbacks)
         for c in callbacks:
             if not any(hasattr(c, h) for h in ("on_fit_begin", "on_epoch_end", "on_fit_end")):
@@ -374,6 +410,8 @@ class Trainer:
         metric_rows = (np.sort(self.rng.choice(n, METRIC_ROWS, replace=False))
                        if n > METRIC_ROWS else None)
         Xm, ym = (X, y) if metric_rows is None else (X[metric_rows], y[metric_rows])
+        wm = None if w is None else (w if metric_rows is None else w[metric_rows])
+        self._metric, self._train_metric = metric, bool(train_metric)
         for c in callbacks:
             if hasattr(c, "on_fit_begin"):
                 c.on_fit_begin(self)
@@ -388,8 +426,11 @@ class Trainer:
                 # each epoch's batches: whole batches of a shuffle of the rows, a pure
                 # function of (the trainer's shuffle seed, the epoch): a resumed run
                 # takes the batches an uninterrupted one would
-                idx = (None if self.batch_size is None else _kernels.backend().shuffled_rows(
-                    n, per_epoch * batch, n_epochs, self.shuffle_seed, self.epoch)[:k * batch])
+                idx = (None if self.batch_size is None else
+                       _kernels.backend().shuffled_rows(
+                           n, per_epoch * batch, n_epochs, self.shuffle_seed,
+                           self.epoch)[:k * batch] if self.shuffle else
+                       _in_order(n, per_epoch * batch, self.epoch, k * batch))
                 losses = history.step_loss[done:done + k]
                 data_losses = history.step_data_loss[done:done + k]
                 plan.run(k, idx, losses, data_losses)
@@ -400,7 +441,7 @@ class Trainer:
                     done += good
                     break
                 done += k
-                logs = self._epoch_logs(e, losses, data_losses, Xm, ym, val,
+                logs = self._epoch_logs(e, losses, data_losses, Xm, ym, wm, val,
                                         time.perf_counter() - t0)
                 self.epoch += n_epochs
                 history._append(self.epoch - 1, **logs)
@@ -420,6 +461,7 @@ class Trainer:
             history.interrupted = True
         finally:
             reporter.close()
+            self._metric = None          # (a closure would make the trainer unpicklable)
         history.step_loss = history.step_loss[:done]
         history.step_data_loss = history.step_data_loss[:done]
         for c in callbacks:
@@ -442,13 +484,18 @@ class Trainer:
             raise FloatingPointError(msg)
         warnings.warn(msg + " (lower the learning rate?)", RuntimeWarning, stacklevel=3)
 
-    def _epoch_logs(self, e, losses, data_losses, Xm, ym, val, seconds):
+    def _epoch_logs(self, e, losses, data_losses, Xm, ym, wm, val, seconds):
         logs = {"loss": float(np.mean(losses)), "data_loss": float(np.mean(data_losses))}
         logs["reg_loss"] = logs["loss"] - logs["data_loss"]
-        logs["metric"], logs["dead_units"] = self._evaluate(Xm, ym, dead=True)
+        if self._train_metric:
+            logs["metric"], logs["dead_units"] = self._evaluate(Xm, ym, wm, dead=True)
+        else:
+            logs["metric"], logs["dead_units"] = float("nan"), []
         if val is not None:
-            logs["val_metric"], _ = self._evaluate(*val)
-            logs["val_loss"] = self._data_loss(*val)
+            Xv, yv, wv = val
+            scores, _ = self._forward_eval(Xv)       # one pass for both records
+            logs["val_metric"] = self._metric_of(scores, yv, wv)
+            logs["val_loss"] = self._loss_value(scores, yv, wv)
         logs["lr"] = float(self.plan.optimizer.schedule(max(self.plan.t - 1, 0)))
         logs["seconds"] = seconds
         return logs
@@ -474,21 +521,32 @@ class Trainer:
             for layer, mode in zip(net.layers, modes):
                 layer.train(mode)
 
-    def _evaluate(self, X, y, dead=False):
-        """(metric, dead-unit fractions): accuracy for classifiers, else the data loss."""
+    def _evaluate(self, X, y, w=None, dead=False):
+        """(metric, dead-unit fractions): accuracy for classifiers, else the data loss
+        (or fit's metric)."""
         scores, fractions = self._forward_eval(X, dead)
+        return self._metric_of(scores, y, w), fractions
+
+    def _metric_of(self, scores, y, w=None):
+        metric = getattr(self, "_metric", None)
+        if metric is not None:
+            return float(metric(scores, y, w))
         if self.is_classifier and not hasattr(self.loss, "n_nodes"):
-            return float(np.mean(np.argmax(scores, axis=1) == y)), fractions
+            return float(np.average(np.argmax(scores, axis=1) == y, weights=w))
         if hasattr(self.loss, "n_nodes"):
-            return float(np.mean(self.loss.predict(scores) == y)), fractions
-        return self._loss_value(scores, y), fractions
+            return float(np.average(self.loss.predict(scores) == y, weights=w))
+        return self._loss_value(scores, y, w)
 
-    def _loss_value(self, scores, y):
-        return float(self.loss._forward(np.ascontiguousarray(scores), y))
+    def _loss_value(self, scores, y, w=None):
+        mean = float(self.loss._forward(np.ascontiguousarray(scores), y))
+        if w is None:
+            return mean
+        total = float(np.sum(w))
+        return float(np.dot(w, self.loss.row_loss)) / total if total > 0 else 0.0
 
-    def _data_loss(self, X, y):
+    def _data_loss(self, X, y, w=None):
         scores, _ = self._forward_eval(X)
-        return self._loss_value(scores, y)
+        return self._loss_value(scores, y, w)
 
     # -- using the trained model --------------------------------------------------------
     def predict(self, X):
@@ -517,6 +575,12 @@ class Trainer:
         ss_res = np.sum((y - pred) ** 2)
         ss_tot = np.sum((y - y.mean(axis=0)) ** 2)
         return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else 0.0
+
+
+def _in_order(n, keep, epoch, size):
+    """The rows in order, cyclically, for shuffle=False: epoch e's `keep` rows start where
+    epoch e - 1's stopped (row (e * keep) mod n), a pure function of the epoch."""
+    return (np.arange(size, dtype=np.int64) + (epoch * keep) % n) % n
 
 
 def _as_dtype(loss, dtype):

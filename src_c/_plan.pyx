@@ -146,6 +146,8 @@ cdef class Plan:
     cdef Py_ssize_t n_rows
     cdef char* xbuf
     cdef char* ybuf
+    cdef const double* W       # per-row weights (N,) float64, or NULL: every row counts 1
+    cdef double* wbuf          # the batch's weights
     cdef readonly object data_bound
     cdef object _bound
     cdef bint running          # set while run() works without the GIL on the buffers
@@ -277,6 +279,8 @@ cdef class Plan:
         self.xbuf = self._new((B, n_features))
         self.ybuf = (self._new((B,), np.intp) if self.y_width == 0
                      else self._new((B, self.y_width)))
+        self.wbuf = <double*>self._new((B,), np.float64)
+        self.W = NULL
 
     cdef char* _ptr(self, cnp.ndarray a) except NULL:
         self._keep.append(a)
@@ -286,13 +290,23 @@ cdef class Plan:
         a = np.zeros(shape, dtype=self.dtype if dtype is None else dtype)
         return self._ptr(a)
 
-    def bind_data(self, cnp.ndarray X not None, cnp.ndarray y not None):
+    def bind_data(self, cnp.ndarray X not None, cnp.ndarray y not None,
+                  cnp.ndarray weights=None):
         """Keep pointers to the training data: X (N, D) of the plan's dtype and y (N,)
-        intp labels or (N, A) targets of the plan's dtype, checked by fastnn.plan."""
+        intp labels or (N, A) targets of the plan's dtype, checked by fastnn.plan;
+        weights: None or (N,) float64 per-row weights (finite, >= 0), checked there too.
+        With weights a step's data loss is sum_i w_i L_i / sum_i w_i over its batch and
+        row i's dscores are scaled by B w_i / sum_i w_i (the weighted mean's gradient)."""
+        if weights is not None and (cnp.PyArray_TYPE(weights) != cnp.NPY_FLOAT64
+                                    or cnp.PyArray_NDIM(weights) != 1
+                                    or not cnp.PyArray_IS_C_CONTIGUOUS(weights)
+                                    or weights.shape[0] != X.shape[0]):
+            raise ValueError("weights must be a contiguous float64 array of one entry per row")
         self.X = <char*>cnp.PyArray_DATA(X)
         self.Y = <char*>cnp.PyArray_DATA(y)
+        self.W = NULL if weights is None else <const double*>cnp.PyArray_DATA(weights)
         self.n_rows = X.shape[0]
-        self._bound = (X, y)
+        self._bound = (X, y, weights)
         self.data_bound = True
 
     def dropout_steps(self):
@@ -409,6 +423,9 @@ cdef void _gather(Plan p, floating* xb, const int64_t* rows) noexcept nogil:
     for i in range(B):
         r = rows[i]
         memcpy(xb + i * d, X + r * d, d * sizeof(floating))
+    if p.W != NULL:
+        for i in range(B):
+            p.wbuf[i] = p.W[rows[i]]
     if a == 0:
         for i in range(B):
             (<Py_ssize_t*>p.ybuf)[i] = (<const Py_ssize_t*>p.Y)[rows[i]]
@@ -430,6 +447,7 @@ cdef void _run(Plan p, floating* tag, Py_ssize_t k, const int64_t* idx, double* 
     cdef const floating* dout
     cdef const floating* scores
     cdef const void* y
+    cdef const double* w
     cdef double data_loss, reg_loss, group, lr
     for s in range(k):
         # the batch
@@ -437,9 +455,11 @@ cdef void _run(Plan p, floating* tag, Py_ssize_t k, const int64_t* idx, double* 
             _gather(p, <floating*>p.xbuf, idx + s * B)
             x0 = <const floating*>p.xbuf
             y = p.ybuf
+            w = p.wbuf
         else:
             x0 = <const floating*>p.X
             y = p.Y
+            w = p.W
         # forward
         h = x0
         for i in range(p.n_ops):
@@ -449,6 +469,8 @@ cdef void _run(Plan p, floating* tag, Py_ssize_t k, const int64_t* idx, double* 
         scores = h
         # loss: dscores and the mean data loss
         data_loss = _loss(p, scores, y, nt)
+        if p.W != NULL:
+            data_loss = _weigh_rows(p, <floating*>p.dscores, <const floating*>p.row_loss, w)
         # backward
         dout = <const floating*>p.dscores     # dh for hierarchical softmax
         for i in range(p.n_ops - 1, -1, -1):
@@ -504,6 +526,24 @@ cdef double _loss(Plan p, const floating* scores, const void* y, int nt) noexcep
                          <const floating*>p.hs_dz, d, <floating*>p.lg,
                          <floating*>p.lg + p.hs_m * K, B, K, p.hs_m, p.hs_p, nt)
     return row_loss_mean(rl, B)
+
+
+cdef double _weigh_rows(Plan p, floating* d, const floating* rl,
+                        const double* w) noexcept nogil:
+    """Per-row weights on a step's loss: returns sum_i w_i L_i / sum_i w_i (both sums in
+    row order, in double) and scales row i of dscores by (floating)(B w_i / sum_i w_i).
+    A batch whose weights sum to 0 contributes nothing (loss 0, dscores 0)."""
+    cdef Py_ssize_t i, j, B = p.batch, K = p.n_outputs
+    cdef double total = 0, acc = 0, scale
+    for i in range(B):
+        total += w[i]
+    for i in range(B):
+        acc += w[i] * <double>rl[i]
+    for i in range(B):
+        scale = (B * w[i]) / total if total > 0 else 0.0
+        for j in range(K):
+            d[i * K + j] *= <floating>scale
+    return acc / total if total > 0 else 0.0
 
 
 cdef void _op_forward(Op* op, const floating* h, floating* P, Py_ssize_t B,

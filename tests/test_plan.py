@@ -434,3 +434,83 @@ def test_one_plan_runs_in_one_thread_at_a_time():
         w.join()
     # either they did not overlap, or the second was refused: never a silent race
     assert all("already running" in e for e in errors)
+
+
+# ---- per-row weights -------------------------------------------------------------------------
+
+def _train_weighted(plan_cls, layers, loss, X, y, w, *, steps, batch, seed=0):
+    net = Sequential(layers)
+    plan = plan_cls(net, loss, optim.get("adam"), R.L2(1e-3), batch).bind(X, y, w)
+    rng = np.random.default_rng(seed)
+    losses = [plan.run(k, rng.integers(0, X.shape[0], k * batch))[1].copy()
+              for k in (1, 2, 3, 4)]
+    return net, np.concatenate(losses)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", [n for n in LOSSES if n != "hierarchical"])
+def test_weighted_rows_in_the_plan_equal_the_layer_path_bit_for_bit(name, dtype):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((30, 5)).astype(dtype)
+    loss_a, y = _loss_case(name, dtype, rng, 30)
+    loss_b, _ = _loss_case(name, dtype, np.random.default_rng(4), 30)
+    w = rng.uniform(0, 3, 30)
+    w[:5] = 0                                  # rows that count for nothing
+    a, la = _train_weighted(CompiledPlan, _layers("dropout", dtype), loss_a, X, y, w,
+                            steps=10, batch=6)
+    b, lb = _train_weighted(LayerPath, _layers("dropout", dtype), loss_b, X, y, w,
+                            steps=10, batch=6)
+    _assert_same_net(a, b)
+    np.testing.assert_array_equal(la, lb)
+    # and the weights changed the run
+    c, lc = _train_weighted(CompiledPlan, _layers("dropout", dtype), _loss_case(
+        name, dtype, np.random.default_rng(4), 30)[0], X, y, None, steps=10, batch=6)
+    assert not np.array_equal(a.flat_params, c.flat_params)
+
+
+@pytest.mark.parametrize("plan_cls", [CompiledPlan, LayerPath])
+def test_unit_weights_give_the_unweighted_bits(plan_cls):
+    X, y = _data(n=40)
+    a, la = _train_weighted(plan_cls, _layers("linear", np.float64), SoftmaxCrossEntropy(),
+                            X, y, np.ones(40), steps=10, batch=8)
+    b, lb = _train_weighted(plan_cls, _layers("linear", np.float64), SoftmaxCrossEntropy(),
+                            X, y, None, steps=10, batch=8)
+    _assert_same_net(a, b)
+    np.testing.assert_array_equal(la, lb)
+
+
+def test_weighted_step_is_the_weighted_mean_gradient():
+    """One full-batch SGD step with weights equals the step on the weighted mean loss."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
+    w = rng.uniform(0, 2, 12)
+    net = Sequential([Linear(3, 3, seed=0)])
+    W0, b0 = net.layers[0].W.copy(), net.layers[0].b.copy()
+    plan = build_plan(net, SoftmaxCrossEntropy(), optimizer=optim.SGD(lr=0.5),
+                      batch_size=12).bind(X, y, w)
+    _, data_loss = plan.run(1)
+    s = X @ W0 + b0
+    p = np.exp(s - s.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(data_loss[0], np.sum(w * -np.log(p[np.arange(12), y]))
+                               / w.sum(), rtol=1e-12)
+    ds = p.copy()
+    ds[np.arange(12), y] -= 1
+    ds *= (w / w.sum())[:, None]
+    np.testing.assert_allclose(net.layers[0].W, W0 - 0.5 * X.T @ ds, rtol=1e-12)
+    np.testing.assert_allclose(net.layers[0].b, b0 - 0.5 * ds.sum(0), rtol=1e-12)
+
+
+def test_plan_refuses_bad_weights():
+    X, y = _data(n=10)
+    net = Sequential(_layers("linear", np.float64))
+    plan = build_plan(net, SoftmaxCrossEntropy(), batch_size=5)
+    with pytest.raises(ValueError, match="weights"):
+        plan.bind(X, y, np.ones(9))
+    with pytest.raises(ValueError, match="weights"):
+        plan.bind(X, y, -np.ones(10))
+    with pytest.raises(ValueError, match="weights"):
+        plan.bind(X, y, np.full(10, np.nan))
+    hs = HierarchicalSoftmax(4, 3, seed=0)
+    with pytest.raises(ValueError, match="weights"):
+        build_plan(net, hs, batch_size=5).bind(X, y % 3, np.ones(10))

@@ -366,3 +366,40 @@ def test_the_dense_and_sparse_shuffles_agree_where_both_apply():
     for n in (40, 41):
         np.testing.assert_array_equal(shuffled_rows(n, 10, 6, 1, 0),
                                       _kernels.NUMPY.shuffled_rows(n, 10, 6, 1, 0))
+
+
+def test_shuffle_false_takes_the_rows_in_order_cyclically():
+    """Epoch e continues where e - 1 stopped: every row is used though 300 % 32 != 0."""
+    tr = _trainer(shuffle=False)
+    tr.fit(X, Y, epochs=3, record_every=1)
+    plan = build_plan(MLP([2, 50, 3], seed=0), SoftmaxCrossEntropy(), optimizer=optim.Adam(lr=1e-2),
+                      batch_size=32).bind(X, Y)
+    per = (300 // 32) * 32
+    plan.run(3 * 9, (np.arange(3 * per, dtype=np.int64)) % 300)
+    np.testing.assert_array_equal(tr.model.flat_params, plan.net.flat_params)
+
+
+def test_sample_weight_metric_and_no_train_metric():
+    w = np.where(Y == 0, 2.0, 0.5)
+    tr = _trainer()
+    seen = []
+
+    def metric(scores, y, weights):
+        seen.append(weights is not None and len(weights) == len(y))
+        return float(np.average(np.argmax(scores, 1) == y, weights=weights))
+
+    h = tr.fit(X, Y, epochs=3, record_every=1, sample_weight=w, validation_split=0.2,
+               train_metric=False, metric=metric)
+    assert np.all(np.isnan(h.metric)) and h.dead_units == [[], [], []]
+    assert all(seen) and len(seen) == 3 and 0 <= h.val_metric[-1] <= 1
+    plain = _trainer()
+    plain.fit(X, Y, epochs=3, validation_split=0.2)
+    assert not np.array_equal(plain.model.flat_params, tr.model.flat_params)
+    with pytest.raises(ValueError, match="sample_weight"):
+        _trainer().fit(X, Y, epochs=1, sample_weight=np.ones(5))
+    with pytest.raises(TypeError, match="metric"):
+        _trainer().fit(X, Y, epochs=1, metric="accuracy")
+    # a triple gives the validation rows their weights; the weighted loss is recorded
+    h = _trainer().fit(X[::2], Y[::2], epochs=1, validation_data=(X[1::2], Y[1::2],
+                                                                   w[1::2]))
+    assert np.isfinite(h.val_loss[-1])
