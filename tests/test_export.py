@@ -503,3 +503,48 @@ def test_cli_export_errors(tmp_path, capsys, monkeypatch):
     assert cli.main(["export", str(model_path), str(tmp_path / "o.onnx")]) == 2
     assert "pip install 'fastnn[onnx]'" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.fastnn.safetensors"]
+
+
+def _fitted(kind, dtype):
+    """A fitted fastnn.sklearn estimator of each output kind, with its X."""
+    import warnings
+
+    from fastnn.sklearn import MLPClassifier, MLPRegressor
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((120, D)).astype(dtype)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=15, random_state=0, dtype=dtype)
+    if kind == "regressor":
+        est, y = MLPRegressor(**kw), X @ np.arange(1, D + 1, dtype=dtype)
+    else:
+        est = MLPClassifier(**kw)
+        y = {"multiclass": rng.integers(0, 3, 120),
+             "binary": np.where(X[:, 0] > 0, "yes", "no"),
+             "multilabel": (X[:, :3] > 0).astype(int)}[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # too few iterations to converge
+        est.fit(X, y)
+    return est, X
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel", "regressor"])
+def test_a_fitted_estimator_exports_to_its_own_predictions(kind, dtype):
+    """The real fastnn.sklearn estimators (not a stand-in): onnxruntime's probabilities
+    equal predict_proba (a binary classifier's one logistic output becomes the pair
+    [1 - p, p]), its labels index classes_ to predict's answers, and a regressor's
+    scores are predict's values."""
+    est, X = _fitted(kind, dtype)
+    classify = kind in ("multiclass", "binary")
+    model = to_onnx(est, label=classify)
+    names = [o.name for o in session(model).get_outputs()]
+    out = dict(zip(names, run(model, X)))
+    if kind == "regressor":
+        assert "probabilities" not in out
+        assert_close(out["scores"].reshape(est.predict(X).shape), est.predict(X), dtype)
+        return
+    # predict_proba answers in float64 whatever the net's dtype (documented); the graph
+    # in the net's: compared at the net's tolerance
+    assert out["probabilities"].dtype == dtype
+    assert_close(out["probabilities"].astype(np.float64), est.predict_proba(X), dtype)
+    if classify:
+        np.testing.assert_array_equal(est.classes_[out["label"].ravel()], est.predict(X))
