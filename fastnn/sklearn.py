@@ -447,6 +447,17 @@ class _BaseMLP(BaseEstimator):
             self._set_coefs()
 
     # -- predicting ------------------------------------------------------------------------
+    _y_numeric = False
+
+    def _validate_Xy(self, X, y, reset):
+        """X and y checked by scikit-learn's validate_data: X in the estimator's dtype
+        (float64 or float32 kept, unless dtype= says; once fitted, the net's), C order."""
+        dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+        if not reset:
+            dtype = self.model_.dtype
+        return validate_data(self, X, y, reset=reset, dtype=dtype, order="C",
+                             multi_output=True, y_numeric=self._y_numeric)
+
     def _scores(self, X):
         check_is_fitted(self, "model_")
         X = self._validate_X(X, reset=False)
@@ -619,11 +630,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _default_loss = "log_loss"
 
     def _validate_Xy(self, X, y, reset):
-        dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
-        if not reset:
-            dtype = self.model_.dtype
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C",
-                             multi_output=True)
+        X, y = super()._validate_Xy(X, y, reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -793,13 +800,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     _losses = ("squared_error", "absolute_error")
     _default_loss = "squared_error"
 
-    def _validate_Xy(self, X, y, reset):
-        dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
-        if not reset:
-            dtype = self.model_.dtype
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C",
-                             multi_output=True, y_numeric=True)
-        return X, y
+    _y_numeric = True
 
     def _prepare_targets(self, y, p, fresh, classes, incremental):
         width = 1 if y.ndim == 1 else y.shape[1]
