@@ -4,13 +4,26 @@ Every kernel call reads its thread count from ``_n_threads``, which holds the co
 resolved from the first of these that is set:
 
 1. ``set_num_threads(n)`` or ``with threads(n):`` (``set_num_threads(None)`` returns
-   to automatic);
+   to automatic); the estimators' ``n_threads`` parameter uses this;
 2. the environment variable FASTNN_NUM_THREADS;
 3. OpenMP's own setting, omp_get_max_threads(): OMP_NUM_THREADS, or a limit that
-   threadpoolctl, joblib or Dask put on the OpenMP runtime;
+   threadpoolctl or joblib put on the OpenMP runtime.  In a Dask worker process started
+   by a nanny (``dask worker``, ``LocalCluster(processes=True)``) this is the nanny's
+   OMP_NUM_THREADS, from the config ``distributed.nanny.pre-spawn-environ``: 1 by
+   default, whatever the worker's ``nthreads``;
 
-capped by the cores this process may use (CPU affinity and a cgroup CPU quota).  A
-request above those cores is refused; an environment variable above them is capped
+capped by the cores this process may use (CPU affinity and a cgroup CPU quota), and 2.
+and 3. also, inside a task of a Dask worker, by that worker's share of them: cores //
+the threads of the Dask workers running in this process (``Worker.state.nthreads``,
+summed), at least 1.  A worker with ``nthreads`` threads runs that many tasks at once,
+so each task gets one share and the tasks together never use more threads than cores
+(a worker without a nanny, or ``LocalCluster(processes=False)``, has no
+OMP_NUM_THREADS: this cap is what keeps it in bounds).  The check costs a dictionary
+look-up outside Dask: it runs only when ``distributed`` is already imported, and fastnn
+never imports it.  An explicit request (1.) is honoured above the share: asked for, it
+is the caller's choice.
+
+A request above the cores is refused; an environment variable above them is capped
 silently, since the environment may be shared with other programs.  ``_n_threads`` is
 re-resolved by ``set_num_threads``, ``refresh``/``resolve_num_threads`` (once per
 training run) and at import, and always lies in [1, cores]: OpenMP crashes on absurd
@@ -18,18 +31,20 @@ counts.
 
 Nothing here changes a process-wide setting: not the environment (OMP_WAIT_POLICY
 included) and not another library's thread pool, BLAS included.  The setting itself is
-process-wide, not per Python thread.
+process-wide, not per Python thread (Dask workers running several tasks in one process
+resolve the same count in each, so they agree).
 """
 import contextlib
 import os
 import platform
+import sys
 
 from . import _kernels
 from ._validation import check_env_positive_int, check_positive_int
 
 ENV_VAR = "FASTNN_NUM_THREADS"
 #: Where the resolved count came from, as show_config reports it.
-SOURCES = ("user", ENV_VAR, "OpenMP", "cores")
+SOURCES = ("user", ENV_VAR, "OpenMP", "dask", "cores")
 
 _n_threads = 1                # what the kernels use; always in [1, cores]
 _n_threads_source = "cores"   # one of SOURCES
@@ -125,19 +140,56 @@ def available_cores():
 
 # ---- resolution ----
 
+# Dask worker states that still run tasks (distributed.worker.WORKER_ANY_RUNNING)
+_DASK_RUNNING = ("running", "paused", "closing_gracefully")
+
+
+def dask_worker_threads():
+    """The threads of the Dask workers in this process when called from a task running
+    on one of them (``Worker.state.nthreads``, summed over the workers of this process
+    that still run tasks), else None.
+
+    Never imports distributed: outside a process that has imported it this is one
+    dictionary look-up.  Any failure (an unfamiliar distributed) reads as None."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        worker = distributed.get_worker()       # a context variable, set in tasks only
+    except Exception:                           # ValueError: not in a task
+        return None
+    try:
+        own = int(worker.state.nthreads)
+        others = sum(int(w.state.nthreads) for w in list(type(worker)._instances)
+                     if w is not worker and w.status.name in _DASK_RUNNING)
+    except Exception:
+        try:
+            return max(1, int(worker.nthreads))
+        except Exception:
+            return None
+    return max(1, own + others)
+
+
 def _resolve():
     """(n, source) by the rules of the module docstring, n in [1, cores]."""
     cores = available_cores()
     if _requested is not None:
         # checked against the cores when asked; the affinity may have shrunk since
         return min(_requested, cores), "user"
+    # inside a Dask task: this worker's share of the cores, else the cores
+    dask = dask_worker_threads()
+    limit, capped_by = (cores, "cores") if dask is None else (max(1, cores // dask), "dask")
+    if limit == cores:
+        capped_by = "cores"
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         n = check_env_positive_int(env, ENV_VAR)
-        return (n, ENV_VAR) if n <= cores else (cores, "cores")
+        return (n, ENV_VAR) if n <= limit else (limit, capped_by)
     n = max(1, _omp_max_threads()) if _omp_max_threads is not None else cores
     # OpenMP's default is every CPU it sees: only a count below the cores was chosen
-    return (n, "OpenMP") if n < cores else (cores, "cores")
+    if n >= cores:
+        return limit, capped_by
+    return (n, "OpenMP") if n <= limit else (limit, capped_by)
 
 
 def refresh():
@@ -211,9 +263,11 @@ def show_config(print_out=True):
     isa_dispatch (element-wise loops built for several instruction sets?),
     num_threads (resolved now), num_threads_source (where it came from: "user" for
     set_num_threads, "FASTNN_NUM_THREADS", "OpenMP" for omp_get_max_threads below the
-    cores, "cores" for all of them), omp_max_threads (OpenMP's own setting, None
-    without compiled kernels), cores (that this process may use), blas (one entry per
-    BLAS library loaded, from threadpoolctl), python, numpy, platform.
+    cores, "dask" for a Dask worker's share of the cores, "cores" for all of them),
+    omp_max_threads (OpenMP's own setting, None without compiled kernels), cores (that
+    this process may use), dask_worker_threads (the Dask worker threads sharing those
+    cores when called from a Dask task, else None), blas (one entry per BLAS library
+    loaded, from threadpoolctl), python, numpy, platform.
     """
     import numpy as np
     from threadpoolctl import threadpool_info
@@ -239,6 +293,7 @@ def show_config(print_out=True):
         "num_threads_source": _n_threads_source,
         "omp_max_threads": _omp_max_threads() if _omp_max_threads is not None else None,
         "cores": available_cores(),
+        "dask_worker_threads": dask_worker_threads(),
         "blas": blas,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -266,17 +321,20 @@ _SOURCE_TEXT = {
     "user": "set_num_threads",
     ENV_VAR: ENV_VAR,
     "OpenMP": "OpenMP's setting (OMP_NUM_THREADS or a threadpoolctl limit)",
+    "dask": "this Dask worker's share of the cores (cores // its threads)",
     "cores": "the cores this process may use",
 }
 
 
 def _capped_note(info):
     """What asked for more than the cores, when the cores capped it (for show_config)."""
-    if info["num_threads_source"] != "cores":
+    if info["num_threads_source"] not in ("cores", "dask"):
         return ""
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         return f" ({ENV_VAR}={env} capped)"
+    if info["num_threads_source"] == "dask":
+        return f" ({info['dask_worker_threads']} worker threads share them)"
     if (info["omp_max_threads"] or 0) > info["cores"]:
         return f" (OpenMP's {info['omp_max_threads']} capped)"
     return ""
