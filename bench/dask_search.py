@@ -4,9 +4,9 @@ wall time, the CPU time of the workers, and whether the cores were oversubscribe
     python bench/dask_search.py [--rounds R] [--quick] [--no-contrast] [--json PATH]
 
 The search (all 1797 digits, MLP (256, 256), batch 200, 20 epochs; a 2 x 3 grid of
-learning_rate_init x alpha, 3-fold CV: 18 fits of ~0.5 s on one thread) runs through joblib's dask
-backend (``with joblib.parallel_backend("dask", client=c)``), with no fastnn code for
-Dask, on each configuration:
+learning_rate_init x alpha, 3-fold CV, refit=False: 18 fits of ~0.5 s on one thread)
+runs through joblib's dask backend (``with joblib.parallel_backend("dask",
+client=c)``), with no fastnn code for Dask, on each configuration:
 
 * sequential, no cluster, fastnn on 1 thread and on all the cores (the references);
 * 1 worker x 2 threads and 2 workers x 1 thread (processes started by a nanny, which sets
@@ -216,7 +216,8 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 clusters[row[0]] = start(row[1], row[2])
                 print(f"  started {row[0]}: {time.perf_counter() - t0:.1f} s; per worker "
-                      f"(fastnn threads, nthreads, OMP_NUM_THREADS) = {clusters[row[0]][3]}")
+                      "(fastnn threads, nthreads, OMP_NUM_THREADS) = "
+                      f"{clusters[row[0]][3]}")
         results = {row[0]: [] for row in rows}
         loads = []
         reference = None

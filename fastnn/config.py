@@ -321,7 +321,7 @@ _SOURCE_TEXT = {
     "user": "set_num_threads",
     ENV_VAR: ENV_VAR,
     "OpenMP": "OpenMP's setting (OMP_NUM_THREADS or a threadpoolctl limit)",
-    "dask": "this Dask worker's share of the cores (cores // its threads)",
+    "dask": "this Dask worker's share of the cores",
     "cores": "the cores this process may use",
 }
 
@@ -334,7 +334,7 @@ def _capped_note(info):
     if env:
         return f" ({ENV_VAR}={env} capped)"
     if info["num_threads_source"] == "dask":
-        return f" ({info['dask_worker_threads']} worker threads share them)"
+        return f" (cores // {info['dask_worker_threads']} worker threads)"
     if (info["omp_max_threads"] or 0) > info["cores"]:
         return f" (OpenMP's {info['omp_max_threads']} capped)"
     return ""
