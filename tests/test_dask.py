@@ -33,11 +33,20 @@ CORES = config.available_cores()
 @pytest.fixture(scope="module")
 def client():
     """2 worker processes x 1 thread on loopback, no dashboard: started once (a few
-    seconds, more on a loaded machine), closed with the module."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster) as c:
-        yield c
+    seconds, more on a loaded machine), closed with the module.
+
+    Each nanny writes distributed.nanny.pre-spawn-environ (OMP_NUM_THREADS=1 and the
+    like) into this process's os.environ before it spawns its worker, and leaves it
+    there: put back, so that the subprocesses of later tests do not inherit it."""
+    saved = os.environ.copy()
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          host="127.0.0.1", dashboard_address=None) as cluster, \
+                Client(cluster) as c:
+            yield c
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture
