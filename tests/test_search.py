@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from fastnn import search
+from fastnn import cli, search
 from fastnn.case_study import linear_classifier
 from fastnn.datasets import spiral
 from fastnn.gradcheck import numerical_gradient, rel_error
@@ -274,6 +274,42 @@ def test_compare_strategies_same_budget_and_the_notes_ordering():
     again = search.compare_strategies(X, Y, budget=300, seed=0)
     for name in c.results:
         _same(c.results[name], again.results[name])
+
+
+def test_search_command_prints_the_table_and_writes_the_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert cli.main(["search", "--budget", "40", "--plot", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "40 loss evaluations each" in out
+    for name in ("random search", "random local search", "gradient descent",
+                 "step size 1e-10", "step size 1e+03"):
+        assert name in out
+    assert (tmp_path / "out" / "search.png").stat().st_size > 2000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "1"], "--budget"),
+    (["--scale", "0"], "--scale"),
+    (["--step", "nan"], "--step"),
+    (["--step-size", "-1"], "--step-size"),
+    (["--reg", "x"], "--reg"),
+    (["--seed", "-3"], "--seed"),
+])
+def test_search_command_bad_options_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["search"] + argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_search_command_plot_into_a_file_is_one_line(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert cli.main(["search", "--budget", "5", "--plot", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--plot" in err
 
 
 # ---- bad input --------------------------------------------------------------------------------
