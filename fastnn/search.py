@@ -446,9 +446,11 @@ class ModelLoss:
     ``shape`` ``(n_params,)``, ``dtype`` (the net's), ``calls`` (parameter vectors
     evaluated so far, gradients included).
 
-    Evaluating writes w into ``model.flat_params``: afterwards the net holds the last
-    vector evaluated (``model.flat_params[...] = result.best_weights`` to use the best).
-    Constraints (max-norm) are not applied: a search scores the weights it proposes.
+    An evaluation puts w into ``model.flat_params`` and then puts the net's own
+    parameters back, so searching never changes the net (two copies of n_params, small
+    beside the forward pass): ``model.flat_params[...] = result.best_weights`` to keep
+    the best.  Constraints (max-norm) are not applied: a search scores the weights it
+    proposes.
     """
 
     def __init__(self, model, loss, X, y, *, reg=None, regularizer=None):
@@ -477,26 +479,35 @@ class ModelLoss:
         self.dtype = model.dtype
         self.shape = (int(model.flat_params.size),)
         self.calls = 0
+        self._saved = None
 
     def _set(self, w):
+        """Put w into the net, keeping the net's own parameters in self._saved."""
         w = np.asarray(w)
         if w.shape != self.shape:
             raise ValueError(f"w has shape {w.shape}; the model has {self.shape[0]} "
                              "parameters, so w must be a vector of that many")
         if w.dtype.kind not in "fiu":
             raise TypeError(f"w must hold real numbers, got dtype {w.dtype}")
-        self.model.flat_params[...] = w
+        flat = self.model.flat_params
+        if self._saved is None or self._saved.shape != flat.shape:
+            self._saved = np.empty_like(flat)
+        self._saved[...] = flat
+        flat[...] = w
         self.calls += 1
 
-    def _data_loss(self):
-        scores = self.model._eval_forward(self.X, check=False)
-        return float(self.loss._forward(np.ascontiguousarray(scores), self.y))
+    def _restore(self):
+        self.model.flat_params[...] = self._saved
 
     def __call__(self, w):
         """The loss at the flat parameter vector w (n_params,)."""
         self._set(w)
-        data = self._data_loss()
-        return data + sum(r.penalty(W) for r, W, _ in self._penalized)
+        try:
+            scores = self.model._eval_forward(self.X, check=False)
+            data = float(self.loss._forward(np.ascontiguousarray(scores), self.y))
+            return data + sum(r.penalty(W) for r, W, _ in self._penalized)
+        finally:
+            self._restore()
 
     def losses(self, batch):
         """The losses of the rows of ``batch`` (m, n_params): an (m,) float64 array.
@@ -517,19 +528,23 @@ class ModelLoss:
             net.eval()
             data = self.loss._forward(np.ascontiguousarray(net._forward(self.X)), self.y)
             net._backward(self.loss.backward())
+            penalty = 0.0
+            for r, W, dW in self._penalized:
+                penalty += r.penalty_and_grad(W, dW)
+            return float(data) + penalty, net.flat_grads.copy()
         finally:
             for layer, mode in zip(net.layers, modes):
                 layer.train(mode)
-        penalty = 0.0
-        for r, W, dW in self._penalized:
-            penalty += r.penalty_and_grad(W, dW)
-        return float(data) + penalty, net.flat_grads.copy()
+            self._restore()
 
     def accuracy(self, w):
         """The fraction of rows the net with parameters w classifies right (class-label
         losses only)."""
         self._set(w)
-        return self.model.score(self.X, self.y)
+        try:
+            return self.model.score(self.X, self.y)
+        finally:
+            self._restore()
 
 
 def model_loss(model, loss, X, y, *, reg=None, regularizer=None):

@@ -243,6 +243,23 @@ def test_model_loss_gradient_matches_the_numerical_one(regularizer):
     assert rel_error(grad, num) < 1e-5
 
 
+def test_model_loss_leaves_the_net_as_it_was():
+    net = MLP([2, 5, 3], seed=0)
+    before = net.flat_params.copy()
+    f = model_loss(net, SoftmaxCrossEntropy(), X, Y, reg=1e-3)
+    other = before + 0.5
+    assert f(other) != f(before)
+    f.gradient(other)
+    f.accuracy(other)
+    random_search(f, None, 5, 1.0, seed=0)
+    r = random_local_search(f, net.flat_params, 5, 0.1, seed=0)
+    np.testing.assert_array_equal(net.flat_params, before)
+    assert r.start_loss == f(before)
+    with pytest.raises(ValueError, match="w has shape"):
+        f(np.zeros(3))
+    np.testing.assert_array_equal(net.flat_params, before)
+
+
 def test_model_loss_in_a_search_and_float32():
     net = linear_classifier(2, 3, seed=0, dtype=np.float32)
     f = model_loss(net, SoftmaxCrossEntropy(), X, Y)
