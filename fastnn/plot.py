@@ -281,7 +281,7 @@ def preprocessing_views(X, path=None, *, eps=1e-5, same_scale=True):
     return _finish(fig, path)
 
 
-# ---- search strategies -------------------------------------------------------------------------
+# ---- search strategies ---------------------------------------------------------------------
 
 def search_curves(comparison, path=None, *, sweep=None, log_x=True):
     """The notes' optimization strategies side by side: the best loss so far against

@@ -55,7 +55,7 @@ NOTES_STEP_SIZES = 10.0 ** np.arange(-10, 0)
 CHUNK = 64
 
 
-# ---- results ---------------------------------------------------------------------------------
+# ---- results -----------------------------------------------------------------------------
 
 @dataclass
 class SearchResult:
@@ -149,7 +149,7 @@ class SweepResult:
         return "\n".join(lines)
 
 
-# ---- evaluating a loss -------------------------------------------------------------------------
+# ---- evaluating a loss -------------------------------------------------------------------
 
 class _Loss:
     """loss_fn wrapped: one interface for callables and batched losses, with the checks
@@ -267,7 +267,7 @@ def _check_chunk(chunk):
     return check_positive_int(chunk, "chunk")
 
 
-# ---- strategy #1: random search ------------------------------------------------------------------
+# ---- strategy #1: random search ----------------------------------------------------------
 
 def random_search(loss_fn, shape, tries, scale, seed=None, *, dtype=None, chunk=CHUNK):
     """Strategy #1: try ``tries`` random weight arrays ``scale * N(0, 1)`` of ``shape``
@@ -316,7 +316,7 @@ def random_search(loss_fn, shape, tries, scale, seed=None, *, dtype=None, chunk=
                         accepted=accepted, evaluations=tries, calls=ev.calls)
 
 
-# ---- strategy #2: random local search --------------------------------------------------------------
+# ---- strategy #2: random local search ----------------------------------------------------
 
 def random_local_search(loss_fn, w0, tries, step, seed=None, *, chunk=CHUNK):
     """Strategy #2: from ``w0``, propose ``w + step * N(0, 1)`` ``tries`` times and move
@@ -387,7 +387,7 @@ def random_local_search(loss_fn, w0, tries, step, seed=None, *, chunk=CHUNK):
                         start_loss=start_loss, evaluations=tries + 1, calls=ev.calls)
 
 
-# ---- how far to step: the step-size sweep --------------------------------------------------------
+# ---- how far to step: the step-size sweep ------------------------------------------------
 
 def step_size_sweep(loss_fn, w, grad, step_sizes=NOTES_STEP_SIZES, *, chunk=CHUNK):
     """The loss after one step ``w - s * grad`` for every step size s: the notes' table
@@ -430,7 +430,7 @@ def step_size_sweep(loss_fn, w, grad, step_sizes=NOTES_STEP_SIZES, *, chunk=CHUN
                        best_weights=best_w)
 
 
-# ---- the loss of a fastnn net ---------------------------------------------------------------------
+# ---- the loss of a fastnn net ------------------------------------------------------------
 
 class ModelLoss:
     """The full loss of a fastnn net on fixed data as a function of its flat parameter
@@ -571,7 +571,7 @@ def model_loss(model, loss, X, y, *, reg=None, regularizer=None):
     return ModelLoss(model, loss, X, y, reg=reg, regularizer=regularizer)
 
 
-# ---- the example: the strategies side by side ---------------------------------------------------
+# ---- the example: the strategies side by side --------------------------------------------
 
 @dataclass
 class Comparison:

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastnn import cli, search
 from fastnn.case_study import linear_classifier
@@ -61,7 +63,7 @@ def linear():
     return net, f, net.flat_params.copy()
 
 
-# ---- strategy #1 ---------------------------------------------------------------------------------
+# ---- strategy #1 -------------------------------------------------------------------------
 
 def test_random_search_keeps_the_best_and_its_draws_are_the_seeded_normals():
     r = random_search(bowl, (2, 3), 200, 0.5, seed=3)
@@ -113,7 +115,7 @@ def test_an_infinite_loss_is_worse_than_any_finite_one():
     assert r.best_loss == 2.0
 
 
-# ---- strategy #2 ---------------------------------------------------------------------------------
+# ---- strategy #2 -------------------------------------------------------------------------
 
 def test_random_local_search_only_moves_downhill():
     w0 = np.zeros((2, 3))
@@ -160,6 +162,23 @@ def test_random_local_search_batched_in_chunks_equals_one_at_a_time(chunk):
     assert batched.calls == sum(b.sizes) >= 251
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), tries=st.integers(1, 120),
+       step=st.floats(1e-3, 3.0), chunk=st.integers(1, 70),
+       start=st.floats(-3.0, 3.0))
+def test_local_search_is_downhill_and_chunk_free_for_any_seed(seed, tries, step, chunk,
+                                                               start):
+    w0 = np.full((2, 3), start)
+    plain = random_local_search(bowl, w0, tries, step, seed=seed)
+    assert np.all(np.diff(np.r_[plain.start_loss, plain.best_so_far]) <= 0)
+    _same(plain, random_local_search(Batched(bowl, (2, 3)), w0, tries, step, seed=seed,
+                                     chunk=chunk))
+    r = random_search(bowl, (2, 3), tries, step, seed=seed)
+    assert np.all(np.diff(r.best_so_far) <= 0)
+    _same(r, random_search(Batched(bowl, (2, 3)), (2, 3), tries, step, seed=seed,
+                           chunk=chunk))
+
+
 def test_random_local_search_same_seed_same_result_and_w0_dtype():
     w0 = np.ones(5, dtype=np.float32)
     f = (lambda w: float(np.sum(w.astype(np.float64) ** 2)))
@@ -170,7 +189,7 @@ def test_random_local_search_same_seed_same_result_and_w0_dtype():
     assert c.best_weights.dtype == np.float64
 
 
-# ---- the step-size sweep ----------------------------------------------------------------------
+# ---- the step-size sweep -----------------------------------------------------------------
 
 def test_step_size_sweep_on_a_bowl():
     w = np.zeros((2, 3))
@@ -214,9 +233,9 @@ def test_the_spiral_sweep_has_the_notes_shape(linear):
     assert np.all(np.diff(s.losses[best:]) >= 0)
 
 
-# ---- a fastnn net's loss ----------------------------------------------------------------------
+# ---- a fastnn net's loss -----------------------------------------------------------------
 
-def test_model_loss_is_the_training_engines_loss(linear):
+def test_model_loss_is_the_training_engines_loss(linear, backend):
     net, f, w0 = linear
     assert f.shape == (9,) and f.dtype == np.float64
     h = gradient_descent(linear_classifier(2, 3, seed=np.random.RandomState(1)),
@@ -271,7 +290,7 @@ def test_model_loss_in_a_search_and_float32():
     assert f.calls > 30
 
 
-# ---- the comparison ---------------------------------------------------------------------------
+# ---- the comparison ----------------------------------------------------------------------
 
 def test_compare_strategies_same_budget_and_the_notes_ordering():
     c = search.compare_strategies(X, Y, budget=300, seed=0)
@@ -329,7 +348,7 @@ def test_search_command_plot_into_a_file_is_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "--plot" in err
 
 
-# ---- bad input --------------------------------------------------------------------------------
+# ---- bad input ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call, exc, name", [
     (lambda: random_search(bowl, (2, 3), 0, 1.0), ValueError, "tries"),
