@@ -39,8 +39,10 @@ another shape, None, a string, a complex number, a bool) is a TypeError naming
 ranked (it means the loss is broken there, not that it is high).  Infinity is a valid
 loss: +inf is worse than every finite loss and never accepted by local search.
 
-Weights given to ``loss_fn`` are read-only views: the search keeps what it evaluated.
+``loss_fn`` gets its own copy of the weights (writeable, C-contiguous, in the search's
+dtype): whatever it does with them, the search keeps what it evaluated.
 """
+import contextlib
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -167,12 +169,12 @@ class _Loss:
         self.calls = 0
 
     def __call__(self, cands, first, label):
-        """Losses of the (m, *shape) candidates (read-only), as float64 (m,); `first`
-        numbers the first one in error messages, `label(i)` names try i."""
+        """Losses of the (m, *shape) candidates, as float64 (m,); the loss gets a copy.
+        `first` numbers the first one in error messages, `label(i)` names try i."""
         m = cands.shape[0]
         self.calls += m
         if self.batched:
-            out = self.fn(cands.reshape(m, -1))
+            out = self.fn(cands.reshape(m, -1).copy())
             arr = np.asarray(out) if not isinstance(out, np.ndarray) else out
             if arr.dtype.kind not in "fiu" or arr.shape != (m,):
                 raise TypeError(f"loss_fn.losses must return an ({m},) array of real "
@@ -185,7 +187,7 @@ class _Loss:
             return vals
         vals = np.empty(m)
         for j in range(m):
-            vals[j] = _scalar(self.fn(cands[j]), label(first + j))
+            vals[j] = _scalar(self.fn(cands[j].copy()), label(first + j))
         return vals
 
 
@@ -212,11 +214,6 @@ def _scalar(value, what):
     return v
 
 
-def _readonly(a):
-    a.flags.writeable = False
-    return a
-
-
 def _dtype_of(loss_fn, dtype):
     if dtype is None:
         dtype = getattr(loss_fn, "dtype", np.float64)
@@ -226,11 +223,25 @@ def _dtype_of(loss_fn, dtype):
     return dt
 
 
+def _expected_shape(loss_fn):
+    """The weights' shape a loss declares: its ``shape``, else ``(n_params,)`` (a
+    compiled evaluator of a net has n_params), else None."""
+    shape = getattr(loss_fn, "shape", None)
+    if shape is not None:
+        return tuple(int(d) for d in shape)
+    n = getattr(loss_fn, "n_params", None)
+    if isinstance(n, numbers.Integral) and not isinstance(n, bool):
+        return (int(n),)
+    return None
+
+
 def _check_shape(shape, loss_fn):
+    expected = _expected_shape(loss_fn)
     if shape is None:
-        shape = getattr(loss_fn, "shape", None)
+        shape = expected
         if shape is None:
-            raise TypeError("shape must be given (loss_fn has no shape attribute)")
+            raise TypeError("shape must be given (loss_fn has no shape or n_params "
+                            "attribute)")
     if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
         shape = (shape,)
     try:
@@ -245,11 +256,10 @@ def _check_shape(shape, loss_fn):
             raise TypeError(f"shape must be a tuple of positive ints, got {shape!r}")
         if d < 1:
             raise ValueError(f"shape must be a tuple of positive ints, got {shape!r}")
-    expected = getattr(loss_fn, "shape", None)
-    if expected is not None and tuple(expected) != tuple(int(d) for d in shape):
-        raise ValueError(f"shape {shape} is not the shape loss_fn takes, "
-                         f"{tuple(expected)}")
-    return tuple(int(d) for d in shape)
+    shape = tuple(int(d) for d in shape)
+    if expected is not None and expected != shape:
+        raise ValueError(f"shape {shape} is not the shape loss_fn takes, {expected}")
+    return shape
 
 
 def _check_weights(w, name, loss_fn, dtype):
@@ -257,9 +267,9 @@ def _check_weights(w, name, loss_fn, dtype):
     if dtype is None:
         dtype = getattr(loss_fn, "dtype", None)
     w = check_array(w, name, dtype=dtype, copy=True)
-    expected = getattr(loss_fn, "shape", None)
-    if expected is not None and w.shape != tuple(expected):
-        raise ValueError(f"{name} has shape {w.shape}, but loss_fn takes {tuple(expected)}")
+    expected = _expected_shape(loss_fn)
+    if expected is not None and w.shape != expected:
+        raise ValueError(f"{name} has shape {w.shape}, but loss_fn takes {expected}")
     return w
 
 
@@ -277,7 +287,8 @@ def random_search(loss_fn, shape, tries, scale, seed=None, *, dtype=None, chunk=
     ----------
     loss_fn : callable W -> float, or a batched loss (see the module docstring)
     shape : tuple of positive ints (an int means (int,)): the weights' shape; None
-        takes ``loss_fn.shape`` (a :func:`model_loss` has one)
+        takes ``loss_fn.shape`` (a :func:`model_loss` has one), else
+        ``(loss_fn.n_params,)`` (a compiled evaluator of a net has that)
     tries : int >= 1
     scale : finite number > 0: the standard deviation of every weight
     seed : None, int or numpy Generator/RandomState; the same seed gives the same
@@ -305,7 +316,7 @@ def random_search(loss_fn, shape, tries, scale, seed=None, *, dtype=None, chunk=
         cands = np.empty((m,) + shape, dtype=dtype)
         for j in range(m):                   # one draw per try, in order
             cands[j] = scale * rng.standard_normal(shape)
-        vals = ev(_readonly(cands), start, label)
+        vals = ev(cands, start, label)
         losses[start:start + m] = vals
         for j in range(m):
             if best_i < 0 or vals[j] < best_loss:
@@ -330,7 +341,8 @@ def random_local_search(loss_fn, w0, tries, step, seed=None, *, chunk=CHUNK):
     loss_fn : callable W -> float, or a batched loss (see the module docstring)
     w0 : array of real numbers, finite: the start (copied).  Its dtype is the loss's
         (``loss_fn.dtype``) when it has one, else float32 stays float32 and anything
-        else becomes float64; a ``loss_fn.shape`` must match.
+        else becomes float64; a ``loss_fn.shape`` (or ``(loss_fn.n_params,)``) must
+        match.
     tries : int >= 1: proposals
     step : finite number > 0: the standard deviation of a move in every weight
     seed : None, int or numpy Generator/RandomState; the same seed gives the same
@@ -350,7 +362,7 @@ def random_local_search(loss_fn, w0, tries, step, seed=None, *, chunk=CHUNK):
     chunk = _check_chunk(chunk) if ev.batched else 1
     rng = check_random_state(seed)
     shape, dtype = w.shape, w.dtype
-    current = float(ev(_readonly(w[None].copy()), 0, lambda i: "w0")[0])
+    current = float(ev(w[None], 0, lambda i: "w0")[0])
     start_loss = current
     losses = np.empty(tries)
     path = np.empty(tries)
@@ -366,7 +378,7 @@ def random_local_search(loss_fn, w0, tries, step, seed=None, *, chunk=CHUNK):
             draws.append(rng.standard_normal(shape))
         noise = np.stack(draws[:m])
         cands = (w + step * noise).astype(dtype, copy=False)
-        vals = ev(_readonly(cands), i, label)
+        vals = ev(cands, i, label)
         used = m
         for j in range(m):
             losses[i + j] = vals[j]
@@ -416,13 +428,13 @@ def step_size_sweep(loss_fn, w, grad, step_sizes=NOTES_STEP_SIZES, *, chunk=CHUN
         bad = float(steps[np.argmax(steps < 0)])
         raise ValueError(f"step_sizes must be >= 0, got {bad}")
     chunk = _check_chunk(chunk) if ev.batched else 1
-    start_loss = float(ev(_readonly(w[None].copy()), 0, lambda i: "w")[0])
+    start_loss = float(ev(w[None], 0, lambda i: "w")[0])
     losses = np.empty(steps.shape[0])
     label = (lambda i: f"step size {steps[i]:g}")
     for start in range(0, steps.shape[0], chunk):
         s = steps[start:start + chunk]
         cands = (w - s.reshape((-1,) + (1,) * w.ndim) * grad).astype(w.dtype, copy=False)
-        losses[start:start + s.shape[0]] = ev(_readonly(cands), start, label)
+        losses[start:start + s.shape[0]] = ev(cands, start, label)
     best = int(np.argmin(losses))
     best_w = (w - steps[best] * grad).astype(w.dtype, copy=False)
     return SweepResult(step_sizes=steps, losses=losses, start_loss=start_loss,
@@ -435,9 +447,12 @@ def step_size_sweep(loss_fn, w, grad, step_sizes=NOTES_STEP_SIZES, *, chunk=CHUN
 class ModelLoss:
     """The full loss of a fastnn net on fixed data as a function of its flat parameter
     vector: ``loss(w) = data loss(net(X), y) + penalties``, computed by the net's and
-    the loss's own kernels -- what :func:`fastnn.trainer.gradient_descent` records
-    before a step, evaluated here in evaluation mode (no dropout, batch norm on its
-    running statistics) so that the same w always gives the same loss.
+    the loss's own kernels -- the loss :func:`fastnn.trainer.gradient_descent` records
+    before a step, with one difference that makes it a function of w alone: dropout is
+    off (its evaluation-mode identity, or scaling by p for vanilla dropout).  Batch
+    norm normalizes with the statistics of X, as in training, and its running
+    statistics are left alone.  (This is what the compiled evaluator of a net computes
+    too.)
 
     Build it with :func:`model_loss`.  It is a callable ``w -> float`` and a batched
     loss (``losses(batch)``), so every search in this module takes it.
@@ -446,14 +461,15 @@ class ModelLoss:
     ``shape`` ``(n_params,)``, ``dtype`` (the net's), ``calls`` (parameter vectors
     evaluated so far, gradients included).
 
-    An evaluation puts w into ``model.flat_params`` and then puts the net's own
-    parameters back, so searching never changes the net (two copies of n_params, small
-    beside the forward pass): ``model.flat_params[...] = result.best_weights`` to keep
-    the best.  Constraints (max-norm) are not applied: a search scores the weights it
-    proposes.
+    An evaluation puts w into ``model.flat_params`` and afterwards puts back everything
+    it changed (parameters, gradients, layer modes, batch-norm running statistics), so
+    searching never changes the net (a few copies of n_params, small beside the forward
+    pass): ``model.flat_params[...] = result.best_weights`` to keep the best.
+    Constraints (max-norm) are not applied: a search scores the weights it proposes.
     """
 
     def __init__(self, model, loss, X, y, *, reg=None, regularizer=None):
+        from .layers import BatchNorm, Dropout
         from .net import Sequential
         from .plan import regularized
         from .regularization import get as get_regularizer
@@ -479,35 +495,50 @@ class ModelLoss:
         self.dtype = model.dtype
         self.shape = (int(model.flat_params.size),)
         self.calls = 0
-        self._saved = None
+        self._bn = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
+        self._dropout = [layer for layer in model.layers if isinstance(layer, Dropout)]
 
-    def _set(self, w):
-        """Put w into the net, keeping the net's own parameters in self._saved."""
+    def _check_w(self, w):
         w = np.asarray(w)
         if w.shape != self.shape:
             raise ValueError(f"w has shape {w.shape}; the model has {self.shape[0]} "
                              "parameters, so w must be a vector of that many")
         if w.dtype.kind not in "fiu":
             raise TypeError(f"w must hold real numbers, got dtype {w.dtype}")
-        flat = self.model.flat_params
-        if self._saved is None or self._saved.shape != flat.shape:
-            self._saved = np.empty_like(flat)
-        self._saved[...] = flat
-        flat[...] = w
-        self.calls += 1
+        return w
 
-    def _restore(self):
-        self.model.flat_params[...] = self._saved
+    @contextlib.contextmanager
+    def _borrow(self, w):
+        """The net with parameters w, dropout off, batch norm on batch statistics;
+        everything restored on exit."""
+        w = self._check_w(w)
+        net = self.model
+        params, grads = net.flat_params.copy(), net.flat_grads.copy()
+        stats = [(bn.running_mean.copy(), bn.running_var.copy()) for bn in self._bn]
+        modes = [layer.training for layer in net.layers]
+        try:
+            net.flat_params[...] = w
+            for layer in net.layers:
+                layer.train(not any(layer is d for d in self._dropout))
+            self.calls += 1
+            yield net
+        finally:
+            net.flat_params[...] = params
+            net.flat_grads[...] = grads
+            for bn, (mean, var) in zip(self._bn, stats):
+                bn.running_mean[...] = mean
+                bn.running_var[...] = var
+            for layer, mode in zip(net.layers, modes):
+                layer.train(mode)
+
+    def _data_loss(self, net):
+        return float(self.loss._forward(np.ascontiguousarray(net._forward(self.X)), self.y))
 
     def __call__(self, w):
         """The loss at the flat parameter vector w (n_params,)."""
-        self._set(w)
-        try:
-            scores = self.model._eval_forward(self.X, check=False)
-            data = float(self.loss._forward(np.ascontiguousarray(scores), self.y))
+        with self._borrow(w) as net:
+            data = self._data_loss(net)
             return data + sum(r.penalty(W) for r, W, _ in self._penalized)
-        finally:
-            self._restore()
 
     def losses(self, batch):
         """The losses of the rows of ``batch`` (m, n_params): an (m,) float64 array.
@@ -521,30 +552,25 @@ class ModelLoss:
         """(loss, grad) at w: the loss as ``self(w)`` and its gradient with respect to
         the flat parameters, (n_params,) in the net's dtype (a new array), by the
         net's backward pass and the penalties' kernels."""
-        self._set(w)
-        net = self.model
-        modes = [layer.training for layer in net.layers]
-        try:
-            net.eval()
-            data = self.loss._forward(np.ascontiguousarray(net._forward(self.X)), self.y)
+        with self._borrow(w) as net:
+            data = self._data_loss(net)
             net._backward(self.loss.backward())
             penalty = 0.0
             for r, W, dW in self._penalized:
                 penalty += r.penalty_and_grad(W, dW)
-            return float(data) + penalty, net.flat_grads.copy()
-        finally:
-            for layer, mode in zip(net.layers, modes):
-                layer.train(mode)
-            self._restore()
+            return data + penalty, net.flat_grads.copy()
 
     def accuracy(self, w):
-        """The fraction of rows the net with parameters w classifies right (class-label
-        losses only)."""
-        self._set(w)
+        """The fraction of rows the net with parameters w classifies right, as
+        ``model.score`` computes it (evaluation mode; class-label losses only)."""
+        w = self._check_w(w)
+        net = self.model
+        params = net.flat_params.copy()
         try:
-            return self.model.score(self.X, self.y)
+            net.flat_params[...] = w
+            return net.score(self.X, self.y)
         finally:
-            self._restore()
+            net.flat_params[...] = params
 
 
 def model_loss(model, loss, X, y, *, reg=None, regularizer=None):

@@ -40,7 +40,7 @@ class Batched:
         self.fn, self.shape, self.sizes = fn, shape, []
 
     def losses(self, batch):
-        assert batch.ndim == 2 and not batch.flags.writeable
+        assert batch.ndim == 2 and batch.flags.c_contiguous and batch.flags.writeable
         self.sizes.append(batch.shape[0])
         return np.array([self.fn(row.reshape(self.shape)) for row in batch])
 
@@ -262,6 +262,32 @@ def test_model_loss_gradient_matches_the_numerical_one(regularizer):
     assert rel_error(grad, num) < 1e-5
 
 
+def test_model_loss_with_dropout_off_and_batch_norm_on_batch_statistics():
+    """Dropout off (its evaluation-mode function), batch norm normalizing with the
+    statistics of X and its running statistics left alone: a function of w alone."""
+    from fastnn.layers import BatchNorm, Dropout
+    net = MLP([2, 6, 3], dropout=0.5, batch_norm=True, seed=0)
+    bn = next(layer for layer in net.layers if isinstance(layer, BatchNorm))
+    drop = next(layer for layer in net.layers if isinstance(layer, Dropout))
+    mean, step = bn.running_mean.copy(), drop.step
+    f = model_loss(net, SoftmaxCrossEntropy(), X, Y, reg=1e-3)
+    w = net.flat_params.copy()
+    assert f(w) == f(w)
+    np.testing.assert_array_equal(bn.running_mean, mean)
+    assert drop.step == step and all(layer.training for layer in net.layers)
+    # the same as the net without its dropout layer, in training mode
+    plain = MLP([2, 6, 3], batch_norm=True, seed=0)
+    plain.flat_params[...] = w
+    g = model_loss(plain, SoftmaxCrossEntropy(), X, Y, reg=1e-3)
+    assert f(w) == g(w)
+    h = gradient_descent(plain, SoftmaxCrossEntropy(), X, Y, steps=1, reg=1e-3)
+    assert f(w) == pytest.approx(h.loss[0], rel=1e-12)
+    loss, grad = f.gradient(w)
+    num = numerical_gradient(lambda v: f(v), w.copy())
+    assert loss == f(w) and rel_error(grad, num) < 1e-5
+    np.testing.assert_array_equal(bn.running_mean, mean)
+
+
 def test_model_loss_leaves_the_net_as_it_was():
     net = MLP([2, 5, 3], seed=0)
     before = net.flat_params.copy()
@@ -421,12 +447,40 @@ def test_nan_names_the_try_and_a_bad_batch_the_shape():
         random_local_search(lambda w: math.nan, np.zeros(2), 3, 0.1)
 
 
-def test_the_weights_handed_to_the_loss_are_read_only():
-    def mutate(W):
-        W += 1.0
-        return 0.0
-    with pytest.raises(ValueError, match="read-only"):
-        random_search(mutate, 3, 2, 1.0)
+def test_the_loss_gets_its_own_copy_of_the_weights():
+    """A loss that scribbles on its argument changes nothing the search keeps."""
+    def scribble(W):
+        value = bowl(W)
+        W[...] = 99.0
+        return value
+
+    class Scribbler(Batched):
+        def losses(self, batch):
+            out = super().losses(batch)
+            batch[...] = 99.0
+            return out
+
+    for f in (scribble, Scribbler(bowl, (2, 3))):
+        r = random_search(f, (2, 3), 20, 1.0, seed=1, chunk=7)
+        _same(r, random_search(bowl, (2, 3), 20, 1.0, seed=1))
+        ls = random_local_search(f, np.zeros((2, 3)), 30, 0.2, seed=1, chunk=7)
+        _same(ls, random_local_search(bowl, np.zeros((2, 3)), 30, 0.2, seed=1))
+        s = step_size_sweep(f, np.zeros((2, 3)), -TARGET, [0.5, 1.0], chunk=7)
+        np.testing.assert_array_equal(s.losses, [bowl(0.5 * TARGET), 0.0])
+
+
+def test_an_evaluator_without_shape_gives_its_width_by_n_params():
+    class Evaluator:
+        n_params, dtype = 6, np.float32
+
+        def losses(self, params):
+            assert params.dtype == np.float32 and params.shape[1] == 6
+            return np.array([bowl(p.reshape(2, 3)) for p in params])
+
+    r = random_search(Evaluator(), None, 10, 1.0, seed=0)
+    assert r.best_weights.shape == (6,) and r.best_weights.dtype == np.float32
+    with pytest.raises(ValueError, match="w0 has shape"):
+        random_local_search(Evaluator(), np.zeros((2, 3)), 5, 0.1)
 
 
 def test_shapes_must_match_the_models(linear):
