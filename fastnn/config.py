@@ -37,7 +37,7 @@ _requested = None             # set_num_threads's n; None: automatic
 
 try:
     from ._runtime import omp_max_threads as _omp_max_threads
-except ImportError:           # no compiled kernels: the NumPy twins run on one thread
+except ImportError:           # FASTNN_BACKEND=numpy without compiled kernels: one thread
     _omp_max_threads = None
 
 
@@ -247,7 +247,9 @@ def show_config(print_out=True):
     if print_out:
         print(f"fastnn {info['version']}")
         print(f"  backend        : {info['backend']}"
-              + ("" if info["compiled_available"] else " (compiled kernels NOT available)"))
+              + ("" if info["compiled_available"] else
+                 " (FASTNN_BACKEND=numpy; compiled kernels NOT available: "
+                 f"{_kernels.COMPILED_IMPORT_ERROR})"))
         print(f"  OpenMP         : {'yes' if openmp else 'no'}")
         print("  SIMD loops     : "
               + ("per-ISA clones (AVX-512, AVX2, baseline), picked at load time"
