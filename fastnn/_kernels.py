@@ -9,10 +9,13 @@ when asked for: FASTNN_BACKEND=numpy in the environment (then fastnn imports wit
 its extensions, and ``use_backend("compiled")`` raises that ImportError), or
 ``use_backend("numpy")``.
 """
+from __future__ import annotations
+
 import importlib
 import os
 import types
 from pathlib import Path
+from typing import Any
 
 from . import reference
 
@@ -111,12 +114,12 @@ except ImportError as exc:
 _active = NUMPY if _requested == "numpy" else COMPILED
 
 
-def backend():
+def backend() -> Any:
     """The active kernel set: a namespace with one attribute per kernel and `name`."""
     return _active
 
 
-def get_backend():
+def get_backend() -> str:
     """Name of the active backend: "compiled" or "numpy"."""
     return _active.name
 
@@ -127,16 +130,15 @@ class _BackendSwitch:
     def __init__(self, previous):
         self._previous = previous
 
-    def __enter__(self):
+    def __enter__(self) -> Any:
         return backend()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         global _active
         _active = self._previous
-        return False
 
 
-def use_backend(name):
+def use_backend(name: str) -> _BackendSwitch:
     """Run the compiled kernels (``"compiled"``) or their NumPy twins (``"numpy"``).
 
     Takes effect at once for the whole process; as a context manager
