@@ -118,3 +118,14 @@ def test_refuses_dropout():
     with pytest.raises(ValueError, match="Dropout"):
         DataParallel(MLP([5, 8, 3], dropout=0.5, seed=0), SoftmaxCrossEntropy(),
                      batch_size=8)
+
+
+def test_demo_runs_on_two_ranks_and_the_ranks_agree(mpiexec):
+    r = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "fastnn.distributed.demo",
+                        "--quick"], capture_output=True, text=True, timeout=120, env=_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("rank ")]
+    assert len(lines) in (2, 4)                 # spiral (+ digits with scikit-learn)
+    for a, b in zip(lines[::2], lines[1::2]):   # same loss, accuracy and weights
+        assert a.split("final loss")[1] == b.split("final loss")[1]
+    assert "shard 150 of 300" in r.stdout

@@ -4,6 +4,7 @@ is installed) on every rank of COMM_WORLD.  Each rank prints its shard of the gl
 batch; the losses and accuracies are the same on every rank (and, with the ordered
 reduction, the same bits as a 1-rank run)."""
 import hashlib
+import sys
 
 import numpy as np
 
@@ -27,12 +28,14 @@ def _report(comm, name, dp, losses, X, y):
     return acc
 
 
-def main():
+def main(argv=None):
+    """--quick: a tenth of the epochs (a smoke test)."""
+    quick = "--quick" in (sys.argv[1:] if argv is None else argv)
     comm = get_comm()
     X, y = spiral(100, 3, seed=0)
     dp = DataParallel(MLP([2, 100, 3], seed=0), SoftmaxCrossEntropy(), optimizer=SGD(1.0),
                       regularizer=1e-3, batch_size=X.shape[0], n_blocks=4)
-    losses, _ = dp.fit(X, y, epochs=2000)
+    losses, _ = dp.fit(X, y, epochs=200 if quick else 2000)
     _report(comm, "spiral (2-100-3, full batch of 300, SGD lr 1)", dp, losses, X, y)
     try:
         from sklearn.datasets import load_digits
@@ -44,7 +47,7 @@ def main():
     Xd = Xd / 16.0
     dp = DataParallel(MLP([64, 128, 10], seed=0), SoftmaxCrossEntropy(), optimizer="adam",
                       regularizer=1e-4, batch_size=128, n_blocks=4)
-    losses, _ = dp.fit(Xd, yd, epochs=20)
+    losses, _ = dp.fit(Xd, yd, epochs=2 if quick else 20)
     _report(comm, "digits (64-128-10, batch 128, Adam; training accuracy)", dp, losses,
             Xd, yd)
 
