@@ -437,6 +437,32 @@ class CompiledPlan(_Plan):
         self.sync()
         return losses, data_losses
 
+    def gradient(self, indices=None, n_threads=None):
+        """Half a step, for data parallelism: forward, loss and backward of one batch
+        (`indices`: None for the whole bound data set, or ``batch_size`` int64 rows); the
+        data-loss gradient is left in ``net.flat_grads`` and the (weighted) mean data loss
+        returned.  Nothing is updated.  ``gradient(i); apply()`` is ``run(1, i)`` bit
+        for bit."""
+        self._check_current()
+        if self._X is None:
+            raise RuntimeError("bind(X, y) must be called before gradient")
+        if indices is not None:
+            indices = np.ascontiguousarray(indices, dtype=np.int64)
+        nt = config.resolve_num_threads() if n_threads is None else n_threads
+        out = self._plan.gradient(indices, nt)
+        self.sync()
+        return out
+
+    def apply(self, n_threads=None):
+        """The other half of a step, on whatever ``net.flat_grads`` holds (say, a sum
+        of shard gradients over MPI ranks): penalty gradients added (once), the optimizer
+        update, constraints.  Returns the penalty; the step count advances by one."""
+        self._check_current()
+        nt = config.resolve_num_threads() if n_threads is None else n_threads
+        out = self._plan.apply(nt)
+        self.sync()
+        return out
+
     def sync(self):
         """Write the compiled plan's counters back: the step count, and the dropout steps
         to the layers.  run() does it; after an interruption (Ctrl-C arriving between

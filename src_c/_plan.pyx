@@ -403,6 +403,67 @@ cdef class Plan:
         return k
 
 
+    def gradient(self, cnp.ndarray indices, int n_threads):
+        """Half a step: forward, loss and backward of one batch (indices: None, the whole
+        bound data set of B rows, or B int64 row indices, checked here); the data-loss
+        gradient is left in the flat gradients, the mean data loss returned.  Parameters
+        and the optimizer are untouched.  gradient() then apply() is run(1) bit for bit."""
+        if not self.data_bound:
+            raise RuntimeError("bind_data must be called before gradient")
+        cdef const int64_t* idx = NULL
+        cdef Py_ssize_t bad
+        if indices is None:
+            if self.n_rows != self.batch:
+                raise ValueError(f"without indices the step takes the whole data set: "
+                                 f"it has {self.n_rows} rows, the plan's batch is {self.batch}")
+        else:
+            if (cnp.PyArray_TYPE(indices) != cnp.NPY_INT64 or cnp.PyArray_NDIM(indices) != 1
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(indices)
+                    or indices.shape[0] != self.batch):
+                raise ValueError(f"indices must be a contiguous ({self.batch},) int64 array")
+            idx = <const int64_t*>cnp.PyArray_DATA(indices)
+            with nogil:
+                bad = _first_out_of_range(idx, self.batch, self.n_rows)
+            if bad >= 0:
+                raise ValueError(f"indices[{bad}] = {indices[bad]} is not a row of the data "
+                                 f"set [0, {self.n_rows})")
+        return self._half(idx, True, max(n_threads, 1))
+
+    def apply(self, int n_threads):
+        """The other half of a step, on whatever the flat gradients hold (e.g. a sum over
+        MPI ranks): penalties (their gradients added here, once), the optimizer update,
+        constraints.  Returns the penalty; the step count advances by one."""
+        return self._half(NULL, False, max(n_threads, 1))
+
+    cdef double _half(self, const int64_t* idx, bint grad, int nt) except? -1.0:
+        cdef double out
+        cdef int prev
+        if self.running:
+            raise RuntimeError("this plan is already running (in another thread); a plan "
+                               "owns its buffers, so build one plan per thread")
+        self.running = True
+        try:
+            if self.t_num == cnp.NPY_FLOAT32:
+                with nogil:
+                    prev = fnn_blas_serial_begin(<const void*>sgemm)
+                    if grad:
+                        out = _grad_step[float](self, <float*>NULL, idx, nt)
+                    else:
+                        out = _apply_step[float](self, <float*>NULL, nt)
+                    fnn_blas_serial_end(prev)
+            else:
+                with nogil:
+                    prev = fnn_blas_serial_begin(<const void*>dgemm)
+                    if grad:
+                        out = _grad_step[double](self, <double*>NULL, idx, nt)
+                    else:
+                        out = _apply_step[double](self, <double*>NULL, nt)
+                    fnn_blas_serial_end(prev)
+        finally:
+            self.running = False
+        return out
+
+
 cdef Py_ssize_t _first_out_of_range(const int64_t* idx, Py_ssize_t n,
                                     Py_ssize_t rows) noexcept nogil:
     cdef Py_ssize_t i, bad = 0
@@ -437,7 +498,20 @@ cdef void _gather(Plan p, floating* xb, const int64_t* rows) noexcept nogil:
 
 cdef void _run(Plan p, floating* tag, Py_ssize_t k, const int64_t* idx, double* losses,
                double* data_losses, int nt) noexcept nogil:
-    cdef Py_ssize_t s, B = p.batch
+    cdef Py_ssize_t s
+    cdef double data_loss, reg_loss
+    for s in range(k):
+        data_loss = _grad_step(p, tag, NULL if idx == NULL else idx + s * p.batch, nt)
+        reg_loss = _apply_step(p, tag, nt)
+        losses[s] = data_loss + reg_loss
+        data_losses[s] = data_loss
+
+
+cdef double _grad_step(Plan p, floating* tag, const int64_t* rows, int nt) noexcept nogil:
+    """The first half of a step: gather the batch (rows, or the whole bound data set when
+    NULL), forward, loss, backward; the data-loss gradient is left in the flat gradients
+    and the (weighted) mean data loss returned.  Nothing is updated."""
+    cdef Py_ssize_t B = p.batch
     cdef int i
     cdef Op* op
     cdef floating* P = <floating*>p.params
@@ -448,61 +522,69 @@ cdef void _run(Plan p, floating* tag, Py_ssize_t k, const int64_t* idx, double* 
     cdef const floating* scores
     cdef const void* y
     cdef const double* w
-    cdef double data_loss, reg_loss, group, lr
-    for s in range(k):
-        # the batch
-        if idx != NULL:
-            _gather(p, <floating*>p.xbuf, idx + s * B)
-            x0 = <const floating*>p.xbuf
-            y = p.ybuf
-            w = p.wbuf
-        else:
-            x0 = <const floating*>p.X
-            y = p.Y
-            w = p.W
-        # forward
-        h = x0
-        for i in range(p.n_ops):
-            op = &p.ops[i]
-            _op_forward(op, h, P, B, nt)
-            h = <const floating*>op.out
-        scores = h
-        # loss: dscores and the mean data loss
-        data_loss = _loss(p, scores, y, nt)
-        if p.W != NULL:
-            data_loss = _weigh_rows(p, <floating*>p.dscores, <const floating*>p.row_loss, w)
-        # backward
-        dout = <const floating*>p.dscores     # dh for hierarchical softmax
-        for i in range(p.n_ops - 1, -1, -1):
-            op = &p.ops[i]
-            _op_backward(op, dout, x0 if i == 0 else <const floating*>p.ops[i - 1].out,
-                         P, G, B, nt)
-            dout = <const floating*>op.dx
-        # penalties, in the per-layer path's order; a regularizer's parts summed first
-        reg_loss = 0
-        group = 0
-        for i in range(p.n_pens):
-            if p.pens[i].group_start and i > 0:
-                reg_loss += group
-                group = 0
-            group += penalty_core(p.pens[i].kind, P + p.pens[i].off, G + p.pens[i].off,
-                                  p.pens[i].n, p.pens[i].a, p.pens[i].b, p.scratch, nt)
-        reg_loss += group
-        # update: the net's parameters, then a loss's own
-        lr = schedule_lr(p.sched_kind, p.lr0, p.rate, p.every, p.t)
-        p.t += 1
-        optimizer_update_core(p.opt_kind, P, G, <floating*>p.s1, <floating*>p.s2, p.n_params,
+    cdef double data_loss
+    # the batch
+    if rows != NULL:
+        _gather(p, <floating*>p.xbuf, rows)
+        x0 = <const floating*>p.xbuf
+        y = p.ybuf
+        w = p.wbuf
+    else:
+        x0 = <const floating*>p.X
+        y = p.Y
+        w = p.W
+    # forward
+    h = x0
+    for i in range(p.n_ops):
+        op = &p.ops[i]
+        _op_forward(op, h, P, B, nt)
+        h = <const floating*>op.out
+    scores = h
+    # loss: dscores and the mean data loss
+    data_loss = _loss(p, scores, y, nt)
+    if p.W != NULL:
+        data_loss = _weigh_rows(p, <floating*>p.dscores, <const floating*>p.row_loss, w)
+    # backward
+    dout = <const floating*>p.dscores     # dh for hierarchical softmax
+    for i in range(p.n_ops - 1, -1, -1):
+        op = &p.ops[i]
+        _op_backward(op, dout, x0 if i == 0 else <const floating*>p.ops[i - 1].out,
+                     P, G, B, nt)
+        dout = <const floating*>op.dx
+    return data_loss
+
+
+cdef double _apply_step(Plan p, floating* tag, int nt) noexcept nogil:
+    """The second half of a step, on whatever the flat gradients hold: penalties (their
+    gradients added once), update, constraints; returns the penalty."""
+    cdef int i
+    cdef floating* P = <floating*>p.params
+    cdef floating* G = <floating*>p.grads
+    cdef double reg_loss, group, lr
+    # penalties, in the per-layer path's order; a regularizer's parts summed first
+    reg_loss = 0
+    group = 0
+    for i in range(p.n_pens):
+        if p.pens[i].group_start and i > 0:
+            reg_loss += group
+            group = 0
+        group += penalty_core(p.pens[i].kind, P + p.pens[i].off, G + p.pens[i].off,
+                              p.pens[i].n, p.pens[i].a, p.pens[i].b, p.scratch, nt)
+    reg_loss += group
+    # update: the net's parameters, then a loss's own
+    lr = schedule_lr(p.sched_kind, p.lr0, p.rate, p.every, p.t)
+    p.t += 1
+    optimizer_update_core(p.opt_kind, P, G, <floating*>p.s1, <floating*>p.s2, p.n_params,
+                          lr, p.h1, p.h2, p.eps, p.t, nt)
+    if p.n_loss_params > 0:
+        optimizer_update_core(p.opt_kind, <floating*>p.lp, <floating*>p.lg,
+                              <floating*>p.ls1, <floating*>p.ls2, p.n_loss_params,
                               lr, p.h1, p.h2, p.eps, p.t, nt)
-        if p.n_loss_params > 0:
-            optimizer_update_core(p.opt_kind, <floating*>p.lp, <floating*>p.lg,
-                                  <floating*>p.ls1, <floating*>p.ls2, p.n_loss_params,
-                                  lr, p.h1, p.h2, p.eps, p.t, nt)
-        # constraints
-        for i in range(p.n_cons):
-            max_norm_core(P + p.cons[i].off, p.cons[i].n_in, p.cons[i].n_out, p.cons[i].c,
-                          p.scratch, nt)
-        losses[s] = data_loss + reg_loss
-        data_losses[s] = data_loss
+    # constraints
+    for i in range(p.n_cons):
+        max_norm_core(P + p.cons[i].off, p.cons[i].n_in, p.cons[i].n_out, p.cons[i].c,
+                      p.scratch, nt)
+    return reg_loss
 
 
 cdef double _loss(Plan p, const floating* scores, const void* y, int nt) noexcept nogil:

@@ -514,3 +514,26 @@ def test_plan_refuses_bad_weights():
     hs = HierarchicalSoftmax(4, 3, seed=0)
     with pytest.raises(ValueError, match="weights"):
         build_plan(net, hs, batch_size=5).bind(X, y % 3, np.ones(10))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gradient_then_apply_equals_run_bit_for_bit(dtype, weighted):
+    """The split step (fastnn.distributed's path at one rank and one block): gradient()
+    then apply() is run(1), with penalties (added once, in apply), max-norm, Adam."""
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((90, 6)), rng.integers(0, 3, 90)
+    w = rng.uniform(0.1, 2, 90) if weighted else None
+    reg = [R.L2(1e-3), R.MaxNorm(2.0)]
+    nets = [MLP([6, 12, 3], seed=1, dtype=dtype) for _ in range(2)]
+    plans = [build_plan(n, SoftmaxCrossEntropy(), optimizer="adam", regularizer=reg,
+                        batch_size=30).bind(X, y, w) for n in nets]
+    idx = fastnn._plan.shuffled_rows(90, 90, 2, 5, 0)
+    losses, _ = plans[0].run(6, idx)
+    for s in range(6):
+        rows = idx[s * 30:(s + 1) * 30]
+        data_loss = plans[1].gradient(rows)
+        assert data_loss + plans[1].apply() == losses[s]
+    assert plans[1].t == plans[0].t == 6
+    np.testing.assert_array_equal(nets[0].flat_params, nets[1].flat_params)
+    np.testing.assert_array_equal(plans[0].state[0], plans[1].state[0])
