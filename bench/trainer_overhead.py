@@ -120,7 +120,12 @@ def _instructions(case_index, side, epochs, max_epochs):
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
              sys.executable, __file__, "--count-child", str(case_index), side, str(epochs),
              str(max_epochs)],
-            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+            capture_output=True, text=True,
+            # one thread, and no BLAS or OpenMP pool whose idle spinning (which callgrind
+            # counts, and which lasts as long as the machine's load makes it) would add
+            # noise; a fixed hash seed for the interpreter's own work
+            env={**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1",
+                 "OMP_NUM_THREADS": "1", "FASTNN_NUM_THREADS": "1"})
     m = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode or not m:
         raise RuntimeError(f"callgrind run failed:\n{proc.stderr[-2000:]}")
