@@ -141,7 +141,7 @@ class Evaluator:
         out = np.empty(params.shape[0], dtype=np.float64)
         return self._ev.losses(params, out, _resolve_threads(n_threads))
 
-    def loss(self, params=None):
+    def value(self, params=None):
         """The total loss at one parameter vector (default: the net's current ones)."""
         params = self.model.flat_params if params is None else params
         return float(self.losses(params, n_threads=1)[0])
