@@ -18,7 +18,8 @@
 # The numerical gradient perturbs element i of the thread's copy, and re-runs the net
 # from the op that owns element i on, reading that op's input from the thread's cached
 # unperturbed forward pass (the ops before it are unchanged, so their outputs would be
-# the same bits); the penalty of the perturbed array is re-summed with only the touched
+# the same bits; an affine op with at most 8 outputs re-runs only the perturbed column,
+# see COLS_ONE); the penalty of the perturbed array is re-summed with only the touched
 # reduction block recomputed (the other blocks' sums are cached, and added in the same
 # order as penalty_core does).  So each difference uses exactly the numbers a full
 # re-run of the forward pass at the perturbed parameters would give.
@@ -30,7 +31,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 import numpy as np
 
-from _common cimport dgemm, fnn_blas_serial_begin, fnn_blas_serial_end, sgemm
+from _common cimport (GEMM_SPLIT_MIN_WORK, bias_act_rows, dgemm,
+                      fnn_blas_serial_begin, fnn_blas_serial_end, sgemm, small_gemm)
+from _loops cimport fnn_small_gemm_case
 from _activation_core cimport act_forward_core, prelu_forward_core
 from _affine_core cimport affine_forward_core
 from _batchnorm_core cimport batchnorm_forward_core
@@ -38,6 +41,9 @@ from _loss_core cimport (elementwise_loss_core, hs_forward_core, row_loss_mean,
                          softmax_xent_core, svm_core)
 from _maxout_core cimport maxout_forward_core
 from _regularization_core cimport PEN_BLOCK, PEN_ELASTIC, PEN_L1, PEN_L2, _pen_block
+
+cdef extern from "fastnn_loops.h" nogil:
+    int FNN_SMALL_TINY_N
 
 cnp.import_array()
 
@@ -79,6 +85,18 @@ cdef struct EOp:
     Py_ssize_t p0, p1
     double scale            # SCALE: p
     double momentum, eps    # BATCHNORM
+    int cols                # AFFINE: how a perturbation re-runs it (COLS_*)
+
+
+# An AFFINE op whose product runs in the small-GEMM loops' tiny-n case (at most 8 outputs,
+# fastnn_gemm_small.inc) computes each output element as a dot product of its own, in an
+# order that depends on the inner length only: so a perturbation of W[:, j] or b[j] re-runs
+# column j alone (the same loops on one column, the same epilogue) and gets the very bits
+# of the whole product.  (The tiny-k case could re-run a chunk-aligned range of columns
+# too, but measured slower than the row-blocked whole op; BLAS products re-run whole.)
+cdef enum:
+    COLS_NONE = 0
+    COLS_ONE = 1
 
 
 cdef struct Pen:
@@ -103,6 +121,7 @@ cdef struct Work:
     char* row_loss
     char* hs_dz
     char* g                 # penalty gradient scratch (the widest penalized array)
+    char* tmp               # the column of an AFFINE op re-run (B,)
     double* blocks          # unperturbed penalty block sums, 2 per block
     double* pen_vals        # unperturbed penalty of each entry
 
@@ -138,6 +157,7 @@ cdef class Evaluator:
     cdef const char* X
     cdef const char* Y
     cdef bint running
+    cdef list _cols
 
     def __cinit__(self):
         self.ops = NULL
@@ -183,6 +203,7 @@ cdef class Evaluator:
             raise MemoryError()
         cdef int i
         cdef EOp* op
+        self._cols = []
         for i, spec in enumerate(ops):
             op = &self.ops[i]
             op.kind = spec["kind"]
@@ -196,6 +217,12 @@ cdef class Evaluator:
             op.scale = spec.get("scale", 1.0)
             op.momentum = spec.get("momentum", 0.0)
             op.eps = spec.get("eps", 0.0)
+            op.cols = COLS_NONE
+            if op.kind == OP_AFFINE and X.shape[0] * op.n_out * op.n_in < GEMM_SPLIT_MIN_WORK:
+                case = fnn_small_gemm_case(0, 0, X.shape[0], op.n_out, op.n_in)
+                if case == FNN_SMALL_TINY_N:
+                    op.cols = COLS_ONE
+            self._cols.append(op.cols)
         self.n_outputs = self.ops[self.n_ops - 1].n_out if self.n_ops else self.n_features
         self.loss_kind = loss["kind"]
         self.ew_kind = loss.get("ew_kind", 0)
@@ -280,6 +307,7 @@ cdef class Evaluator:
             w.row_loss = self._new(keep, (B,))
             w.hs_dz = self._new(keep, (B, max(self.hs_p, 1)))
             w.g = self._new(keep, (self.pen_width,))
+            w.tmp = self._new(keep, (B,))
             w.blocks = <double*>self._new(keep, (2 * max(self.n_blocks, 1),), np.float64)
             w.pen_vals = <double*>self._new(keep, (max(self.n_pens, 1),), np.float64)
         return 0
@@ -376,6 +404,14 @@ cdef class Evaluator:
             self.running = False
         return grad
 
+    def use_columns(self, bint on):
+        """Re-run only the columns a perturbation changes (the default) or whole ops:
+        the same bits either way (for the tests and the benchmark)."""
+        cdef int i
+        for i in range(self.n_ops):
+            if self.ops[i].kind == OP_AFFINE:
+                self.ops[i].cols = self._cols[i] if on else COLS_NONE
+
     cdef int _enter(self) except -1:
         if self.running:
             raise RuntimeError("this evaluator is already running (in another thread); "
@@ -420,6 +456,26 @@ cdef const floating* _forward_from(Evaluator E, Work* w, int first, floating* P,
     Returns the scores."""
     cdef const floating* h = <const floating*>E.X if first == 0 else \
         <const floating*>w.cout[first - 1]
+    return _run_ops(E, w, first, P, cached, h)
+
+
+cdef void _affine_columns(Evaluator E, Work* w, int j, const floating* h, floating* P,
+                          Py_ssize_t col) noexcept nogil:
+    """Op j's output with column `col`'s weights or bias perturbed (COLS_ONE): the
+    cached output with that column re-run, into w.out[j]."""
+    cdef EOp* op = &E.ops[j]
+    cdef Py_ssize_t B = E.n_rows, n = op.n_out, r
+    cdef floating* out = <floating*>w.out[j]
+    cdef floating* tmp = <floating*>w.tmp
+    memcpy(out, w.cout[j], B * n * sizeof(floating))
+    small_gemm(0, 0, B, 1, op.n_in, h, op.n_in, P + op.p0 + col, n, tmp, 1)
+    bias_act_rows(tmp, P + op.p1 + col, B, 1, op.act, <floating>op.alpha)
+    for r in range(B):
+        out[r * n + col] = tmp[r]
+
+
+cdef const floating* _run_ops(Evaluator E, Work* w, int first, floating* P, bint cached,
+                              const floating* h) noexcept nogil:
     cdef int j
     cdef floating* out
     for j in range(first, E.n_ops):
@@ -607,7 +663,17 @@ cdef void _numgrad(Evaluator E, const floating* params, floating* grad, const in
 
 cdef double _perturbed(Evaluator E, Work* w, floating* P, Py_ssize_t e, int first,
                        bint* kinked) noexcept nogil:
-    cdef const floating* scores = _forward_from(E, w, first, P, False)
+    cdef const floating* scores
+    cdef EOp* op
+    cdef Py_ssize_t col
+    if first < E.n_ops and E.ops[first].cols != COLS_NONE:
+        op = &E.ops[first]
+        col = (e - op.p1) if op.p1 <= e < op.p1 + op.n_out else (e - op.p0) % op.n_out
+        _affine_columns(E, w, first, <const floating*>E.X if first == 0 else
+                        <const floating*>w.cout[first - 1], P, col)
+        scores = _run_ops(E, w, first + 1, P, False, <const floating*>w.out[first])
+    else:
+        scores = _forward_from(E, w, first, P, False)
     if first == E.n_ops:
         scores = <const floating*>w.cout[E.n_ops - 1] if E.n_ops else <const floating*>E.X
     cdef double dl = _data_loss(E, w, scores, <floating*>w.d)

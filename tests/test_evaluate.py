@@ -174,6 +174,19 @@ def test_spiral_numerical_gradient_equals_the_python_loop():
     np.testing.assert_array_equal(some, one[[602, 0, 250]])
 
 
+def test_re_running_one_column_gives_the_whole_ops_bits():
+    """An affine op with <= 8 outputs re-runs only the perturbed column."""
+    X, y = datasets.spiral(30, 3)
+    net = case_study.two_layer_net(2, 20, 3, seed=0)
+    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y, regularizer=1e-3)
+    idx = np.arange(ev.n_params, dtype=np.int64)
+    ev._ev.use_columns(False)
+    whole = ev._numerical(net.flat_params, idx, 1e-5, True, None, 1)
+    ev._ev.use_columns(True)
+    np.testing.assert_array_equal(ev._numerical(net.flat_params, idx, 1e-5, True, None, 2),
+                                  whole)
+
+
 def test_numerical_gradient_refuses_bad_input():
     X, y = datasets.spiral(10, 3)
     net = case_study.two_layer_net(2, 5, 3, seed=0)
