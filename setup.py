@@ -14,9 +14,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
-from Cython import Tempita
-from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -66,7 +63,38 @@ def _openmp_flags(compiler):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:        # pip gives no -j: compile on every core
+            self.parallel = _cores()
+
+    def run(self):
+        # Here, not at import: `setup.py sdist` and pip's metadata step need neither.
+        import numpy as np
+        from Cython.Build import cythonize
+        if not getattr(self, "_cythonized", False):
+            render_templates()
+            for ext in self.extensions:
+                ext.include_dirs.insert(0, np.get_include())
+            compiled = cythonize(self.extensions, include_path=[SRC],
+                                 compiler_directives=COMPILER_DIRECTIVES,
+                                 nthreads=_cores() if self.parallel else 0)
+            # The .c files into the Extensions setuptools has finalized (cythonize
+            # returns new objects, without setuptools' own attributes).
+            c_sources = {ext.name: ext.sources for ext in compiled}
+            for ext in self.extensions:
+                ext.sources = c_sources[ext.name]
+            self._cythonized = True
+        super().run()
+
     def build_extensions(self):
         if self.compiler.compiler_type == "msvc":
             base = ["/O2"]
@@ -101,6 +129,7 @@ def render_templates():
     files), the names of src_c/prototypes.py in scope.  A rendered file is rewritten
     only when its text changes: an unchanged template leaves it, and the extensions
     that depend on it, alone."""
+    from Cython import Tempita
     spec = importlib.util.spec_from_file_location("prototypes", HERE / SRC / "prototypes.py")
     helpers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helpers)
@@ -113,34 +142,46 @@ def render_templates():
             out.write_text(text, "utf-8")
 
 
+COMPILER_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+    "embedsignature": True,
+}
+
+
+def depends():
+    """The C headers, loop bodies and .pxd files every module includes: a change to any
+    of them must rebuild the extensions (setuptools only sees the .c otherwise).  The
+    rendered .pxd files are among them (rewritten when their template changes), and the
+    templates and their helpers, so that an sdist carries them (setuptools adds an
+    extension's sources and depends to the sdist)."""
+    files = {h.name for pattern in ("*.h", "*.inc", "*.pxd", "*.tp")
+             for h in (HERE / SRC).glob(pattern)}
+    files |= {tp.stem for tp in (HERE / SRC).glob("*.tp")} | {"prototypes.py"}
+    return sorted(f"{SRC}/{name}" for name in files)
+
+
 def extensions():
-    render_templates()
-    # The C headers, loop bodies and .pxd files every module includes: a change to any
-    # of them must rebuild the extensions (setuptools only sees the .c otherwise).  The
-    # rendered .pxd files are among them, rewritten when their template changes.
-    headers = sorted(f"{SRC}/{h.name}" for pattern in ("*.h", "*.inc", "*.pxd")
-                     for h in (HERE / SRC).glob(pattern))
-    exts = []
-    for pyx in sorted((HERE / SRC).glob("*.pyx")):
-        exts.append(Extension(
-            f"fastnn.{pyx.stem}",
-            [f"{SRC}/{pyx.name}"],
-            depends=headers,
-            include_dirs=[np.get_include(), SRC],
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
-        ))
-    return cythonize(
-        exts,
-        include_path=[SRC],
-        compiler_directives={
-            "language_level": 3,
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "initializedcheck": False,
-            "embedsignature": True,
-        },
-    )
+    """One Extension per src_c/*.pyx, its source still the .pyx: build_ext renders the
+    templates and cythonizes, so that an sdist or metadata step does neither.  No .pyx
+    is an error: a wheel without its kernels is no fastnn (an incomplete sdist must fail
+    here, not build a pure-Python wheel that cannot import)."""
+    pyx = sorted((HERE / SRC).glob("*.pyx"))
+    if not pyx:
+        raise RuntimeError(f"fastnn: no {SRC}/*.pyx in {HERE}: this source tree or sdist "
+                           "is incomplete, and fastnn cannot be built without its "
+                           "compiled kernels")
+    return [Extension(
+        f"fastnn.{p.stem}",
+        [f"{SRC}/{p.name}"],
+        depends=depends(),
+        include_dirs=[SRC],              # and numpy's, added by build_ext
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+    ) for p in pyx]
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+if __name__ == "__main__":          # as pip and `python -m build` run it; importable by tests
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

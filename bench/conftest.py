@@ -7,12 +7,9 @@ Benchmarks here run one implementation after the other; bench/compare.py interle
 them and is the one to quote ratios from on a noisy machine.
 """
 import math
-import os
 import sys
 from pathlib import Path
 
-# A benchmark of the NumPy fallback would be moot: a missing build must fail loudly.
-os.environ.setdefault("FASTNN_REQUIRE_COMPILED", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402

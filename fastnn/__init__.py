@@ -10,11 +10,12 @@ __version__ = "0.1.0"
 from ._kernels import get_backend, use_backend
 from .config import get_num_threads, set_num_threads, show_config, threads
 from . import (datasets, gradcheck, init, io, layers, losses, net, optim, plan,
-               preprocessing, regularization, trainer)
+               preprocessing, regularization, search, trainer)
 from .io import load, save
 
 __all__ = [
     "__version__", "get_backend", "use_backend", "get_num_threads", "set_num_threads",
     "threads", "show_config", "datasets", "gradcheck", "init", "io", "layers", "losses",
-    "net", "optim", "plan", "preprocessing", "regularization", "trainer", "save", "load",
+    "net", "optim", "plan", "preprocessing", "regularization", "search", "trainer", "save",
+    "load",
 ]

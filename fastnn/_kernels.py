@@ -2,14 +2,20 @@
 
 Everything that runs a hot path asks :func:`backend` for the active kernel set and
 calls it; :func:`use_backend` switches the set for the whole process (or, used as a
-context manager, for a block).  The compiled set is the default.  If the extensions
-cannot be imported, fastnn warns and runs the twins; FASTNN_REQUIRE_COMPILED=1 makes
-that an ImportError instead (the test suite sets it, so a silent fallback fails CI).
+context manager, for a block).  The compiled set is the default, and a missing or
+broken compiled extension makes ``import fastnn`` raise an ImportError that says what to
+do: fastnn never falls back to the twins (7x slower) on its own.  The twins run only
+when asked for: FASTNN_BACKEND=numpy in the environment (then fastnn imports without
+its extensions, and ``use_backend("compiled")`` raises that ImportError), or
+``use_backend("numpy")``.
 """
+from __future__ import annotations
+
 import importlib
 import os
 import types
-import warnings
+from pathlib import Path
+from typing import Any
 
 from . import reference
 
@@ -60,31 +66,60 @@ def _namespace(name, lookup):
 
 NUMPY = _namespace("numpy", lambda kernel, module: getattr(reference, kernel))
 
+
+def _unbuilt_checkout():
+    """The source checkout this package was imported from, if it is one (its setup.py
+    and src_c/ beside the package), else None."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "setup.py").is_file() and (root / "src_c").is_dir():
+        return root
+    return None
+
+
+def _import_error_text(exc):
+    """What to do about extensions that cannot be imported, for the ImportError."""
+    checkout = _unbuilt_checkout()
+    if checkout is not None:
+        what = (f"fastnn was imported from its source checkout ({checkout}), where its "
+                "compiled kernels have not been built (or were built for another Python "
+                "or NumPy)")
+        fix = ("install it with `pip install .` and run from outside the checkout (run "
+               "`pytest` as a command, not `python -m pytest`), or build it in place "
+               "with `pip install -e .`")
+    else:
+        what = "fastnn's compiled kernels cannot be imported: the installation is broken"
+        fix = ("reinstall it (`pip install --force-reinstall --no-cache-dir fastnn`, or "
+               "`pip install .` from a source checkout; building needs a C compiler)")
+    return (f"{what} ({type(exc).__name__}: {exc}). To fix: {fix}. To run the much "
+            "slower NumPy twins instead, set FASTNN_BACKEND=numpy.")
+
+
+_requested = os.environ.get("FASTNN_BACKEND", "").strip() or "compiled"
+if _requested not in BACKENDS:
+    raise ImportError(f"FASTNN_BACKEND must be one of {BACKENDS}, got {_requested!r}")
+
 try:
-    _modules = {m: importlib.import_module(f"fastnn.{m}") for m in set(KERNELS.values())}
+    _modules = {m: importlib.import_module(f"fastnn.{m}")
+                for m in sorted(set(KERNELS.values()) | {"_runtime"})}
     COMPILED = _namespace("compiled", lambda kernel, module: getattr(_modules[module], kernel))
     COMPILED_IMPORT_ERROR = None
-except ImportError as exc:  # the package was used from a source tree that was never built
-    if os.environ.get("FASTNN_REQUIRE_COMPILED", "") not in ("", "0"):
-        raise ImportError("fastnn's compiled kernels cannot be imported and "
-                          "FASTNN_REQUIRE_COMPILED is set: " + str(exc)) from exc
+except ImportError as exc:
+    if _requested != "numpy":
+        raise ImportError(_import_error_text(exc)) from exc
+    # The NumPy backend was asked for: run without the extensions, and say why if the
+    # compiled one is asked for later.
     COMPILED = None
     COMPILED_IMPORT_ERROR = exc
-    warnings.warn("fastnn's compiled kernels cannot be imported (" + str(exc) + "); "
-                  "running the NumPy twins, which are much slower. "
-                  "Reinstall with `pip install .`", RuntimeWarning, stacklevel=2)
 
-_active = COMPILED if COMPILED is not None else NUMPY
-if os.environ.get("FASTNN_BACKEND", "compiled") == "numpy":
-    _active = NUMPY
+_active = NUMPY if _requested == "numpy" else COMPILED
 
 
-def backend():
+def backend() -> Any:
     """The active kernel set: a namespace with one attribute per kernel and `name`."""
     return _active
 
 
-def get_backend():
+def get_backend() -> str:
     """Name of the active backend: "compiled" or "numpy"."""
     return _active.name
 
@@ -95,16 +130,15 @@ class _BackendSwitch:
     def __init__(self, previous):
         self._previous = previous
 
-    def __enter__(self):
+    def __enter__(self) -> Any:
         return backend()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         global _active
         _active = self._previous
-        return False
 
 
-def use_backend(name):
+def use_backend(name: str) -> _BackendSwitch:
     """Run the compiled kernels (``"compiled"``) or their NumPy twins (``"numpy"``).
 
     Takes effect at once for the whole process; as a context manager
@@ -114,8 +148,7 @@ def use_backend(name):
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "compiled" and COMPILED is None:
-        raise RuntimeError("the compiled kernels are not available: "
-                           + str(COMPILED_IMPORT_ERROR))
+        raise ImportError(_import_error_text(COMPILED_IMPORT_ERROR)) from COMPILED_IMPORT_ERROR
     previous = _active
     _active = COMPILED if name == "compiled" else NUMPY
     return _BackendSwitch(previous)

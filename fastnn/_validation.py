@@ -35,7 +35,7 @@ def all_finite(x):
 
 
 def check_array(x, name, *, ndim=None, dtype=None, n_cols=None, n_rows=None,
-                check_finite=True, copy=False):
+                check_finite=True, copy=False) -> np.ndarray:
     """x as a C-contiguous float array, converted (copied) only when it must be.
 
     dtype: the float dtype wanted; None keeps float32 and makes anything else float64.
@@ -68,7 +68,7 @@ def check_array(x, name, *, ndim=None, dtype=None, n_cols=None, n_rows=None,
     return x
 
 
-def check_labels(y, name="y", *, n_samples=None, n_classes=None):
+def check_labels(y, name="y", *, n_samples=None, n_classes=None) -> np.ndarray:
     """Class labels as a C-contiguous intp array, each in [0, n_classes)."""
     y = np.asarray(y)
     if y.dtype.kind == "f":
@@ -120,7 +120,7 @@ def check_binary_labels(y, name="y", *, values=(0, 1), shape=None, dtype=np.floa
     return np.ascontiguousarray(y, dtype=dtype)
 
 
-def check_positive_int(value, name, *, minimum=1):
+def check_positive_int(value, name, *, minimum=1) -> int:
     """value as an int >= minimum; TypeError for non-integers (bool included)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -129,7 +129,8 @@ def check_positive_int(value, name, *, minimum=1):
     return int(value)
 
 
-def check_scalar(value, name, *, low=None, high=None, low_open=False, high_open=False):
+def check_scalar(value, name, *, low=None, high=None, low_open=False,
+                 high_open=False) -> float:
     """A finite real number within [low, high] (ends open when asked)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -143,7 +144,7 @@ def check_scalar(value, name, *, low=None, high=None, low_open=False, high_open=
     return value
 
 
-def check_random_state(seed, name="seed"):
+def check_random_state(seed, name="seed") -> np.random.Generator:
     """A random generator from None, an int, a SeedSequence, or a numpy Generator or
     RandomState (used as is).  Ints seed a new ``numpy.random.Generator``."""
     if isinstance(seed, (np.random.Generator, np.random.RandomState)):

@@ -6,6 +6,8 @@
                               .csv file (last column the label) and save it
   fastnn predict MODEL DATA   the labels a saved model predicts for DATA's rows
   fastnn export MODEL OUT     a saved model as an ONNX file (the onnx extra)
+  fastnn search               random search, random local search and gradient descent
+                              on the spiral's linear classifier, same budget
   fastnn config               the backend, OpenMP, threads and BLAS in use
 
 Every option, path and data file is checked before any training starts; a bad one gets
@@ -134,7 +136,7 @@ def _add_trainer_options(p, *, spiral):
 
 def build_parser():
     """The argparse parser of the ``fastnn`` command (subcommands spiral, train, predict,
-    export, config)."""
+    export, search, config)."""
     parser = _Parser(prog="fastnn", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
@@ -216,6 +218,28 @@ def build_parser():
     ex.add_argument("--no-fold-batchnorm", action="store_true",
                     help="keep batch norm as BatchNormalization nodes (default: folded "
                          "into the preceding Linear)")
+
+    se = sub.add_parser("search", help="the notes' optimization strategies on the spiral's "
+                                       "linear classifier, same budget of loss evaluations",
+                        description="Random search, random local search and gradient "
+                                    "descent on the spiral's linear softmax classifier, "
+                                    "each given the same number of loss evaluations (a "
+                                    "gradient step counts as one), then the loss after one "
+                                    "gradient step for step sizes 1e-10 ... 1e3.")
+    se.set_defaults(prog=se.prog)
+    se.add_argument("--budget", type=_int_type(2), default=1000,
+                    help="loss evaluations per strategy, >= 2 (1000)")
+    se.add_argument("--seed", type=_seed, default=0, help="seed for data, weights and "
+                                                          "searches (0)")
+    se.add_argument("--scale", type=_lr, default=1.0,
+                    help="random search: standard deviation of every weight (1.0)")
+    se.add_argument("--step", type=_lr, default=0.1,
+                    help="random local search: standard deviation of a move (0.1)")
+    se.add_argument("--step-size", type=_lr, default=1.0, help="gradient descent (1.0)")
+    se.add_argument("--reg", type=_float_type(0.0), default=1e-3, help="L2 strength (1e-3)")
+    se.add_argument("--dtype", choices=DTYPES, default="float64")
+    se.add_argument("--plot", metavar="DIR", default=None,
+                    help="write the curves and the step-size sweep to DIR/search.png")
 
     cf = sub.add_parser("config", help="print the backend, OpenMP, threads and BLAS in use")
     cf.set_defaults(prog=cf.prog)
@@ -590,6 +614,30 @@ def _spiral(args):
     return 0
 
 
+def _search(args):
+    import numpy as np
+    from . import datasets, search
+    plot = None
+    if args.plot is not None:
+        plot = _require_plot("--plot")
+        _check_output_dir(args.plot, "--plot")
+    X, y = datasets.spiral(100, 3, seed=np.random.RandomState(args.seed))
+    result = search.compare_strategies(X, y, args.budget, args.seed, scale=args.scale,
+                                       step=args.step, step_size=args.step_size,
+                                       reg=args.reg, dtype=args.dtype)
+    print(f"== spiral ({X.shape[0]} points), linear softmax classifier, reg {args.reg:g}, "
+          f"{args.dtype}")
+    print(result.format())
+    print("== one gradient step from the start, by step size")
+    print(result.sweep.format())
+    if plot is not None:
+        os.makedirs(args.plot, exist_ok=True)
+        path = os.path.join(args.plot, "search.png")
+        plot.search_curves(result, path)
+        print(f"wrote {path}")
+    return 0
+
+
 def _save_api():
     """fastnn.save, or a UsageError when this fastnn has none (checked before training)."""
     import fastnn
@@ -805,7 +853,7 @@ def main(argv=None):
     (argparse's own errors exit with status 2 from here)."""
     args = build_parser().parse_args(argv)
     command = {"spiral": _spiral, "train": _train, "predict": _predict,
-               "export": _export, "config": _config}[args.command]
+               "export": _export, "search": _search, "config": _config}[args.command]
     try:
         return command(args)
     except UsageError as exc:

@@ -20,9 +20,13 @@ Nothing here changes a process-wide setting: not the environment (OMP_WAIT_POLIC
 included) and not another library's thread pool, BLAS included.  The setting itself is
 process-wide, not per Python thread.
 """
+from __future__ import annotations
+
 import contextlib
 import os
 import platform
+from collections.abc import Iterator
+from typing import Any
 
 from . import _kernels
 from ._validation import check_env_positive_int, check_positive_int
@@ -37,7 +41,7 @@ _requested = None             # set_num_threads's n; None: automatic
 
 try:
     from ._runtime import omp_max_threads as _omp_max_threads
-except ImportError:           # no compiled kernels: the NumPy twins run on one thread
+except ImportError:           # FASTNN_BACKEND=numpy without compiled kernels: one thread
     _omp_max_threads = None
 
 
@@ -83,7 +87,8 @@ def _dirs_up(base, rel):
     return [os.path.join(base, *parts[:i]) for i in range(len(parts), -1, -1)]
 
 
-def cgroup_cpu_limit(root="/sys/fs/cgroup", proc_cgroup="/proc/self/cgroup"):
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup",
+                     proc_cgroup: str = "/proc/self/cgroup") -> int | None:
     """CPUs that a cgroup CPU quota lets this process use, rounded up (at least 1), or
     None when no quota applies or none can be read.
 
@@ -103,15 +108,15 @@ def cgroup_cpu_limit(root="/sys/fs/cgroup", proc_cgroup="/proc/self/cgroup"):
         for d in _dirs_up(os.path.join(root, mount), own.get("cpu")):
             limits.append(_quota_cores(_read(os.path.join(d, "cpu.cfs_quota_us")),
                                        _read(os.path.join(d, "cpu.cfs_period_us"))))
-    limits = [n for n in limits if n is not None]
-    return min(limits) if limits else None
+    found = [n for n in limits if n is not None]
+    return min(found) if found else None
 
 
 # Read once: a quota rarely changes while a process runs, and resolving must stay cheap.
 _cgroup_cores = cgroup_cpu_limit()
 
 
-def available_cores():
+def available_cores() -> int:
     """The cores this process may use: its CPU affinity (else os.cpu_count()), capped by
     a cgroup CPU quota (read at import)."""
     try:
@@ -140,7 +145,7 @@ def _resolve():
     return (n, "OpenMP") if n < cores else (cores, "cores")
 
 
-def refresh():
+def refresh() -> int:
     """Re-resolve the thread count into ``_n_threads`` (what every kernel call uses) and
     return it.  Raises ValueError for a bad FASTNN_NUM_THREADS, leaving the count as it
     was."""
@@ -149,14 +154,14 @@ def refresh():
     return _n_threads
 
 
-def resolve_num_threads():
+def resolve_num_threads() -> int:
     """The thread count for the next kernel calls, re-resolved now (a few microseconds):
     picks up OMP_NUM_THREADS-style limits set since (threadpoolctl, joblib) and changes
     of FASTNN_NUM_THREADS or of the CPU affinity."""
     return refresh()
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Threads fastnn's kernels use (resolved now, see :func:`resolve_num_threads`)."""
     return resolve_num_threads()
 
@@ -176,7 +181,7 @@ def _check_request(n):
     return n
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """Use ``n`` threads in fastnn's kernels; ``None`` returns to automatic (
     FASTNN_NUM_THREADS, else OpenMP's setting, capped by the cores).
 
@@ -190,7 +195,7 @@ def set_num_threads(n):
 
 
 @contextlib.contextmanager
-def threads(n):
+def threads(n: int | None) -> Iterator[int]:
     """``with threads(n):`` runs the block with ``set_num_threads(n)`` and then restores
     the previous setting (an explicit count or automatic), even if the block raises.
     Yields the resolved count.  The setting is process-wide, not per Python thread."""
@@ -204,7 +209,7 @@ def threads(n):
         refresh()
 
 
-def show_config(print_out=True):
+def show_config(print_out: bool = True) -> dict[str, Any]:
     """Print and return what fastnn runs on.
 
     Returns a dict: version, backend ("compiled" or "numpy"), openmp (compiled in?),
@@ -229,7 +234,7 @@ def show_config(print_out=True):
                                    "threading_layer", "architecture")}
         for info in threadpool_info() if info.get("user_api") == "blas"
     ]
-    info = {
+    info: dict[str, Any] = {
         "version": __version__,
         "backend": _kernels.get_backend(),
         "compiled_available": _kernels.COMPILED is not None,
@@ -247,7 +252,9 @@ def show_config(print_out=True):
     if print_out:
         print(f"fastnn {info['version']}")
         print(f"  backend        : {info['backend']}"
-              + ("" if info["compiled_available"] else " (compiled kernels NOT available)"))
+              + ("" if info["compiled_available"] else
+                 " (FASTNN_BACKEND=numpy; compiled kernels NOT available: "
+                 f"{_kernels.COMPILED_IMPORT_ERROR})"))
         print(f"  OpenMP         : {'yes' if openmp else 'no'}")
         print("  SIMD loops     : "
               + ("per-ISA clones (AVX-512, AVX2, baseline), picked at load time"

@@ -41,7 +41,9 @@ other class, a missing or unexpected tensor, a wrong shape or dtype.
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal, Union, overload
 
 import numpy as np
 
@@ -51,6 +53,9 @@ from ._validation import check_positive_int
 from .layers import (BatchNorm, Dropout, LeakyReLU, Linear, Maxout, PReLU, ReLU, Sigmoid,
                      Tanh)
 from .net import MLP, Sequential
+
+#: A file name: str or os.PathLike (pathlib.Path)
+PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["save", "load", "read_metadata", "save_checkpoint", "load_checkpoint",
            "Checkpoint", "FORMAT_VERSION"]
@@ -272,7 +277,7 @@ def _fspath(path):
             from None
 
 
-def save(net, path, *, metadata=None):
+def save(net: Sequential, path: PathLike, *, metadata: dict[str, Any] | None = None) -> None:
     """Save a net (a fastnn Sequential or MLP) to `path` as a safetensors file.
 
     The file holds the weights, the architecture (every layer's class and constructor
@@ -307,12 +312,12 @@ class Checkpoint:
     """
 
     net: Sequential
-    optimizer: object = None
-    optimizer_state: tuple = ()
+    optimizer: Any = None
+    optimizer_state: tuple[np.ndarray, ...] = ()
     step: int = 0
     epoch: int = 0
-    rng_state: dict = None
-    extra: dict = field(default_factory=dict)
+    rng_state: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def restore(self, plan):
         """Put the optimizer state and step count into a training plan built for this
@@ -379,8 +384,10 @@ def _rng_from_json(value, where):
     return value
 
 
-def save_checkpoint(path, net, *, optimizer=None, optimizer_state=None, step=0, epoch=0,
-                    rng_state=None, extra=None):
+def save_checkpoint(path: PathLike, net: Sequential, *, optimizer: Any = None,
+                    optimizer_state: Any = None, step: int = 0, epoch: int = 0,
+                    rng_state: np.random.Generator | Mapping[str, Any] | None = None,
+                    extra: dict[str, Any] | None = None) -> None:
     """Save everything needed to resume training where it stopped, atomically.
 
     Parameters
@@ -708,7 +715,15 @@ def _read(path, checkpoint):
     return f, net, ckpt, arrays
 
 
-def load(path, *, with_metadata=False):
+@overload
+def load(path: PathLike, *, with_metadata: Literal[False] = False) -> Sequential: ...
+@overload
+def load(path: PathLike, *,
+         with_metadata: Literal[True]) -> tuple[Sequential, dict[str, Any]]: ...
+
+
+def load(path: PathLike, *,
+         with_metadata: bool = False) -> Sequential | tuple[Sequential, dict[str, Any]]:
     """Load a net saved by :func:`save` (or the net of a checkpoint).
 
     Returns a new net, identical to the saved one: same class (Sequential or MLP),
@@ -734,7 +749,7 @@ def _user_metadata(f):
     return meta
 
 
-def read_metadata(path):
+def read_metadata(path: PathLike) -> dict[str, Any]:
     """The ``metadata`` dict saved with a model (checked as :func:`load` checks the
     whole file)."""
     f, _, _, _ = _read(path, checkpoint=False)
@@ -773,7 +788,7 @@ def _optimizer_from_spec(f, spec):
         raise f.error(f"{where}: {exc}") from None
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: PathLike) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint`: returns a
     :class:`Checkpoint` (net, optimizer, optimizer_state, step, epoch, rng_state,
     extra).  ``Checkpoint.restore(plan)`` puts the state into a plan built for its net.

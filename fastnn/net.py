@@ -1,5 +1,12 @@
 """Networks: a stack of layers run as one forward and one backward pass."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ._validation import check_array, check_labels, check_positive_int, check_random_state
 from .layers import (BatchNorm, Dropout, ElementwiseActivation, Layer, LeakyReLU, Linear, Maxout,
@@ -17,7 +24,7 @@ class Sequential:
     The first layer gets no input gradient unless ``backward(..., input_grad=True)``.
     """
 
-    def __init__(self, layers):
+    def __init__(self, layers: Iterable[Layer]) -> None:
         layers = list(layers)
         if not layers:
             raise ValueError("layers must not be empty")
@@ -60,7 +67,8 @@ class Sequential:
         self.__dict__.update(state)
         self._bind_parameters()
 
-    def save(self, path, *, metadata=None):
+    def save(self, path: str | os.PathLike[str], *,
+             metadata: dict[str, Any] | None = None) -> None:
         """Save this net to a safetensors model file, atomically; ``fastnn.load(path)``
         rebuilds it.  See :func:`fastnn.io.save`."""
         from .io import save
@@ -84,7 +92,7 @@ class Sequential:
         return plan
 
     # -- passes -------------------------------------------------------------------
-    def forward(self, X, *, check_finite=True):
+    def forward(self, X: ArrayLike, *, check_finite: bool = True) -> np.ndarray:
         """Scores for X (N, n_features): a view of the last layer's buffer."""
         return self._forward(self._check_X(X, check_finite))
 
@@ -100,7 +108,7 @@ class Sequential:
                 layer._forward(h)
         return h
 
-    def backward(self, dscores, *, input_grad=False):
+    def backward(self, dscores: ArrayLike, *, input_grad: bool = False) -> np.ndarray | None:
         """Backpropagate dscores (the gradient on the last forward's output) into every
         layer's grads.  Returns dL/dX when input_grad, else None."""
         last = self._fused[-1][0]
@@ -132,45 +140,45 @@ class Sequential:
             for layer, mode in zip(self.layers, modes):
                 layer.train(mode)
 
-    def predict_scores(self, X):
+    def predict_scores(self, X: ArrayLike) -> np.ndarray:
         """Scores in evaluation mode (a new array)."""
         return self._eval_forward(X).copy()
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted class per row of X: argmax of the scores, (N,) intp."""
         return np.argmax(self._eval_forward(X), axis=1)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Softmax of the scores, (N, K), rows summing to 1."""
         s = self._eval_forward(X)
         p = np.exp(s - s.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         return p
 
-    def score(self, X, y):
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
         """Mean accuracy of predict(X) against labels y."""
         pred = self.predict(X)
         y = check_labels(y, "y", n_samples=pred.shape[0])
         return float(np.mean(pred == y))
 
     # -- parameters -----------------------------------------------------------------
-    def parameters(self):
+    def parameters(self) -> list[tuple[Layer, str, np.ndarray, np.ndarray]]:
         """[(layer, name, param, grad)] for every parameter, in layer order: views into
         ``flat_params`` and ``flat_grads``."""
         return [(layer, name, p, layer.grads[name])
                 for layer in self.layers for name, p in layer.params.items()]
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
         """Number of learnable parameters (weights and biases)."""
         return sum(layer.n_params for layer in self.layers)
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Sequential:
         for layer in self.layers:
             layer.train(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Sequential:
         return self.train(False)
 
     def __repr__(self):
@@ -205,8 +213,11 @@ class MLP(Sequential):
     Hidden Linear layers without batch norm run fused with their activation.
     """
 
-    def __init__(self, sizes, *, activation="relu", init=None, dropout=None,
-                 batch_norm=False, alpha=0.01, seed=None, dtype=np.float64):
+    def __init__(self, sizes: Sequence[int], *, activation: str = "relu",
+                 init: str | Any | None = None, dropout: float | None = None,
+                 batch_norm: bool = False, alpha: float = 0.01,
+                 seed: int | np.random.Generator | None = None,
+                 dtype: DTypeLike = np.float64) -> None:
         try:
             sizes = [check_positive_int(s, "sizes") for s in sizes]
         except TypeError:

@@ -314,3 +314,70 @@ def loss_landscape(landscape, path=None, *, title=None, log=False, levels=12):
         ax.set_ylabel("b")
     ax.set_title(title or ("loss along a ray" if L.ndim == 1 else "loss over a plane"))
     return _finish(fig, path)
+
+
+# ---- search strategies ---------------------------------------------------------------------
+
+def search_curves(comparison, path=None, *, sweep=None, log_x=True):
+    """The notes' optimization strategies side by side: the best loss so far against
+    the number of loss evaluations, one line per strategy (random search, random local
+    search, gradient descent...), and, when there is a step-size sweep, a second panel
+    of the loss after one gradient step against the step size (log x), with the
+    starting loss dashed.
+
+    comparison : a :class:`fastnn.search.Comparison` (its ``sweep`` is drawn too), or a
+        dict name -> :class:`fastnn.search.SearchResult` (or a list of results, named by
+        their ``method``)
+    sweep : a :class:`fastnn.search.SweepResult` to draw instead of (or without) the
+        comparison's; ``False`` draws none
+    log_x : the evaluations axis in log scale (default), where the three differ most
+
+    Returns the Figure (written to ``path`` as a PNG when given)."""
+    results = getattr(comparison, "results", comparison)
+    if sweep is None:
+        sweep = getattr(comparison, "sweep", None)
+    if isinstance(results, (list, tuple)):
+        results = {getattr(r, "method", str(i)): r for i, r in enumerate(results)}
+    if not isinstance(results, dict) or not results:
+        raise TypeError("comparison must be a fastnn.search.Comparison, or a non-empty "
+                        f"dict or list of SearchResults, got {type(comparison).__name__}")
+    curves = {}
+    for name, r in results.items():
+        if not hasattr(r, "curve"):
+            raise TypeError(f"comparison[{name!r}] is a {type(r).__name__}, not a "
+                            "fastnn.search.SearchResult")
+        curves[name] = np.asarray(r.curve, dtype=np.float64)
+    if sweep is not False and sweep is not None and not hasattr(sweep, "step_sizes"):
+        raise TypeError(f"sweep must be a fastnn.search.SweepResult, got "
+                        f"{type(sweep).__name__}")
+    show_sweep = sweep is not None and sweep is not False
+    fig, axes = _figure(path, 1, 2 if show_sweep else 1,
+                        figsize=(11, 4.2) if show_sweep else (6, 4.2))
+    ax = axes[0] if show_sweep else axes
+    for name, curve in curves.items():
+        ax.plot(np.arange(1, curve.size + 1), curve, label=f"{name} ({curve[-1]:.4f})")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("loss evaluations")
+    ax.set_ylabel("best loss so far")
+    ax.set_title("same budget of loss evaluations")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, alpha=0.3)
+    if show_sweep:
+        ax2 = axes[1]
+        s = np.asarray(sweep.step_sizes, dtype=np.float64)
+        v = np.asarray(sweep.losses, dtype=np.float64)
+        pos = s > 0
+        ax2.plot(s[pos], v[pos], "o-", label="loss after one step")
+        ax2.axhline(sweep.start_loss, color="0.4", linestyle="--", linewidth=1,
+                    label=f"original loss ({sweep.start_loss:.3f})")
+        ax2.set_xscale("log")
+        finite = v[pos & np.isfinite(v)]
+        if finite.size and np.all(finite > 0) and finite.max() > 10 * finite.min():
+            ax2.set_yscale("log")
+        ax2.set_xlabel("step size")
+        ax2.set_ylabel("loss")
+        ax2.set_title("w - step size * gradient")
+        ax2.legend(loc="best", fontsize="small")
+        ax2.grid(True, alpha=0.3)
+    return _finish(fig, path)

@@ -1,12 +1,18 @@
 """Training: the Trainer (mini-batch or full-batch, validation, callbacks, progress,
 label encoding) and the notes' full-batch gradient descent, both on training plans."""
+from __future__ import annotations
+
 import copy
+import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _kernels
 from ._validation import check_array, check_positive_int, check_random_state, check_scalar
@@ -15,6 +21,9 @@ from .optim import SGD
 from .plan import ShapeOnly, build_plan
 from .regularization import L2
 from .regularization import get as get_regularizer
+
+if TYPE_CHECKING:
+    from .net import Sequential
 
 
 @dataclass
@@ -27,13 +36,17 @@ class StepHistory:
     steps: int = field(default=0)
 
     @property
-    def us_per_step(self):
+    def us_per_step(self) -> float:
         """Mean wall time of one step, in microseconds."""
         return 1e6 * self.seconds / max(self.steps, 1)
 
 
-def gradient_descent(net, loss, X, y, *, steps, step_size=1.0, reg=None, regularizer=None,
-                     log_every=0, log=print, callback=None, progress=False):
+def gradient_descent(net: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *, steps: int,
+                     step_size: float = 1.0, reg: float | None = None,
+                     regularizer: Any = None, log_every: int = 0,
+                     log: Callable[[str], Any] = print,
+                     callback: Callable[..., Any] | None = None,
+                     progress: bool = False) -> StepHistory:
     """Full-batch gradient descent, as in the notes' case study, run by a training
     plan (:mod:`fastnn.plan`): on the compiled backend whole steps run in compiled code,
     many per call.
@@ -166,8 +179,10 @@ class Trainer:
     ``plan`` (the training plan, kept for the next fit while it still matches).
     """
 
-    def __init__(self, model, loss=None, optimizer="sgd", *, batch_size=None,
-                 regularizer=None, reg=None, seed=None, verbose=1, shuffle=True):
+    def __init__(self, model: Sequential, loss: Any = None, optimizer: Any = "sgd", *,
+                 batch_size: int | None = None, regularizer: Any = None,
+                 reg: float | None = None, seed: int | np.random.Generator | None = None,
+                 verbose: int = 1, shuffle: bool = True) -> None:
         from . import optim as _optim
         from .losses import SoftmaxCrossEntropy
         from .net import Sequential
@@ -190,9 +205,10 @@ class Trainer:
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
         self.shuffle = bool(shuffle)
-        self.plan = None
-        self.classes_ = None
-        self.history_ = None
+        self.plan: Any = None
+        self.classes_: np.ndarray | None = None
+        self.history_: History | None = None
+        self._resume: tuple[Any, int] | None = None
         self.epoch = 0              # epochs completed over all fits
 
     # -- pickling: parameters and state, never the plan's buffers --------------------------
@@ -216,7 +232,7 @@ class Trainer:
         plan.set_state(*resume)
 
     # -- checkpoints -----------------------------------------------------------------------
-    def save_checkpoint(self, path):
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write a checkpoint (fastnn.io, safetensors, atomic): the net, the optimizer and
         its state, the step and epoch counters, the random state of the batch order and
         the classes; :meth:`from_checkpoint` resumes from it bit for bit."""
@@ -231,7 +247,9 @@ class Trainer:
                                   "shuffle_seed": self.shuffle_seed})
 
     @classmethod
-    def from_checkpoint(cls, path, loss=None, *, regularizer=None, reg=None, verbose=1):
+    def from_checkpoint(cls, path: str | os.PathLike[str], loss: Any = None, *,
+                        regularizer: Any = None, reg: float | None = None,
+                        verbose: int = 1) -> Trainer:
         """A Trainer that continues a checkpoint: the next fit takes the steps an
         uninterrupted run would have taken next (same batches, dropout masks and optimizer
         state).  Give the loss and regularizer the first run used."""
@@ -254,7 +272,7 @@ class Trainer:
 
     # -- what kind of model --------------------------------------------------------------
     @property
-    def is_classifier(self):
+    def is_classifier(self) -> bool:
         """True when the loss takes class labels (softmax, SVMs, hierarchical softmax)."""
         from .losses import HierarchicalSoftmax, _ClassLabelLoss
         return isinstance(self.loss, (_ClassLabelLoss, HierarchicalSoftmax))
@@ -283,7 +301,7 @@ class Trainer:
                              f"one of the classes seen in training {classes[:10].tolist()}")
         return codes.astype(np.intp), classes
 
-    def _targets(self, y, name, n, classes=None):
+    def _targets(self, y, name, n, classes=None) -> tuple[np.ndarray, Any]:
         """(targets as the loss takes them, classes); classes as in _encode."""
         if self.is_classifier:
             y, classes = self._encode(y, name, classes)
@@ -300,14 +318,17 @@ class Trainer:
             raise ValueError(f"{name} must be >= 0")
         return w
 
-    def _X(self, X, name):
+    def _X(self, X, name) -> np.ndarray:
         return check_array(X, name, ndim=2, n_cols=self.model.n_features,
                            dtype=self.model.dtype)
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, X, y, *, epochs=None, steps=None, validation_data=None,
-            validation_split=0.0, callbacks=(), record_every="auto", sample_weight=None,
-            train_metric=True, metric=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int | None = None,
+            steps: int | None = None,
+            validation_data: tuple[ArrayLike, ...] | None = None,
+            validation_split: float = 0.0, callbacks: Iterable[Any] = (),
+            record_every: int | str = "auto", sample_weight: ArrayLike | None = None,
+            train_metric: bool = True, metric: Any = None) -> History:
         """Train; returns the History (also ``self.history_``).
 
         X (N, D) and y (N,) labels of any kind for classifiers, (N, M) targets otherwise;
@@ -549,7 +570,7 @@ class Trainer:
         return self._loss_value(scores, y, w)
 
     # -- using the trained model --------------------------------------------------------
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Classifiers: the predicted labels (of the kind given to fit); otherwise the
         net's outputs, (N, M) (a new array)."""
         scores, _ = self._forward_eval(self._X(X, "X"))
@@ -561,7 +582,7 @@ class Trainer:
             return self.classes_[self.loss.predict(scores)]
         return self.classes_[np.argmax(scores[:, :len(self.classes_)], axis=1)]
 
-    def score(self, X, y):
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
         """Classifiers: accuracy against labels y (an unknown label is a ValueError);
         otherwise the coefficient of determination R^2 of the outputs."""
         X = self._X(X, "X")

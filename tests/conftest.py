@@ -1,14 +1,13 @@
-"""Shared fixtures.  Importing fastnn here with FASTNN_REQUIRE_COMPILED=1 makes a missing
-or broken build an ImportError instead of a silent fallback to the NumPy twins."""
+"""Shared fixtures.  A missing or broken build makes ``import fastnn`` an ImportError
+(fastnn never falls back to the NumPy twins unless FASTNN_BACKEND=numpy asks for them),
+so the suite cannot pass on a fallback."""
 import os
 
-os.environ.setdefault("FASTNN_REQUIRE_COMPILED", "1")
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import fastnn  # noqa: E402
-from fastnn import _kernels  # noqa: E402
+import fastnn
+from fastnn import _kernels
 
 DTYPES = [np.float32, np.float64]
 
@@ -49,5 +48,6 @@ def twins_forbidden(monkeypatch):
 
 def pytest_report_header(config):
     info = fastnn.show_config(print_out=False)
-    return (f"fastnn {info['version']}: backend={info['backend']} openmp={info['openmp']} "
+    return (f"fastnn {info['version']} from {os.path.dirname(fastnn.__file__)}: "
+            f"backend={info['backend']} openmp={info['openmp']} "
             f"threads={info['num_threads']}")

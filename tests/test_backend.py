@@ -202,3 +202,119 @@ def test_importing_fastnn_changes_no_process_wide_setting(tmp_path):
         assert {path: after.get(path) for path in before} == before
         if want is not None:
             assert got["threads"] == want
+
+
+# ---- a missing or broken build: an ImportError that says what to do, never a fallback ----
+
+_CHILD_NUMPY = """
+import sys
+import numpy as np
+import fastnn
+from fastnn import datasets
+from fastnn.losses import SoftmaxCrossEntropy
+from fastnn.net import MLP
+from fastnn.trainer import gradient_descent
+assert fastnn.get_backend() == "numpy", fastnn.get_backend()
+info = fastnn.show_config()
+assert info["backend"] == "numpy" and info["compiled_available"] is False, info
+assert info["openmp"] is None and info["num_threads"] >= 1
+try:
+    fastnn.use_backend("compiled")
+except ImportError as exc:
+    print("USE_BACKEND:", exc)
+else:
+    raise AssertionError("use_backend('compiled') worked without the extensions")
+assert fastnn.get_backend() == "numpy"
+X, y = datasets.spiral(20, 3, seed=0)
+hist = gradient_descent(MLP([2, 8, 3], seed=0), SoftmaxCrossEntropy(), X, y, steps=3)
+assert np.all(np.isfinite(hist.loss))
+from fastnn.cli import main
+sys.exit(main(["config"]))
+"""
+
+
+def _package_copy(root, with_extensions=()):
+    """fastnn's Python files (and the named extension modules) copied under root."""
+    import shutil
+    src = os.path.dirname(fastnn.__file__)
+    dst = root / "fastnn"
+    dst.mkdir(parents=True)
+    for name in os.listdir(src):
+        if name.endswith(".py") or name.split(".")[0] in with_extensions:
+            shutil.copy(os.path.join(src, name), dst / name)
+    return dst
+
+
+def _import_in(path, code="import fastnn", copy=True, **env):
+    """Run code in a child importing fastnn from path.  copy: path holds a copy of the
+    package, and the child runs with -S (no .pth files: an editable install's finder
+    would map fastnn's submodules back to the checkout), site-packages on PYTHONPATH."""
+    import subprocess
+    import sysconfig
+    base = {k: v for k, v in os.environ.items() if k not in ("FASTNN_BACKEND", "PYTHONPATH")}
+    paths = [str(path)]
+    if copy:
+        paths += [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    return subprocess.run([sys.executable, *(["-S"] if copy else []), "-c", code], cwd=path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**base, **env, "PYTHONPATH": os.pathsep.join(paths)})
+
+
+def _import_error(result):
+    assert result.returncode != 0, result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: "), result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+    return last
+
+
+def test_an_installation_without_its_extensions_cannot_be_imported(tmp_path):
+    _package_copy(tmp_path)
+    msg = _import_error(_import_in(tmp_path))
+    assert "compiled kernels cannot be imported: the installation is broken" in msg
+    assert "pip install --force-reinstall" in msg and "FASTNN_BACKEND=numpy" in msg
+    assert "No module named 'fastnn._" in msg
+
+
+def test_a_broken_extension_cannot_be_imported(tmp_path):
+    modules = sorted(set(_kernels.KERNELS.values()) | {"_runtime"})
+    pkg = _package_copy(tmp_path, with_extensions=modules)
+    broken = next(p for p in pkg.iterdir() if p.name.startswith("_loss.")
+                  and p.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)))
+    broken.write_bytes(b"not a shared object")
+    # the other extensions load
+    assert _import_in(tmp_path, "import fastnn._affine", FASTNN_BACKEND="numpy").returncode == 0
+    msg = _import_error(_import_in(tmp_path))
+    assert "installation is broken" in msg and broken.name in msg
+
+
+def test_an_unbuilt_source_checkout_says_so(tmp_path):
+    _package_copy(tmp_path)
+    (tmp_path / "setup.py").write_text("")
+    (tmp_path / "src_c").mkdir()
+    msg = _import_error(_import_in(tmp_path))
+    assert f"imported from its source checkout ({tmp_path.resolve()})" in msg
+    assert "pip install ." in msg and "FASTNN_BACKEND=numpy" in msg
+
+
+def test_the_numpy_backend_runs_without_extensions_only_when_asked_for(tmp_path):
+    _package_copy(tmp_path)
+    r = _import_in(tmp_path, _CHILD_NUMPY, FASTNN_BACKEND="numpy")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""                     # asked for: no warning
+    assert "USE_BACKEND: fastnn's compiled kernels cannot be imported" in r.stdout
+    assert "FASTNN_BACKEND=numpy" in r.stdout
+    assert "backend        : numpy (FASTNN_BACKEND=numpy; compiled kernels NOT available: " \
+        "No module named 'fastnn._" in r.stdout
+
+
+def test_fastnn_backend_selects_the_default_and_refuses_a_typo(tmp_path):
+    code = "import fastnn; print(fastnn.get_backend()); fastnn.use_backend('compiled'); " \
+           "print(fastnn.get_backend())"
+    installed = os.path.dirname(os.path.dirname(fastnn.__file__))
+    r = _import_in(installed, code, copy=False, FASTNN_BACKEND="numpy")
+    assert r.returncode == 0 and r.stdout.split() == ["numpy", "compiled"], r.stderr
+    r = _import_in(installed, code, copy=False, FASTNN_BACKEND="compiled")
+    assert r.returncode == 0 and r.stdout.split() == ["compiled", "compiled"], r.stderr
+    msg = _import_error(_import_in(installed, code, copy=False, FASTNN_BACKEND="cuda"))
+    assert "FASTNN_BACKEND must be one of ('compiled', 'numpy'), got 'cuda'" in msg

@@ -255,3 +255,33 @@ def test_preprocessing_views_the_notes_four_panels(tmp_path):
         plot.preprocessing_views(np.ones((1, 2)))
     with pytest.raises(ValueError, match="eps"):
         plot.preprocessing_views(data, eps=-1.0)
+
+
+def test_search_curves_of_a_comparison(tmp_path):
+    from fastnn import search
+    c = search.compare_strategies(X, Y, budget=60, seed=0)
+    path = tmp_path / "search.png"
+    fig = plot.search_curves(c, path)
+    w, h = _png_size(path)
+    assert w > h > 200
+    ax, ax2 = fig.axes
+    names = [line.get_label().split(" (")[0] for line in ax.get_lines()]
+    assert names == ["random search", "random local search", "gradient descent"]
+    for line, r in zip(ax.get_lines(), c.results.values()):
+        np.testing.assert_array_equal(line.get_ydata(), r.curve)
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 61))
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "loss evaluations"
+    assert ax2.get_xscale() == "log" and ax2.get_xlabel() == "step size"
+    sweep_line, start_line = ax2.get_lines()
+    np.testing.assert_array_equal(sweep_line.get_xdata(), c.sweep.step_sizes)
+    assert start_line.get_ydata()[0] == c.sweep.start_loss
+    # the curves alone, from a list of results: one panel
+    one = plot.search_curves(list(c.results.values()), sweep=False, log_x=False)
+    (ax,) = one.axes
+    assert len(ax.get_lines()) == 3 and ax.get_xscale() == "linear"
+    with pytest.raises(TypeError, match="comparison"):
+        plot.search_curves({})
+    with pytest.raises(TypeError, match="SearchResult"):
+        plot.search_curves({"x": 1.0})
+    with pytest.raises(TypeError, match="sweep"):
+        plot.search_curves(c, sweep=3)
