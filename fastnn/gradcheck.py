@@ -17,6 +17,8 @@ D(s) is the centered difference with step s (Richardson extrapolation; expand th
 numerator: 8[f(x+h) - f(x-h)] - [f(x+2h) - f(x-2h)] = 16h D(h) - 4h D(2h)), so it is two
 passes of the centered loop.
 """
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 
 from . import _kernels
@@ -148,3 +150,319 @@ def gradient_check(f, x, analytic_grad, *, h=1e-5, method="centered", centered=N
     one of f at x (:func:`numerical_gradient` with h and method)."""
     return rel_error(analytic_grad,
                      numerical_gradient(f, x, h, method, centered=centered))
+
+
+# ---- whole nets: the compiled numerical gradient and the gradient check -----------------
+#: The notes' thresholds on the relative error of a gradient check.
+GOOD, WRONG = 1e-7, 1e-2
+
+
+def _net_numerical(ev, params, h, method, indices, n_threads, kinks=False):
+    """The compiled finite differences of an evaluator's loss (fastnn.evaluate) at
+    params: (values in the net's dtype, kink flags as bool or None)."""
+    h = check_scalar(h, "h", low=0.0, low_open=True)
+    if not np.isfinite(h):
+        raise ValueError(f"h must be finite, got {h}")
+    method = _check_method(method, None)
+    params = ev.check_params(ev.model.flat_params if params is None else params,
+                             "params", ndim=1)
+    if indices is None:
+        indices = np.arange(ev.n_params, dtype=np.int64)
+    else:
+        indices = np.asarray(indices)
+        if indices.dtype.kind not in "iu" or indices.ndim != 1:
+            raise TypeError(f"indices must be a 1-D integer array, got {indices.dtype} "
+                            f"with shape {indices.shape}")
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= ev.n_params):
+            raise ValueError(f"indices must lie in [0, {ev.n_params})")
+
+    def steps(s):
+        old = params[indices].astype(np.float64)
+        xp = (old + s).astype(params.dtype)
+        xm = (old - s).astype(params.dtype) if method != "forward" else params[indices]
+        same = np.flatnonzero(xp == xm)
+        if same.size:
+            i = int(indices[same[0]])
+            raise ValueError(f"h = {h} is below the resolution of params[{i}] = "
+                             f"{params[i]} in {params.dtype}: x + h rounds to x; use a "
+                             "larger h or float64")
+
+    flags = np.zeros(indices.size, dtype=np.uint8) if kinks else None
+    steps(h)
+    if method != "fourth_order":
+        g = ev._numerical(params, indices, h, method == "centered", flags, n_threads)
+    else:
+        # (4 D(h) - D(2h)) / 3 as numerical_gradient forms it
+        steps(2.0 * h)
+        near = ev._numerical(params, indices, h, True, flags, n_threads).astype(np.float64)
+        far = ev._numerical(params, indices, 2.0 * h, True, flags, n_threads)
+        g = ((4.0 * near - far) / 3.0).astype(params.dtype, copy=False)
+    return g, (flags.astype(bool) if kinks else None)
+
+
+def net_numerical_gradient(model, loss, X, y, *, regularizer=None, h=1e-5,
+                           method="centered", params=None, indices=None, n_threads=None):
+    """The numerical gradient of the total loss of a whole net (fastnn.evaluate's loss:
+    data loss + penalties; batch norm on batch statistics, dropout off) with respect to
+    every element of its flat parameters, in compiled code, parallel over elements.
+
+    model, loss, X, y, regularizer : as for fastnn.evaluate.build_evaluator.
+    h : the step, finite and > 0.  method : "centered", "forward" or "fourth_order", the
+        stencils of :func:`numerical_gradient`, which it reproduces: each entry equals
+        what that function returns for f = "set the flat parameters, run the forward
+        pass, the loss and the penalties", the same bits (each thread perturbs its own
+        copy, and re-runs the net only from the layer owning the element: the layers
+        before it give the same bits as a full re-run).
+    params : (n_params,) array of the net's dtype (default: model.flat_params).
+    indices : None (every element) or a 1-D integer array of the elements to difference.
+    n_threads : threads (default: fastnn's setting); the result does not depend on it.
+
+    Returns an array of the net's dtype: (n_params,), or one entry per index."""
+    from .evaluate import build_evaluator
+    ev = build_evaluator(model, loss, X, y, regularizer=regularizer)
+    return _net_numerical(ev, params, h, method, indices, n_threads)[0]
+
+
+def analytic_gradient(model, loss, X, y, *, regularizer=None, params=None):
+    """The backpropagated gradient of the same total loss (the per-layer path's forward,
+    loss, backward and penalties of one step, without the update; batch norm on batch
+    statistics, dropout off): (loss value, (n_params,) array of the net's dtype).  The
+    net (parameters, gradients, modes, running statistics) is left as it was."""
+    from .evaluate import _Borrowed, _check_net
+    from .plan import check_data, regularized
+    net = _check_net(model)
+    X, y = check_data(net, loss, X, y)
+    penalized, _ = regularized(net, _reg_get(regularizer))
+    with _Borrowed(net):
+        if params is not None:
+            net.flat_params[...] = params
+        scores = net._forward(X)
+        value = loss._forward(scores, y)
+        net._backward(loss.backward())
+        for r, W, dW in penalized:
+            value += r.penalty_and_grad(W, dW)
+        grad = net.flat_grads.copy()
+    return float(value), grad
+
+
+def _reg_get(regularizer):
+    from . import regularization
+    return regularization.get(regularizer, "regularizer")
+
+
+def _verdict(err):
+    if err < GOOD:
+        return "good"
+    if err > WRONG:
+        return "wrong"
+    return "check"
+
+
+#: What to make of an error between the thresholds (the gradient-check advice).
+GUIDANCE = ("between 1e-7 and 1e-2: above 1e-4 the gradient is probably wrong; 1e-4 to "
+            "1e-7 is acceptable for objectives with kinks (ReLU, max, hinge) and too "
+            "high for smooth ones; deeper nets accumulate larger errors, 1e-2 can be "
+            "fine at the input of a 10-layer net")
+
+
+@dataclass
+class ParamCheck:
+    """The check of one parameter array.
+
+    layer, layer_name, param : where it lives (index in model.layers, class name, the
+        name in layer.params).  size, shape : its elements.
+    max_rel_error : the largest rel_error over its elements; worst : that element's
+        index (in the array's shape), with the analytic and numerical values there.
+    n_kinks : elements whose difference straddles a kink (see check_gradients).
+    n_rounding : elements (not at kinks) whose |analytic - numerical| is within the
+        rounding bound of the difference (see check_gradients).
+    max_rel_error_off_kinks : the largest error over the other elements: the verdict's.
+    verdict : "good" (< 1e-7), "check" (between; see GUIDANCE) or "wrong" (> 1e-2)."""
+    layer: int
+    layer_name: str
+    param: str
+    shape: tuple
+    size: int
+    max_rel_error: float
+    worst: tuple
+    analytic: float
+    numerical: float
+    n_kinks: int
+    n_rounding: int
+    max_rel_error_off_kinks: float
+    verdict: str
+
+
+@dataclass
+class GradientReport:
+    """check_gradients' result: one ParamCheck per parameter array, the settings, and
+    the overall verdict (the worst of them).  str() is a readable table; to_dict() the
+    same as plain data."""
+    checks: list
+    h: float
+    method: str
+    loss: float
+    rounding: float
+    verdict: str = field(init=False)
+
+    def __post_init__(self):
+        order = {"good": 0, "check": 1, "wrong": 2}
+        self.verdict = max((c.verdict for c in self.checks), key=order.get, default="good")
+
+    @property
+    def max_rel_error(self):
+        return max((c.max_rel_error for c in self.checks), default=0.0)
+
+    def to_dict(self):
+        return {"h": self.h, "method": self.method, "loss": self.loss,
+                "rounding": self.rounding, "verdict": self.verdict, "checks": [asdict(c) for c in self.checks]}
+
+    def __str__(self):
+        lines = [f"gradient check ({self.method} differences, h = {self.h:g}, "
+                 f"loss {self.loss:.6g}, rounding bound {self.rounding:.1e}): {self.verdict}",
+                 f"{'layer':<18}{'param':<7}{'size':>8}{'max rel err':>13}"
+                 f"{'verdict err':>12}{'kinks':>7}{'round':>7}  {'worst at':<14}verdict"]
+        for c in self.checks:
+            where = f"{c.layer}:{c.layer_name}"
+            lines.append(f"{where:<18}{c.param:<7}{c.size:>8}{c.max_rel_error:>13.2e}"
+                         f"{c.max_rel_error_off_kinks:>12.2e}{c.n_kinks:>7}{c.n_rounding:>7}  "
+                         f"{str(c.worst):<14}{c.verdict}")
+        if self.verdict == "check":
+            lines.append("check: " + GUIDANCE)
+        rounded = sum(c.n_rounding for c in self.checks)
+        if rounded:
+            lines.append(f"round: {rounded} elements differ by less than the rounding bound; "
+                         "the check cannot resolve them (tiny gradients: check after some "
+                         "training, on fewer rows, or with larger weights)")
+        return "\n".join(lines)
+
+
+def check_gradients(model, loss, X, y, *, reg=None, regularizer=None, h=1e-5,
+                    method="centered", n_threads=None, eps=1e-8):
+    """Check a net's backpropagated gradient against the compiled numerical gradient of
+    every parameter, and report per parameter array (a :class:`GradientReport`).
+
+    model, loss, X, y : the net, its loss and data (as for build_evaluator).
+    reg : an L2 strength (the notes' name), or regularizer : any regularizer spec; not
+        both.  h, method : the finite differences (:func:`net_numerical_gradient`).
+    eps : the floor of rel_error's denominator.
+
+    The loss is fastnn.evaluate's (batch norm on batch statistics, dropout switched
+    off, as the notes advise for gradient checks); the analytic gradient is one step's
+    of the per-layer path without its update (:func:`analytic_gradient`).
+
+    Kinks: element i counts as *at a kink* when one of the points its difference
+    evaluates (params +- h e_i, or params + h e_i for "forward"; also +- 2h for
+    "fourth_order") puts any kink on the other side than params does: a ReLU / leaky
+    ReLU output's sign (its input's), a PReLU input's sign, a maxout unit's winning
+    piece, the sign of an SVM / squared-hinge / attribute-hinge loss's gradient entry
+    (its margin active or not) or an L1 regression residual's, or (L1 / elastic net)
+    the sign of the perturbed weight itself.  Such a difference straddles a point where
+    the loss is not differentiable, so its error says nothing about backprop; the
+    verdict uses the largest error over the other elements (``max_rel_error`` includes
+    them).
+
+    Rounding: the loss is a mean of N row losses, each rounded, so each evaluation
+    carries an absolute rounding error up to about N eps |L| (eps: the dtype's machine
+    epsilon), and a centered difference quotient up to ``rounding = N eps |L| / h``
+    (2x for "forward", 1.5x for "fourth_order"; the report's ``rounding``).  Where |analytic - numerical| is within that bound the
+    finite difference cannot tell the two apart -- typically gradients that are ~0, like
+    a bias feeding a batch norm, whose relative error is rounding noise over eps -- and
+    the element counts as agreeing (error 0 in the verdict, ``n_rounding``).
+
+    Verdicts (the notes' thresholds on the relative error): < 1e-7 "good", > 1e-2
+    "wrong", between "check" (see GUIDANCE).  Check in float64: float32 cannot resolve
+    h = 1e-5."""
+    if reg is not None and regularizer is not None:
+        raise ValueError("pass reg (an L2 strength) or regularizer, not both")
+    regularizer = reg if reg is not None else regularizer
+    from .evaluate import build_evaluator
+    from .plan import _offset
+    ev = build_evaluator(model, loss, X, y, regularizer=regularizer)
+    numerical, kinks = _net_numerical(ev, None, h, method, None, n_threads, kinks=True)
+    value, analytic = analytic_gradient(model, loss, X, y, regularizer=regularizer)
+    a = analytic.astype(np.float64)
+    b = numerical.astype(np.float64)
+    err = np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), eps)
+    # each loss is off by up to N eps |L|; the stencils' quotients divide the sum of two
+    # such errors by 2h (centered), h (forward), and (4 D(h) + D(2h)) / 3 -> 1.5x
+    factor = {"centered": 1.0, "forward": 2.0, "fourth_order": 1.5}[method]
+    rounding = factor * ev.n_rows * np.finfo(ev.dtype).eps * abs(value) / h
+    within = np.abs(a - b) <= rounding
+    flat = model.flat_params
+    checks = []
+    for i, layer in enumerate(model.layers):
+        for name, p in layer.params.items():
+            if p.size == 0:
+                continue
+            s = slice(_offset(flat, p), _offset(flat, p) + p.size)
+            e, k, r = err[s], kinks[s], within[s] & ~kinks[s]
+            j = int(np.argmax(e))
+            off = np.where(r, 0.0, e)[~k]
+            worst_off = float(off.max()) if off.size else 0.0
+            checks.append(ParamCheck(
+                layer=i, layer_name=type(layer).__name__, param=name, shape=p.shape,
+                size=p.size, max_rel_error=float(e[j]),
+                worst=tuple(int(v) for v in np.unravel_index(j, p.shape)),
+                analytic=float(a[s][j]), numerical=float(b[s][j]), n_kinks=int(k.sum()),
+                n_rounding=int(r.sum()), max_rel_error_off_kinks=worst_off, verdict=_verdict(worst_off)))
+    return GradientReport(checks, float(h), method, value, float(rounding))
+
+
+@dataclass
+class DirectionalCheck:
+    """check_directions' result: for each random unit direction u, the finite
+    difference (L(p + h u) - L(p - h u)) / 2h, the analytic grad . u, their rel_error,
+    and the verdict on the largest error."""
+    numerical: np.ndarray
+    analytic: np.ndarray
+    rel_errors: np.ndarray
+    h: float
+    verdict: str
+
+    def __str__(self):
+        return (f"directional check ({self.rel_errors.size} random directions, h = "
+                f"{self.h:g}): max rel error {self.rel_errors.max():.2e}, {self.verdict}")
+
+
+def check_directions(model, loss, X, y, *, reg=None, regularizer=None, h=1e-5,
+                     n_directions=4, seed=None, n_threads=None, eps=1e-8):
+    """The fast, weaker check: the derivative along random directions.
+
+    For n_directions unit vectors u (normal draws, normalized in float64, then stored in
+    the net's dtype), compares the centered difference (L(p + h u) - L(p - h u)) / 2h
+    (2 n_directions loss evaluations, in parallel) with grad . u from backprop.  It costs
+    2 n_directions evaluations instead of 2 n_params, but it is weaker than
+    check_gradients: it checks a projection of the gradient, so an error in a few
+    elements (a small layer, a bias) can be diluted below the threshold, and it cannot
+    say where an error is, nor which elements sit at kinks.  Returns a
+    :class:`DirectionalCheck`."""
+    if reg is not None and regularizer is not None:
+        raise ValueError("pass reg (an L2 strength) or regularizer, not both")
+    regularizer = reg if reg is not None else regularizer
+    h = check_scalar(h, "h", low=0.0, low_open=True)
+    if not np.isfinite(h):
+        raise ValueError(f"h must be finite, got {h}")
+    from ._validation import check_positive_int, check_random_state
+    from .evaluate import build_evaluator
+    n_directions = check_positive_int(n_directions, "n_directions")
+    rng = check_random_state(seed)
+    ev = build_evaluator(model, loss, X, y, regularizer=regularizer)
+    p = model.flat_params.astype(np.float64)
+    u = rng.standard_normal((n_directions, ev.n_params))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    u = u.astype(ev.dtype).astype(np.float64)
+    points = np.concatenate([p + h * u, p - h * u]).astype(ev.dtype)
+    values = ev.losses(points, n_threads=n_threads)
+    steps = (points[:n_directions].astype(np.float64)
+             - points[n_directions:].astype(np.float64))
+    # the divisor: the actual distance along u between the stored points
+    dist = np.einsum("ij,ij->i", steps, u)
+    numerical = (values[:n_directions] - values[n_directions:]) / dist
+    _, grad = analytic_gradient(model, loss, X, y, regularizer=regularizer)
+    analytic = u @ grad.astype(np.float64)
+    scale = np.maximum(np.maximum(np.abs(numerical), np.abs(analytic)), eps)
+    errors = np.abs(numerical - analytic) / scale
+    return DirectionalCheck(numerical, analytic, errors, float(h),
+                            _verdict(float(errors.max())))

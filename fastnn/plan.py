@@ -176,10 +176,7 @@ class _Plan:
         ``B w_i / sum_i w_i`` (computed in double, rounded to the net's dtype) before the
         backward pass; a batch whose weights sum to 0 changes nothing but the penalties.
         Not with a hierarchical softmax (its own gradients are not per row)."""
-        X = check_array(X, "X", ndim=2, n_cols=self.net.n_features, dtype=self.dtype)
-        y = self.loss._check_y(y, ShapeOnly(X.shape[0], self._output_width()))
-        if y.dtype.kind == "f" and y.dtype != self.dtype:
-            y = y.astype(self.dtype)
+        X, y = check_data(self.net, self.loss, X, y)
         if weights is not None:
             if isinstance(self.loss, HierarchicalSoftmax):
                 raise ValueError("weights: a hierarchical softmax cannot weight rows")
@@ -187,7 +184,7 @@ class _Plan:
                                   dtype=np.float64)
             if np.any(weights < 0):
                 raise ValueError("weights must be >= 0")
-        self._X, self._y, self._w = X, np.ascontiguousarray(y), weights
+        self._X, self._y, self._w = X, y, weights
         return self
 
     def _output_width(self):
@@ -216,6 +213,17 @@ class _Plan:
                                  f"(k * batch_size), got {indices.dtype} {indices.shape}")
             # (the compiled plan checks each index against [0, N) itself)
         return k, indices
+
+
+def check_data(net, loss, X, y):
+    """(X, y) checked for (net, loss): X (N, n_features) a C-contiguous array of the
+    net's dtype (copied only when it is not one already), y the loss's targets for N
+    rows of the net's output width (float targets in the net's dtype), contiguous."""
+    X = check_array(X, "X", ndim=2, n_cols=net.n_features, dtype=net.dtype)
+    y = loss._check_y(y, ShapeOnly(X.shape[0], net._fused[-1][0].n_out))
+    if y.dtype.kind == "f" and y.dtype != net.dtype:
+        y = y.astype(net.dtype)
+    return X, np.ascontiguousarray(y)
 
 
 def _weigh_rows(dscores, row_loss, w):
@@ -315,97 +323,15 @@ class CompiledPlan(_Plan):
 
     # -- building ------------------------------------------------------------------------
     def _op(self, layer, act, position, kinds):
-        flat = self.net.flat_params
-        if isinstance(layer, Linear):
-            code, alpha = ((act.act_code, act.alpha) if act is not None
-                           else (layer._act, layer.alpha))
-            return {"kind": kinds["affine"], "act": code, "alpha": float(alpha),
-                    "n_in": layer.n_in, "n_out": layer.n_out,
-                    "p0": _offset(flat, layer.W), "p1": _offset(flat, layer.b)}
-        if isinstance(layer, Maxout):
-            return {"kind": kinds["maxout"], "n_in": layer.n_in, "n_out": layer.n_out,
-                    "k": layer.k, "p0": _offset(flat, layer.W), "p1": _offset(flat, layer.b)}
-        width = self._width_before(position)
-        if isinstance(layer, ElementwiseActivation):
-            return {"kind": kinds["act"], "act": layer.act_code, "alpha": float(layer.alpha),
-                    "n_in": width, "n_out": width}
-        if isinstance(layer, PReLU):
-            return {"kind": kinds["prelu"], "n_in": width, "n_out": width,
-                    "p0": _offset(flat, layer.alpha)}
         if isinstance(layer, Dropout):
             self._dropouts.append(layer)
-            return {"kind": kinds["dropout"], "n_in": width, "n_out": width,
-                    "scale": 1.0 / layer.p if layer.mode == "inverted" else 1.0,
-                    "thr": int(layer.p * 4294967296.0), "seed": layer.seed,
-                    "step": layer.step}
-        if isinstance(layer, BatchNorm):
-            return {"kind": kinds["batchnorm"], "n_in": width, "n_out": width,
-                    "p0": _offset(flat, layer.gamma), "p1": _offset(flat, layer.beta),
-                    "mean": layer._mean, "inv_std": layer._inv_std,
-                    "running_mean": layer.running_mean, "running_var": layer.running_var,
-                    "momentum": layer.momentum, "eps": layer.eps}
-        raise ValueError(f"the compiled plan cannot run the layer {type(layer).__name__}; "
-                         "train this net on the NumPy backend (fastnn.use_backend('numpy'))")
-
-    def _width_before(self, position):
-        """Width of the activations entering op `position` (layers without n_in)."""
-        for layer, _ in reversed(self.net._fused[:position]):
-            width = getattr(layer, "n_out", None)
-            if width is not None:
-                return width
-        if self.net.n_features is None:
-            raise ValueError("the compiled plan needs the input width: start the net with "
-                             "a layer that has n_in")
-        return self.net.n_features
+        return op_spec(self.net, layer, act, position, kinds)
 
     def _loss_spec(self, kinds):
-        loss, K = self.loss, self._output_width()
-        kind = type(loss)
-        if kind is SoftmaxCrossEntropy:
-            return {"kind": kinds["softmax"]}
-        if kind in (MulticlassSVM, SquaredHingeSVM):
-            return {"kind": kinds["svm"], "delta": float(loss.delta),
-                    "squared": bool(loss._squared)}
-        if kind in _ELEMENTWISE:
-            return {"kind": kinds["elementwise"], "ew_kind": _ELEMENTWISE[kind], "y_width": K}
-        if kind is HierarchicalSoftmax:
-            if loss.n_in != K:
-                raise ValueError(f"the hierarchical softmax takes {loss.n_in} features but "
-                                 f"the net gives {K}")
-            return {"kind": kinds["hierarchical"], "n_nodes": loss.n_nodes,
-                    "max_depth": loss.paths.shape[1], "paths": loss.paths,
-                    "codes": loss.codes, "depths": loss.depths}
-        raise ValueError(f"the compiled plan cannot run the loss {kind.__name__}")
+        return loss_spec(self.loss, self._output_width(), kinds)
 
     def _regularization_spec(self, kinds):
-        flat = self.net.flat_params
-        penalties = []
-        for r, W, _ in self.penalized:
-            parts = r.parts if isinstance(r, _reg.Combined) else (r,)
-            first = True
-            for part in parts:
-                if not part.has_penalty:
-                    continue
-                if isinstance(part, _reg.L2):
-                    spec = (kinds["l2"], part.reg, 0.0)
-                elif isinstance(part, _reg.L1):
-                    spec = (kinds["l1"], part.reg, 0.0)
-                elif isinstance(part, _reg.ElasticNet):
-                    spec = (kinds["elastic"], part.l1, part.l2)
-                else:
-                    raise ValueError(f"the compiled plan cannot run the penalty {part!r}")
-                penalties.append(spec + (_offset(flat, W), W.size, int(first)))
-                first = False
-        constraints = []
-        for r, W in self.constrained:
-            parts = r.parts if isinstance(r, _reg.Combined) else (r,)
-            for part in parts:
-                if not part.has_constraint:
-                    continue
-                if not isinstance(part, _reg.MaxNorm):
-                    raise ValueError(f"the compiled plan cannot run the constraint {part!r}")
-                constraints.append((float(part.c), _offset(flat, W), W.shape[0], W.shape[1]))
-        return penalties, constraints
+        return regularization_spec(self.net, self.penalized, self.constrained, kinds)
 
     def set_lr(self, lr):
         super().set_lr(lr)
@@ -470,6 +396,109 @@ class CompiledPlan(_Plan):
         self.t = self._plan.t
         for layer, step in zip(self._dropouts, self._plan.dropout_steps()):
             layer.step = step
+
+
+# -- the compiled ops, shared by the plan and the loss evaluator (fastnn.evaluate) ---------
+def op_spec(net, layer, act, position, kinds):
+    """The compiled op of `layer` (with its fused activation `act`, or None) at
+    `position` in ``net._fused``: a dict of the kind codes in `kinds` (the plan's
+    OP_KINDS), the sizes, and the offsets of the parameters in ``net.flat_params``."""
+    flat = net.flat_params
+    if isinstance(layer, Linear):
+        code, alpha = ((act.act_code, act.alpha) if act is not None
+                       else (layer._act, layer.alpha))
+        return {"kind": kinds["affine"], "act": code, "alpha": float(alpha),
+                "n_in": layer.n_in, "n_out": layer.n_out,
+                "p0": _offset(flat, layer.W), "p1": _offset(flat, layer.b)}
+    if isinstance(layer, Maxout):
+        return {"kind": kinds["maxout"], "n_in": layer.n_in, "n_out": layer.n_out,
+                "k": layer.k, "p0": _offset(flat, layer.W), "p1": _offset(flat, layer.b)}
+    width = _width_before(net, position)
+    if isinstance(layer, ElementwiseActivation):
+        return {"kind": kinds["act"], "act": layer.act_code, "alpha": float(layer.alpha),
+                "n_in": width, "n_out": width}
+    if isinstance(layer, PReLU):
+        return {"kind": kinds["prelu"], "n_in": width, "n_out": width,
+                "p0": _offset(flat, layer.alpha)}
+    if isinstance(layer, Dropout):
+        return {"kind": kinds["dropout"], "n_in": width, "n_out": width,
+                "p": float(layer.p), "mode": layer.mode,
+                "scale": 1.0 / layer.p if layer.mode == "inverted" else 1.0,
+                "thr": int(layer.p * 4294967296.0), "seed": layer.seed,
+                "step": layer.step}
+    if isinstance(layer, BatchNorm):
+        return {"kind": kinds["batchnorm"], "n_in": width, "n_out": width,
+                "p0": _offset(flat, layer.gamma), "p1": _offset(flat, layer.beta),
+                "mean": layer._mean, "inv_std": layer._inv_std,
+                "running_mean": layer.running_mean, "running_var": layer.running_var,
+                "momentum": layer.momentum, "eps": layer.eps}
+    raise ValueError(f"the compiled plan cannot run the layer {type(layer).__name__}; "
+                     "train this net on the NumPy backend (fastnn.use_backend('numpy'))")
+
+
+def _width_before(net, position):
+    """Width of the activations entering op `position` (layers without n_in)."""
+    for layer, _ in reversed(net._fused[:position]):
+        width = getattr(layer, "n_out", None)
+        if width is not None:
+            return width
+    if net.n_features is None:
+        raise ValueError("the compiled plan needs the input width: start the net with "
+                         "a layer that has n_in")
+    return net.n_features
+
+
+def loss_spec(loss, K, kinds):
+    """The compiled loss of `loss` on K outputs (kind codes from `kinds`)."""
+    kind = type(loss)
+    if kind is SoftmaxCrossEntropy:
+        return {"kind": kinds["softmax"]}
+    if kind in (MulticlassSVM, SquaredHingeSVM):
+        return {"kind": kinds["svm"], "delta": float(loss.delta),
+                "squared": bool(loss._squared)}
+    if kind in _ELEMENTWISE:
+        return {"kind": kinds["elementwise"], "ew_kind": _ELEMENTWISE[kind], "y_width": K}
+    if kind is HierarchicalSoftmax:
+        if loss.n_in != K:
+            raise ValueError(f"the hierarchical softmax takes {loss.n_in} features but "
+                             f"the net gives {K}")
+        return {"kind": kinds["hierarchical"], "n_nodes": loss.n_nodes,
+                "max_depth": loss.paths.shape[1], "paths": loss.paths,
+                "codes": loss.codes, "depths": loss.depths}
+    raise ValueError(f"the compiled plan cannot run the loss {kind.__name__}")
+
+
+def regularization_spec(net, penalized, constrained, kinds):
+    """(penalties, constraints) of what :func:`regularized` returned, as the
+    compiled plan takes them (offsets into ``net.flat_params``)."""
+    flat = net.flat_params
+    penalties = []
+    for r, W, _ in penalized:
+        parts = r.parts if isinstance(r, _reg.Combined) else (r,)
+        first = True
+        for part in parts:
+            if not part.has_penalty:
+                continue
+            if isinstance(part, _reg.L2):
+                spec = (kinds["l2"], part.reg, 0.0)
+            elif isinstance(part, _reg.L1):
+                spec = (kinds["l1"], part.reg, 0.0)
+            elif isinstance(part, _reg.ElasticNet):
+                spec = (kinds["elastic"], part.l1, part.l2)
+            else:
+                raise ValueError(f"the compiled plan cannot run the penalty {part!r}")
+            penalties.append(spec + (_offset(flat, W), W.size, int(first)))
+            first = False
+    constraints = []
+    for r, W in constrained:
+        parts = r.parts if isinstance(r, _reg.Combined) else (r,)
+        for part in parts:
+            if not part.has_constraint:
+                continue
+            if not isinstance(part, _reg.MaxNorm):
+                raise ValueError(f"the compiled plan cannot run the constraint {part!r}")
+            constraints.append((float(part.c), _offset(flat, W), W.shape[0], W.shape[1]))
+    return penalties, constraints
 
 
 def build_plan(net, loss, *, optimizer="sgd", regularizer=None, batch_size):

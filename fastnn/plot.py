@@ -281,6 +281,41 @@ def preprocessing_views(X, path=None, *, eps=1e-5, same_scale=True):
     return _finish(fig, path)
 
 
+def loss_landscape(landscape, path=None, *, title=None, log=False, levels=12):
+    """A loss slice from fastnn.landscape: a line for a 1-D slice (loss_line), a heat
+    map with contour lines for a 2-D one (loss_plane), the current weights (offset 0)
+    marked.
+
+    landscape : a fastnn.landscape.Landscape.  log : plot log10 of the loss (slices
+    often span decades).  levels : the number of contour lines (2-D).  Returns the
+    Figure (written to ``path`` as a PNG when given)."""
+    from .landscape import Landscape
+    if not isinstance(landscape, Landscape):
+        raise TypeError("landscape must be a fastnn.landscape.Landscape, got "
+                        f"{type(landscape).__name__}")
+    L = np.asarray(landscape.losses, dtype=np.float64)
+    values = np.log10(np.maximum(L, 1e-300)) if log else L
+    label = "log10 loss" if log else "loss"
+    fig, ax = _figure(path, figsize=(6.4, 4.8) if L.ndim == 1 else (6.4, 5.4))
+    if L.ndim == 1:
+        ax.plot(landscape.alphas, values, color="tab:blue")
+        ax.axvline(0, color="0.5", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("a  (W + a W1)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    else:
+        a, b = landscape.alphas, landscape.betas
+        mesh = ax.pcolormesh(a, b, values, shading="auto", cmap=_cmap("viridis"))
+        if min(values.shape) > 1 and np.ptp(values) > 0:
+            ax.contour(a, b, values, levels=levels, colors="white", linewidths=0.6)
+        fig.colorbar(mesh, ax=ax, label=label)
+        ax.plot([0], [0], marker="+", color="red", markersize=12)
+        ax.set_xlabel("a  (W + a W1 + b W2)")
+        ax.set_ylabel("b")
+    ax.set_title(title or ("loss along a ray" if L.ndim == 1 else "loss over a plane"))
+    return _finish(fig, path)
+
+
 # ---- search strategies ---------------------------------------------------------------------
 
 def search_curves(comparison, path=None, *, sweep=None, log_x=True):

@@ -1,0 +1,291 @@
+"""The compiled loss evaluator, the compiled numerical gradient of whole nets and the
+gradient check, against their NumPy twins (the per-layer path's forward pass)."""
+import numpy as np
+import pytest
+
+import fastnn
+from conftest import DTYPES
+from fastnn import case_study, datasets, regularization as R
+from fastnn.evaluate import build_evaluator, reference_losses
+from fastnn.gradcheck import (analytic_gradient, check_directions, check_gradients,
+                              net_numerical_gradient, numerical_gradient)
+from fastnn.layers import Linear
+from fastnn.losses import SoftmaxCrossEntropy
+from fastnn.net import Sequential
+from test_plan import LAYER_KINDS, LOSSES, REGULARIZERS, _layers, _loss_case
+
+# Tolerance: none.  The evaluator calls the plan's nogil cores in the plan's order, and
+# those cores are what the per-layer path's kernels call (the plan equals the layer
+# path bit for bit); every core's reductions run over fixed blocks in a fixed order, so
+# the thread count changes no bit; the penalties are summed in the step's order and the
+# total is data_loss + reg_loss as a step forms it.  So the evaluator's losses equal the
+# twin's exactly, and so do the finite differences built on them.
+
+
+def _net(kind, dtype, scale=1.0):
+    net = Sequential(_layers(kind, dtype))
+    if scale != 1.0:        # weights large enough that the gradients are not ~0
+        rng = np.random.default_rng(5)
+        net.flat_params[...] += (scale * rng.standard_normal(net.flat_params.size)
+                                 ).astype(dtype)
+    return net
+
+
+def _points(net, m, seed=0):
+    rng = np.random.default_rng(seed)
+    return (net.flat_params + 0.1 * rng.standard_normal((m, net.flat_params.size))
+            ).astype(net.dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_losses_equal_the_layer_path_and_do_not_depend_on_threads(kind, dtype):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 5)).astype(dtype)
+    y = rng.integers(0, 4, 30)
+    net = _net(kind, dtype)
+    before = [a.copy() for a in (net.flat_params, net.flat_grads)]
+    stats = [l.running_mean.copy() for l in net.layers if hasattr(l, "running_mean")]
+    ev = build_evaluator(net, SoftmaxCrossEntropy(dtype=dtype), X, y, regularizer=R.L2(1e-2))
+    P = _points(net, 7)
+    one = ev.losses(P, n_threads=1)
+    assert one.dtype == np.float64 and one.shape == (7,)
+    np.testing.assert_array_equal(one, ev.losses(P, n_threads=2))
+    np.testing.assert_array_equal(one, ev.losses(P, n_threads=5))
+    twin = reference_losses(net, SoftmaxCrossEntropy(dtype=dtype), X, y, P,
+                            regularizer=R.L2(1e-2))
+    np.testing.assert_array_equal(one, twin)
+    # nothing shared was written: weights, gradients, running statistics
+    np.testing.assert_array_equal(net.flat_params, before[0])
+    np.testing.assert_array_equal(net.flat_grads, before[1])
+    for s, l in zip(stats, [l for l in net.layers if hasattr(l, "running_mean")]):
+        np.testing.assert_array_equal(s, l.running_mean)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_loss_evaluates_like_the_layer_path(name, dtype):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((30, 5)).astype(dtype)
+    loss, y = _loss_case(name, dtype, rng, 30)
+    net = _net("linear", dtype)
+    ev = build_evaluator(net, loss, X, y)
+    P = _points(net, 5)
+    np.testing.assert_array_equal(ev.losses(P, n_threads=2),
+                                  reference_losses(net, loss, X, y, P))
+
+
+@pytest.mark.parametrize("name", sorted(REGULARIZERS))
+def test_every_regularizer_evaluates_like_the_layer_path(name):
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((30, 5)), rng.integers(0, 4, 30)
+    layers = _layers("linear", np.float64)
+    layers[1].regularize_bias = True
+    layers[0].regularizer = R.L1(3e-3)        # a layer's own regularizer wins
+    net = Sequential(layers)
+    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y, regularizer=REGULARIZERS[name]())
+    P = _points(net, 4)
+    np.testing.assert_array_equal(
+        ev.losses(P), reference_losses(net, SoftmaxCrossEntropy(), X, y, P,
+                                       regularizer=REGULARIZERS[name]()))
+
+
+def test_a_step_reports_the_evaluators_loss():
+    """The total loss a compiled plan's step reports at the weights it starts from."""
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((30, 5)), rng.integers(0, 4, 30)
+    net = _net("batchnorm", np.float64)
+    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y, regularizer=1e-2)
+    expected = ev.value()
+    plan = fastnn.plan.build_plan(net, SoftmaxCrossEntropy(), regularizer=1e-2,
+                                  batch_size=30).bind(X, y)
+    assert plan.run(1)[0][0] == expected
+
+
+def test_evaluator_refuses_bad_params():
+    X, y = datasets.spiral(10, 3)
+    net = case_study.two_layer_net(2, 5, 3, seed=0)
+    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y)
+    assert ev.n_params == net.flat_params.size
+    with pytest.raises(TypeError, match="params"):
+        ev.losses(net.flat_params.astype(np.float32))
+    with pytest.raises(ValueError, match="params"):
+        ev.losses(np.zeros((2, ev.n_params + 1)))
+    with pytest.raises(ValueError, match="params"):
+        ev.losses(np.full((1, ev.n_params), np.nan))
+    with pytest.raises(TypeError, match="params"):
+        ev.losses([0.0] * ev.n_params)
+    with pytest.raises(ValueError, match="n_threads"):
+        ev.losses(net.flat_params, n_threads=0)
+    assert ev.losses(net.flat_params).shape == (1,)      # one vector, one row
+
+
+# ---- the numerical gradient of a whole net ---------------------------------------------
+
+def _python_loop(net, loss, X, y, regularizer, h, method):
+    """The notes' loop: perturb one element of the flat parameters, re-run the forward
+    pass, the loss and the penalties (the twin), for every element."""
+    x = net.flat_params
+
+    def f(_):
+        return reference_losses(net, loss, X, y, x, regularizer=regularizer)[0]
+    return numerical_gradient(f, x, h, method)
+
+
+@pytest.mark.parametrize("method", ["centered", "forward", "fourth_order"])
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_numerical_gradient_equals_the_python_loop(kind, method):
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((12, 5)), rng.integers(0, 4, 12)
+    net = _net(kind, np.float64)
+    loss, reg = SoftmaxCrossEntropy(), [R.L2(1e-2), R.L1(1e-3)]
+    want = _python_loop(net, loss, X, y, reg, 1e-5, method)
+    for nt in (1, 2):
+        got = net_numerical_gradient(net, loss, X, y, regularizer=reg, method=method,
+                                     n_threads=nt)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", LOSSES)
+def test_numerical_gradient_of_every_loss_equals_the_python_loop(name, dtype):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((10, 5)).astype(dtype)
+    loss, y = _loss_case(name, dtype, rng, 10)
+    net = _net("linear", dtype)
+    h = 1e-5 if dtype == np.float64 else 1e-2
+    want = _python_loop(net, loss, X, y, None, h, "centered")
+    np.testing.assert_array_equal(
+        net_numerical_gradient(net, loss, X, y, h=h, n_threads=2), want)
+
+
+def test_spiral_numerical_gradient_equals_the_python_loop():
+    X, y = datasets.spiral(100, 3)
+    net = case_study.two_layer_net(2, 100, 3, seed=0)
+    want = _python_loop(net, SoftmaxCrossEntropy(), X, y, 1e-3, 1e-5, "centered")
+    one = net_numerical_gradient(net, SoftmaxCrossEntropy(), X, y, regularizer=1e-3,
+                                 n_threads=1)
+    np.testing.assert_array_equal(one, want)
+    np.testing.assert_array_equal(
+        net_numerical_gradient(net, SoftmaxCrossEntropy(), X, y, regularizer=1e-3,
+                               n_threads=2), one)
+    some = net_numerical_gradient(net, SoftmaxCrossEntropy(), X, y, regularizer=1e-3,
+                                  indices=[602, 0, 250])
+    np.testing.assert_array_equal(some, one[[602, 0, 250]])
+
+
+def test_re_running_one_column_gives_the_whole_ops_bits():
+    """An affine op with <= 8 outputs re-runs only the perturbed column."""
+    X, y = datasets.spiral(30, 3)
+    net = case_study.two_layer_net(2, 20, 3, seed=0)
+    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y, regularizer=1e-3)
+    idx = np.arange(ev.n_params, dtype=np.int64)
+    ev._ev.use_columns(False)
+    whole = ev._numerical(net.flat_params, idx, 1e-5, True, None, 1)
+    ev._ev.use_columns(True)
+    np.testing.assert_array_equal(ev._numerical(net.flat_params, idx, 1e-5, True, None, 2),
+                                  whole)
+
+
+def test_numerical_gradient_refuses_bad_input():
+    X, y = datasets.spiral(10, 3)
+    net = case_study.two_layer_net(2, 5, 3, seed=0)
+    args = (net, SoftmaxCrossEntropy(), X, y)
+    for h in (0.0, -1e-5, np.inf, np.nan):
+        with pytest.raises(ValueError, match="h"):
+            net_numerical_gradient(*args, h=h)
+    with pytest.raises(ValueError, match="method"):
+        net_numerical_gradient(*args, method="backward")
+    with pytest.raises(ValueError, match="indices"):
+        net_numerical_gradient(*args, indices=[net.flat_params.size])
+    with pytest.raises(TypeError, match="params"):
+        net_numerical_gradient(*args, params=net.flat_params.astype(np.float32))
+    net32 = case_study.two_layer_net(2, 5, 3, seed=0, dtype=np.float32)
+    with pytest.raises(ValueError, match="resolution"):
+        net_numerical_gradient(net32, SoftmaxCrossEntropy(dtype=np.float32), X, y,
+                               h=1e-12)
+
+
+# ---- the gradient check ----------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_check_gradients_passes_every_layer(kind):
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((16, 5)), rng.integers(0, 4, 16)
+    net = _net(kind, np.float64, scale=0.5)
+    report = check_gradients(net, SoftmaxCrossEntropy(), X, y, reg=1e-2)
+    assert report.verdict == "good", str(report)
+    names = [(c.layer, c.param) for c in report.checks]
+    assert len(names) == sum(len(l.params) for l in net.layers if l.params)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_check_gradients_passes_every_loss(name):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((16, 5))
+    loss, y = _loss_case(name, np.float64, rng, 16)
+    net = _net("linear", np.float64, scale=0.5)
+    report = check_gradients(net, loss, X, y, regularizer=[R.L2(1e-2), R.L1(1e-3)])
+    assert report.verdict == "good", str(report)
+
+
+def test_check_gradients_flags_a_planted_wrong_gradient(monkeypatch):
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((16, 5)), rng.integers(0, 4, 16)
+    net = _net("linear", np.float64, scale=0.5)
+    original = Linear._backward
+
+    def wrong(self, dout, input_grad=None):
+        out = original(self, dout, input_grad)
+        if self is net.layers[1]:
+            self.db[0] *= 1.01          # a 1% error in one bias
+        return out
+    monkeypatch.setattr(Linear, "_backward", wrong)
+    report = check_gradients(net, SoftmaxCrossEntropy(), X, y)
+    by = {(c.layer, c.param): c for c in report.checks}
+    assert by[(1, "b")].verdict in ("check", "wrong")
+    assert by[(1, "b")].worst == (0,)
+    assert by[(0, "W")].verdict == "good"
+    assert report.verdict != "good"
+    text = str(report)
+    assert "1:Linear" in text and "b" in text
+    d = report.to_dict()
+    assert d["verdict"] == report.verdict and len(d["checks"]) == 4
+
+
+def test_kinks_are_counted_where_a_relu_switches():
+    # the spiral's first point of each class is the origin, where every hidden unit's
+    # input is its bias: perturbing a (zero) bias moves it across the ReLU's kink
+    X, y = datasets.spiral(100, 3)
+    net = case_study.two_layer_net(2, 100, 3, seed=0)
+    report = check_gradients(net, SoftmaxCrossEntropy(), X, y)
+    by = {(c.layer, c.param): c for c in report.checks}
+    assert by[(0, "b")].n_kinks == 100
+    assert by[(1, "W")].n_kinks == 0 and by[(1, "b")].n_kinks == 0
+
+
+def test_analytic_gradient_leaves_the_net_as_it_was():
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((16, 5)), rng.integers(0, 4, 16)
+    net = _net("dropout", np.float64)
+    before = (net.flat_params.copy(), net.flat_grads.copy(),
+              [l.step for l in net.layers if hasattr(l, "step")])
+    value, grad = analytic_gradient(net, SoftmaxCrossEntropy(), X, y)
+    np.testing.assert_array_equal(net.flat_params, before[0])
+    np.testing.assert_array_equal(net.flat_grads, before[1])
+    assert [l.step for l in net.layers if hasattr(l, "step")] == before[2]
+    assert value == build_evaluator(net, SoftmaxCrossEntropy(), X, y).value()
+
+
+def test_directional_check_passes_and_flags():
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((16, 5)), rng.integers(0, 4, 16)
+    net = _net("activations", np.float64, scale=0.5)
+    result = check_directions(net, SoftmaxCrossEntropy(), X, y, reg=1e-2, seed=0,
+                              n_directions=3)
+    assert result.rel_errors.shape == (3,)
+    assert result.verdict == "good", str(result)
+    with pytest.raises(ValueError, match="h"):
+        check_directions(net, SoftmaxCrossEntropy(), X, y, h=-1.0)
+    with pytest.raises(ValueError, match="reg"):
+        check_gradients(net, SoftmaxCrossEntropy(), X, y, reg=1e-3, regularizer=1e-3)
