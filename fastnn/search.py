@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _kernels
 from ._validation import check_array, check_positive_int, check_random_state, check_scalar
 
 #: The step sizes of the notes' sweep: 1e-10, 1e-9, ..., 1e-1.
@@ -497,6 +498,7 @@ class ModelLoss:
         self.calls = 0
         self._bn = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
         self._dropout = [layer for layer in model.layers if isinstance(layer, Dropout)]
+        self._evaluator = None      # the compiled evaluator, built by the first losses()
 
     def _check_w(self, w):
         w = np.asarray(w)
@@ -541,12 +543,22 @@ class ModelLoss:
             return data + sum(r.penalty(W) for r, W, _ in self._penalized)
 
     def losses(self, batch):
-        """The losses of the rows of ``batch`` (m, n_params): an (m,) float64 array.
-        (Evaluated one after another here; a compiled evaluator runs them in parallel.)"""
+        """The losses of the rows of ``batch`` (m, n_params): an (m,) float64 array,
+        equal bit for bit to calling this object on each row.  On the compiled backend
+        the rows are evaluated in parallel by :func:`fastnn.evaluate.build_evaluator`
+        (built on first use); on the NumPy backend one after another."""
         batch = np.asarray(batch)
         if batch.ndim != 2 or batch.shape[1] != self.shape[0]:
             raise ValueError(f"batch must have shape (m, {self.shape[0]}), got {batch.shape}")
-        return np.array([self(row) for row in batch], dtype=np.float64)
+        if _kernels.backend() is not _kernels.COMPILED:
+            return np.array([self(row) for row in batch], dtype=np.float64)
+        if self._evaluator is None:
+            from .evaluate import build_evaluator
+            self._evaluator = build_evaluator(self.model, self.loss, self.X, self.y,
+                                              regularizer=self.regularizer)
+        batch = check_array(batch, "batch", ndim=2, dtype=self.dtype)
+        self.calls += batch.shape[0]
+        return self._evaluator.losses(batch)
 
     def gradient(self, w):
         """(loss, grad) at w: the loss as ``self(w)`` and its gradient with respect to

@@ -316,6 +316,32 @@ def test_model_loss_in_a_search_and_float32():
     assert f.calls > 30
 
 
+@pytest.mark.parametrize("layers, batch_norm", [([2, 100, 3], False), ([2, 6, 3], True)])
+def test_model_loss_batches_run_on_the_compiled_evaluator_in_parallel(layers, batch_norm,
+                                                                       monkeypatch):
+    """On the compiled backend a batch of tries goes to fastnn.evaluate's compiled
+    evaluator (the per-vector Python path is forbidden here), which gives the very
+    bits that evaluating each vector on the net does, at 1 and 2 threads; so a search
+    run on chunks of tries is unchanged by it."""
+    import fastnn
+    from fastnn.search import ModelLoss
+    net = MLP(layers, batch_norm=batch_norm, seed=0)
+    f = model_loss(net, SoftmaxCrossEntropy(), X, Y, reg=1e-3)
+    rng = np.random.default_rng(0)
+    batch = net.flat_params + 0.1 * rng.standard_normal((12, net.n_params))
+    one_by_one = np.array([f(w) for w in batch])
+    with monkeypatch.context() as m:
+        m.setattr(ModelLoss, "__call__", lambda self, w: pytest.fail("ran per vector"))
+        with fastnn.use_backend("compiled"):
+            with fastnn.threads(1):
+                got1 = f.losses(batch)
+            with fastnn.threads(2):
+                got2 = f.losses(batch)
+    assert f._evaluator is not None
+    np.testing.assert_array_equal(got1, one_by_one)
+    np.testing.assert_array_equal(got2, one_by_one)
+
+
 # ---- the comparison ----------------------------------------------------------------------
 
 def test_compare_strategies_same_budget_and_the_notes_ordering():
