@@ -47,28 +47,11 @@ cdef extern from "fastnn_loops.h" nogil:
 
 cnp.import_array()
 
-# Op kinds: the compiled plan's (fastnn.plan builds the specs with these codes), plus
-# SCALE, vanilla dropout in evaluation mode (out = p * x)
-cdef enum:
-    OP_AFFINE = 0
-    OP_MAXOUT = 1
-    OP_ACT = 2
-    OP_PRELU = 3
-    OP_DROPOUT = 4
-    OP_BATCHNORM = 5
-    OP_SCALE = 6
-
-cdef enum:
-    LOSS_SOFTMAX = 0
-    LOSS_SVM = 1
-    LOSS_ELEMENTWISE = 2
-    LOSS_HIERARCHICAL = 3
-
-cdef enum:
-    ACT_RELU = 1
-    ACT_LEAKY_RELU = 2
-    EW_ATTR_HINGE = 0
-    EW_L1 = 3
+from _plan_codes cimport (LOSS_ELEMENTWISE, LOSS_HIERARCHICAL, LOSS_SOFTMAX, LOSS_SVM,
+                         OP_ACT, OP_AFFINE, OP_BATCHNORM, OP_DROPOUT, OP_MAXOUT, OP_PRELU,
+                         OP_SCALE)
+from _common cimport ACT_LEAKY_RELU, ACT_RELU
+from _loss_core cimport EW_ATTR_HINGE, EW_L1
 
 OP_KINDS = {"affine": OP_AFFINE, "maxout": OP_MAXOUT, "act": OP_ACT, "prelu": OP_PRELU,
             "dropout": OP_DROPOUT, "batchnorm": OP_BATCHNORM, "scale": OP_SCALE}

@@ -37,21 +37,8 @@ from _regularization_core cimport (PEN_ELASTIC, PEN_L1, PEN_L2, max_norm_core, p
 
 cnp.import_array()
 
-# Op kinds (fastnn.plan names them)
-cdef enum:
-    OP_AFFINE = 0
-    OP_MAXOUT = 1
-    OP_ACT = 2
-    OP_PRELU = 3
-    OP_DROPOUT = 4
-    OP_BATCHNORM = 5
-
-# Loss kinds: class labels (softmax, SVM), element-wise targets, hierarchical softmax
-cdef enum:
-    LOSS_SOFTMAX = 0
-    LOSS_SVM = 1
-    LOSS_ELEMENTWISE = 2
-    LOSS_HIERARCHICAL = 3
+from _plan_codes cimport (LOSS_ELEMENTWISE, LOSS_HIERARCHICAL, LOSS_SOFTMAX, LOSS_SVM,
+                         OP_ACT, OP_AFFINE, OP_BATCHNORM, OP_DROPOUT, OP_MAXOUT, OP_PRELU)
 
 OP_KINDS = {"affine": OP_AFFINE, "maxout": OP_MAXOUT, "act": OP_ACT, "prelu": OP_PRELU,
             "dropout": OP_DROPOUT, "batchnorm": OP_BATCHNORM}
