@@ -21,8 +21,9 @@ import numpy as np
 
 from fastnn._validation import check_shuffle
 
-from _common cimport (FNN_GOLDEN, dgemm, fnn_blas_serial_begin, fnn_blas_serial_end,
-                      fnn_dropout_key, fnn_mix64, sgemm)
+from _common cimport (FNN_GOLDEN, FNN_SMALL_SCRATCH, FNN_TWO_LAYER_MAX_K, FNN_TWO_LAYER_WORK,
+                      GEMM_SPLIT_MIN_WORK, dgemm, fnn_blas_serial_begin, fnn_blas_serial_end, fnn_dropout_key, fnn_mix64,
+                      sgemm, threads_for, two_layer_step)
 from _activation_core cimport (act_backward_core, act_forward_core, prelu_backward_core,
                                prelu_forward_core)
 from _affine_core cimport affine_backward_core, affine_forward_core
@@ -138,6 +139,12 @@ cdef class Plan:
     cdef readonly object data_bound
     cdef object _bound
     cdef bint running          # set while run() works without the GIL on the buffers
+    # the row-streamed step of a two-layer net (fastnn_two_layer.inc), where it applies
+    cdef readonly bint two_layer        # this net and loss can take it
+    cdef public bint stream             # take it when it applies (False: the op loop)
+    cdef readonly long streamed_steps   # steps that took it, for tests to see
+    cdef char* tl_work
+    cdef double* tl_acc
 
     def __cinit__(self):
         self.ops = NULL
@@ -268,6 +275,29 @@ cdef class Plan:
                      else self._new((B, self.y_width)))
         self.wbuf = <double*>self._new((B,), np.float64)
         self.W = NULL
+        self.two_layer = self._two_layer_applies()
+        self.stream = True
+        self.streamed_steps = 0
+        if self.two_layer:
+            H = self.ops[0].n_out
+            self.tl_work = self._new((FNN_TWO_LAYER_WORK(H, self.n_outputs),))
+            self.tl_acc = <double*>self._new((H + self.n_outputs,), np.float64)
+
+    cdef bint _two_layer_applies(self):
+        """Whether fastnn_two_layer.inc can run this plan's steps with the per-layer
+        path's bits (see there): affine + (leaky) ReLU, affine, softmax cross-entropy, two
+        inputs, 1 to 8 classes, at least 8 hidden units (not 8 with 8 classes), and every
+        product small enough for the per-layer path to run it in the small-GEMM loops
+        (which the streamed step reproduces), not in BLAS."""
+        if self.n_ops != 2 or self.loss_kind != LOSS_SOFTMAX:
+            return False
+        cdef Op* a = &self.ops[0]
+        cdef Op* b = &self.ops[1]
+        cdef Py_ssize_t H = a.n_out, K = b.n_out
+        return (a.kind == OP_AFFINE and (a.act == 1 or a.act == 2) and b.kind == OP_AFFINE
+                and b.act == 0 and self.n_features == 2 and 1 <= K <= FNN_TWO_LAYER_MAX_K
+                and H >= 8 and not (H == 8 and K == 8) and H * K <= FNN_SMALL_SCRATCH
+                and self.batch * H * K < GEMM_SPLIT_MIN_WORK)
 
     cdef char* _ptr(self, cnp.ndarray a) except NULL:
         self._keep.append(a)
@@ -520,6 +550,10 @@ cdef double _grad_step(Plan p, floating* tag, const int64_t* rows, int nt) noexc
         x0 = <const floating*>p.X
         y = p.Y
         w = p.W
+    if (p.two_layer and p.stream and p.W == NULL
+            and threads_for(B * p.ops[0].n_out, nt) <= 1):
+        _two_layer(p, x0, y)
+        return row_loss_mean(<const floating*>p.row_loss, B)
     # forward
     h = x0
     for i in range(p.n_ops):
@@ -539,6 +573,20 @@ cdef double _grad_step(Plan p, floating* tag, const int64_t* rows, int nt) noexc
                      P, G, B, nt)
         dout = <const floating*>op.dx
     return data_loss
+
+
+cdef void _two_layer(Plan p, const floating* x0, const void* y) noexcept nogil:
+    """Forward, loss and backward of a two-layer plan in one row-streamed pass; the same
+    bits as the op loop (the ops' out buffers but the last are left alone)."""
+    cdef Op* a = &p.ops[0]
+    cdef Op* b = &p.ops[1]
+    cdef floating* P = <floating*>p.params
+    cdef floating* G = <floating*>p.grads
+    two_layer_step(x0, <const Py_ssize_t*>y, p.batch, a.n_out, b.n_out,
+                   P + a.p0, P + a.p1, P + b.p0, P + b.p1, a.act, <floating>a.alpha,
+                   <floating*>b.out, <floating*>p.dscores, <floating*>p.row_loss,
+                   G + a.p0, G + a.p1, G + b.p0, G + b.p1, <floating*>p.tl_work, p.tl_acc)
+    p.streamed_steps += 1
 
 
 cdef double _apply_step(Plan p, floating* tag, int nt) noexcept nogil:

@@ -33,15 +33,18 @@
 #define T float
 #define FNN_(name) name##_f32
 #define FNN_EXP fnn_expf
+#define FNN_FMA __builtin_fmaf
 #define FNN_LOG logf
 #define FNN_LOG1P_UNIT fnn_log1pf_unit
 #define FNN_TANH fnn_tanhf
 #define FNN_SIGMOID fnn_sigmoidf
 #include "fastnn_loops.inc"
 #include "fastnn_gemm_small.inc"
+#include "fastnn_two_layer.inc"
 #undef T
 #undef FNN_
 #undef FNN_EXP
+#undef FNN_FMA
 #undef FNN_LOG
 #undef FNN_LOG1P_UNIT
 #undef FNN_TANH
@@ -50,15 +53,18 @@
 #define T double
 #define FNN_(name) name##_f64
 #define FNN_EXP fnn_exp
+#define FNN_FMA __builtin_fma
 #define FNN_LOG log
 #define FNN_LOG1P_UNIT fnn_log1p_unit
 #define FNN_TANH fnn_tanh
 #define FNN_SIGMOID fnn_sigmoid
 #include "fastnn_loops.inc"
 #include "fastnn_gemm_small.inc"
+#include "fastnn_two_layer.inc"
 #undef T
 #undef FNN_
 #undef FNN_EXP
+#undef FNN_FMA
 #undef FNN_LOG
 #undef FNN_LOG1P_UNIT
 #undef FNN_TANH
