@@ -41,6 +41,12 @@ cnp.import_array()
 from _plan_codes cimport (LOSS_ELEMENTWISE, LOSS_HIERARCHICAL, LOSS_SOFTMAX, LOSS_SVM,
                          OP_ACT, OP_AFFINE, OP_BATCHNORM, OP_DROPOUT, OP_MAXOUT, OP_PRELU)
 
+# what Plan._work runs
+cdef enum:
+    DO_RUN = 0
+    DO_GRADIENT = 1
+    DO_APPLY = 2
+
 OP_KINDS = {"affine": OP_AFFINE, "maxout": OP_MAXOUT, "act": OP_ACT, "prelu": OP_PRELU,
             "dropout": OP_DROPOUT, "batchnorm": OP_BATCHNORM}
 LOSS_KINDS = {"softmax": LOSS_SOFTMAX, "svm": LOSS_SVM, "elementwise": LOSS_ELEMENTWISE,
@@ -359,6 +365,31 @@ cdef class Plan:
                 return a
         return None
 
+    cdef const int64_t* _rows(self, cnp.ndarray indices, Py_ssize_t k) except? NULL:
+        """The row indices of k steps, checked: NULL for None (each step takes the whole
+        bound data set, which must then have B rows), else a contiguous (k * B,) int64
+        array of rows of the data set (TypeError for its type, ValueError for the rest)."""
+        cdef Py_ssize_t bad
+        cdef const int64_t* idx
+        if indices is None:
+            if self.n_rows != self.batch:
+                raise ValueError(f"without indices every step takes the whole data set: "
+                                 f"it has {self.n_rows} rows, the plan's batch is {self.batch}")
+            return NULL
+        if (cnp.PyArray_TYPE(indices) != cnp.NPY_INT64 or cnp.PyArray_NDIM(indices) != 1
+                or not cnp.PyArray_IS_C_CONTIGUOUS(indices)):
+            raise TypeError("indices must be a contiguous 1-D int64 array")
+        if indices.shape[0] != k * self.batch:
+            raise ValueError(f"indices has {indices.shape[0]} entries, expected "
+                             f"{k} * batch = {k * self.batch}")
+        idx = <const int64_t*>cnp.PyArray_DATA(indices)
+        with nogil:
+            bad = _first_out_of_range(idx, k * self.batch, self.n_rows)
+        if bad >= 0:
+            raise ValueError(f"indices[{bad}] = {indices[bad]} is not a row of the data "
+                             f"set [0, {self.n_rows})")
+        return idx
+
     def run(self, Py_ssize_t k, cnp.ndarray indices, cnp.ndarray losses not None,
             cnp.ndarray data_losses not None, int n_threads):
         """Run k steps.  indices: None (each step takes the whole bound data set, which
@@ -376,29 +407,32 @@ cdef class Plan:
                     or a.shape[0] < k):
                 raise ValueError(f"{name} must be a writeable contiguous float64 array of "
                                  f"at least {k} entries")
-        cdef const int64_t* idx = NULL
-        cdef Py_ssize_t bad
-        if indices is None:
-            if self.n_rows != self.batch:
-                raise ValueError(f"without indices every step takes the whole data set: "
-                                 f"it has {self.n_rows} rows, the plan's batch is {self.batch}")
-        else:
-            if (cnp.PyArray_TYPE(indices) != cnp.NPY_INT64 or cnp.PyArray_NDIM(indices) != 1
-                    or not cnp.PyArray_IS_C_CONTIGUOUS(indices)):
-                raise TypeError("indices must be a contiguous 1-D int64 array")
-            if indices.shape[0] != k * self.batch:
-                raise ValueError(f"indices has {indices.shape[0]} entries, expected "
-                                 f"k * batch = {k * self.batch}")
-            idx = <const int64_t*>cnp.PyArray_DATA(indices)
-            with nogil:
-                bad = _first_out_of_range(idx, k * self.batch, self.n_rows)
-            if bad >= 0:
-                raise ValueError(f"indices[{bad}] = {indices[bad]} is not a row of the data "
-                                 f"set [0, {self.n_rows})")
-        if n_threads < 1:
-            n_threads = 1
-        cdef double* lo = <double*>cnp.PyArray_DATA(losses)
-        cdef double* dl = <double*>cnp.PyArray_DATA(data_losses)
+        cdef const int64_t* idx = self._rows(indices, k)
+        self._work(DO_RUN, k, idx, <double*>cnp.PyArray_DATA(losses),
+                   <double*>cnp.PyArray_DATA(data_losses), n_threads)
+        return k
+
+    def gradient(self, cnp.ndarray indices, int n_threads):
+        """Half a step: forward, loss and backward of one batch (indices: None, the whole
+        bound data set of B rows, or B int64 row indices, checked here); the data-loss
+        gradient is left in the flat gradients, the mean data loss returned.  Parameters
+        and the optimizer are untouched.  gradient() then apply() is run(1) bit for bit."""
+        if not self.data_bound:
+            raise RuntimeError("bind_data must be called before gradient")
+        cdef const int64_t* idx = self._rows(indices, 1)
+        return self._work(DO_GRADIENT, 1, idx, NULL, NULL, n_threads)
+
+    def apply(self, int n_threads):
+        """The other half of a step, on whatever the flat gradients hold (e.g. a sum over
+        MPI ranks): penalties (their gradients added here, once), the optimizer update,
+        constraints.  Returns the penalty; the step count advances by one."""
+        return self._work(DO_APPLY, 1, NULL, NULL, NULL, n_threads)
+
+    cdef double _work(self, int what, Py_ssize_t k, const int64_t* idx, double* lo,
+                      double* dl, int nt) except? -1.0:
+        """Runs `what` (DO_RUN: k steps; DO_GRADIENT, DO_APPLY: the halves of one) without
+        the GIL in the plan's dtype, BLAS single-threaded meanwhile; one at a time."""
+        cdef double out
         cdef int prev
         if self.running:       # checked and set under the GIL: one run at a time
             raise RuntimeError("this plan is already running (in another thread); a plan "
@@ -408,77 +442,26 @@ cdef class Plan:
             if self.t_num == cnp.NPY_FLOAT32:
                 with nogil:
                     prev = fnn_blas_serial_begin(<const void*>sgemm)
-                    _run[float](self, <float*>NULL, k, idx, lo, dl, n_threads)
+                    out = _do[float](self, <float*>NULL, what, k, idx, lo, dl, max(nt, 1))
                     fnn_blas_serial_end(prev)
             else:
                 with nogil:
                     prev = fnn_blas_serial_begin(<const void*>dgemm)
-                    _run[double](self, <double*>NULL, k, idx, lo, dl, n_threads)
-                    fnn_blas_serial_end(prev)
-        finally:
-            self.running = False
-        return k
-
-
-    def gradient(self, cnp.ndarray indices, int n_threads):
-        """Half a step: forward, loss and backward of one batch (indices: None, the whole
-        bound data set of B rows, or B int64 row indices, checked here); the data-loss
-        gradient is left in the flat gradients, the mean data loss returned.  Parameters
-        and the optimizer are untouched.  gradient() then apply() is run(1) bit for bit."""
-        if not self.data_bound:
-            raise RuntimeError("bind_data must be called before gradient")
-        cdef const int64_t* idx = NULL
-        cdef Py_ssize_t bad
-        if indices is None:
-            if self.n_rows != self.batch:
-                raise ValueError(f"without indices the step takes the whole data set: "
-                                 f"it has {self.n_rows} rows, the plan's batch is {self.batch}")
-        else:
-            if (cnp.PyArray_TYPE(indices) != cnp.NPY_INT64 or cnp.PyArray_NDIM(indices) != 1
-                    or not cnp.PyArray_IS_C_CONTIGUOUS(indices)
-                    or indices.shape[0] != self.batch):
-                raise ValueError(f"indices must be a contiguous ({self.batch},) int64 array")
-            idx = <const int64_t*>cnp.PyArray_DATA(indices)
-            with nogil:
-                bad = _first_out_of_range(idx, self.batch, self.n_rows)
-            if bad >= 0:
-                raise ValueError(f"indices[{bad}] = {indices[bad]} is not a row of the data "
-                                 f"set [0, {self.n_rows})")
-        return self._half(idx, True, max(n_threads, 1))
-
-    def apply(self, int n_threads):
-        """The other half of a step, on whatever the flat gradients hold (e.g. a sum over
-        MPI ranks): penalties (their gradients added here, once), the optimizer update,
-        constraints.  Returns the penalty; the step count advances by one."""
-        return self._half(NULL, False, max(n_threads, 1))
-
-    cdef double _half(self, const int64_t* idx, bint grad, int nt) except? -1.0:
-        cdef double out
-        cdef int prev
-        if self.running:
-            raise RuntimeError("this plan is already running (in another thread); a plan "
-                               "owns its buffers, so build one plan per thread")
-        self.running = True
-        try:
-            if self.t_num == cnp.NPY_FLOAT32:
-                with nogil:
-                    prev = fnn_blas_serial_begin(<const void*>sgemm)
-                    if grad:
-                        out = _grad_step[float](self, <float*>NULL, idx, nt)
-                    else:
-                        out = _apply_step[float](self, <float*>NULL, nt)
-                    fnn_blas_serial_end(prev)
-            else:
-                with nogil:
-                    prev = fnn_blas_serial_begin(<const void*>dgemm)
-                    if grad:
-                        out = _grad_step[double](self, <double*>NULL, idx, nt)
-                    else:
-                        out = _apply_step[double](self, <double*>NULL, nt)
+                    out = _do[double](self, <double*>NULL, what, k, idx, lo, dl, max(nt, 1))
                     fnn_blas_serial_end(prev)
         finally:
             self.running = False
         return out
+
+
+cdef double _do(Plan p, floating* tag, int what, Py_ssize_t k, const int64_t* idx,
+                double* lo, double* dl, int nt) noexcept nogil:
+    if what == DO_RUN:
+        _run(p, tag, k, idx, lo, dl, nt)
+        return 0
+    if what == DO_GRADIENT:
+        return _grad_step(p, tag, idx, nt)
+    return _apply_step(p, tag, nt)
 
 
 cdef Py_ssize_t _first_out_of_range(const int64_t* idx, Py_ssize_t n,
