@@ -66,7 +66,7 @@ def main(argv=None):
               else _default_counts())
     if min(counts) < 1:
         ap.error("--threads: every count must be >= 1")
-    print(f"cores available: {len(os.sched_getaffinity(0))}; torch: "
+    print(f"cores available: {_default_counts()[-1]}; torch: "
           f"{torch.__version__ if HAVE['torch'] else 'not installed (its column is empty)'}")
     ref = _weights_after(1)
     for t in counts:

@@ -21,9 +21,10 @@ import numpy as np
 
 from fastnn._validation import check_shuffle
 
-from _common cimport (FNN_GOLDEN, FNN_SMALL_SCRATCH, FNN_TWO_LAYER_MAX_K, FNN_TWO_LAYER_WORK,
-                      GEMM_SPLIT_MIN_WORK, dgemm, fnn_blas_serial_begin, fnn_blas_serial_end, fnn_dropout_key, fnn_mix64,
-                      sgemm, threads_for, two_layer_step)
+from _common cimport (FNN_GOLDEN, FNN_SMALL_SCRATCH, FNN_TWO_LAYER_D, FNN_TWO_LAYER_MAX_K,
+                      FNN_TWO_LAYER_WORK, GEMM_SPLIT_MIN_WORK, dgemm, fnn_blas_serial_begin,
+                      fnn_blas_serial_end, fnn_dropout_key, fnn_mix64, sgemm, threads_for,
+                      two_layer_step)
 from _activation_core cimport (act_backward_core, act_forward_core, prelu_backward_core,
                                prelu_forward_core)
 from _affine_core cimport affine_backward_core, affine_forward_core
@@ -301,9 +302,10 @@ cdef class Plan:
         cdef Op* b = &self.ops[1]
         cdef Py_ssize_t H = a.n_out, K = b.n_out
         return (a.kind == OP_AFFINE and (a.act == 1 or a.act == 2) and b.kind == OP_AFFINE
-                and b.act == 0 and self.n_features == 2 and 1 <= K <= FNN_TWO_LAYER_MAX_K
+                and b.act == 0 and self.n_features == FNN_TWO_LAYER_D
+                and 1 <= K <= FNN_TWO_LAYER_MAX_K
                 and H >= 8 and not (H == 8 and K == 8) and H * K <= FNN_SMALL_SCRATCH
-                and self.batch * H * K < GEMM_SPLIT_MIN_WORK)
+                and self.batch * H * max(K, 2) < GEMM_SPLIT_MIN_WORK)
 
     cdef char* _ptr(self, cnp.ndarray a) except NULL:
         self._keep.append(a)
@@ -560,7 +562,9 @@ cdef double _grad_step(Plan p, floating* tag, const int64_t* rows, int nt) noexc
 
 cdef void _two_layer(Plan p, const floating* x0, const void* y) noexcept nogil:
     """Forward, loss and backward of a two-layer plan in one row-streamed pass; the same
-    bits as the op loop (the ops' out buffers but the last are left alone)."""
+    bits as the op loop.  The first op's out and dz and the second's dx are left as
+    they were (nothing reads them after a step); the scores, dscores and row losses are
+    written."""
     cdef Op* a = &p.ops[0]
     cdef Op* b = &p.ops[1]
     cdef floating* P = <floating*>p.params

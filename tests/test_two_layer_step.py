@@ -118,3 +118,33 @@ def test_weighted_rows_and_many_threads_on_a_large_batch_take_the_op_loop_same_b
     assert pa._plan.streamed_steps == 0 and pb._plan.streamed_steps == 2
     _same(*nets)
     np.testing.assert_array_equal(la, lb)
+
+
+@pytest.mark.parametrize("h,k,batch,applies", [
+    (8, 3, 10, True), (7, 3, 10, False),                   # at least 8 hidden units
+    (512, 8, 10, True), (513, 8, 10, False),               # H * K <= 4096 (W2' on the stack)
+    (100, 8, 5242, True), (100, 8, 5243, False),           # B * H * K < 2**22: no BLAS
+    (100, 1, 20971, True), (100, 1, 20972, False),         # ... and B * H * 2 (the first layer)
+])
+def test_the_streamed_step_applies_exactly_where_the_layer_path_runs_the_same_loops(
+        h, k, batch, applies):
+    X, y = _data(batch, 2, k, np.float32)
+    plan = CompiledPlan(_net(2, h, k, np.float32), SoftmaxCrossEntropy(dtype=np.float32),
+                        optim.SGD(0.1), None, batch)
+    assert plan._plan.two_layer == applies
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_then_apply_and_switching_paths_between_steps_keep_the_bits(dtype):
+    X, y = _data(40, 2, 3, dtype)
+    nets = [_net(2, 13, 3, dtype) for _ in range(2)]
+    plans = [CompiledPlan(net, SoftmaxCrossEntropy(dtype=dtype), optim.Momentum(0.3, 0.9),
+                          R.L2(1e-3), 40).bind(X, y) for net in nets]
+    for step in range(4):
+        plans[0]._plan.stream = step % 2 == 0          # streamed, op loop, streamed, ...
+        plans[0].gradient(n_threads=1)
+        plans[0].apply(n_threads=1)
+        plans[1]._plan.stream = False
+        plans[1].run(1, n_threads=1)
+    assert plans[0]._plan.streamed_steps == 2 and plans[1]._plan.streamed_steps == 0
+    _same(*nets)
