@@ -48,6 +48,16 @@ def _figure(path, nrows=1, ncols=1, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
+def _label(ax, xlabel, ylabel, title=None):
+    """Axis labels, an optional title, the legend and the light grid every plot here uses."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, alpha=0.3)
+
+
 def _finish(fig, path):
     if path is not None:
         fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
@@ -233,10 +243,7 @@ def dead_units(history, path=None):
     for j in range(width):
         ax.plot(epochs, fractions[:, j], label=f"hidden layer {j + 1}")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dead units (fraction)")
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(True, alpha=0.3)
+    _label(ax, "epoch", "dead units (fraction)")
     return _finish(fig, path)
 
 
@@ -358,11 +365,7 @@ def search_curves(comparison, path=None, *, sweep=None, log_x=True):
         ax.plot(np.arange(1, curve.size + 1), curve, label=f"{name} ({curve[-1]:.4f})")
     if log_x:
         ax.set_xscale("log")
-    ax.set_xlabel("loss evaluations")
-    ax.set_ylabel("best loss so far")
-    ax.set_title("same budget of loss evaluations")
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(True, alpha=0.3)
+    _label(ax, "loss evaluations", "best loss so far", "same budget of loss evaluations")
     if show_sweep:
         ax2 = axes[1]
         s = np.asarray(sweep.step_sizes, dtype=np.float64)
@@ -375,9 +378,5 @@ def search_curves(comparison, path=None, *, sweep=None, log_x=True):
         finite = v[pos & np.isfinite(v)]
         if finite.size and np.all(finite > 0) and finite.max() > 10 * finite.min():
             ax2.set_yscale("log")
-        ax2.set_xlabel("step size")
-        ax2.set_ylabel("loss")
-        ax2.set_title("w - step size * gradient")
-        ax2.legend(loc="best", fontsize="small")
-        ax2.grid(True, alpha=0.3)
+        _label(ax2, "step size", "loss", "w - step size * gradient")
     return _finish(fig, path)

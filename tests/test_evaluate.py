@@ -62,13 +62,18 @@ def test_losses_equal_the_layer_path_and_do_not_depend_on_threads(kind, dtype):
         np.testing.assert_array_equal(s, l.running_mean)
 
 
+def _loss_problem(name, dtype, n):
+    """n rows of 5 features, loss `name` with its targets, the small linear net."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((n, 5)).astype(dtype)
+    loss, y = _loss_case(name, dtype, rng, n)
+    return X, loss, y, _net("linear", dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", LOSSES)
 def test_every_loss_evaluates_like_the_layer_path(name, dtype):
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((30, 5)).astype(dtype)
-    loss, y = _loss_case(name, dtype, rng, 30)
-    net = _net("linear", dtype)
+    X, loss, y, net = _loss_problem(name, dtype, 30)
     ev = build_evaluator(net, loss, X, y)
     P = _points(net, 5)
     np.testing.assert_array_equal(ev.losses(P, n_threads=2),
@@ -149,10 +154,7 @@ def test_numerical_gradient_equals_the_python_loop(kind, method):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", LOSSES)
 def test_numerical_gradient_of_every_loss_equals_the_python_loop(name, dtype):
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((10, 5)).astype(dtype)
-    loss, y = _loss_case(name, dtype, rng, 10)
-    net = _net("linear", dtype)
+    X, loss, y, net = _loss_problem(name, dtype, 10)
     h = 1e-5 if dtype == np.float64 else 1e-2
     want = _python_loop(net, loss, X, y, None, h, "centered")
     np.testing.assert_array_equal(
