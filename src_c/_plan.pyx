@@ -21,10 +21,11 @@ import numpy as np
 
 from fastnn._validation import check_shuffle
 
-from _common cimport (FNN_GOLDEN, FNN_SMALL_SCRATCH, FNN_TWO_LAYER_D, FNN_TWO_LAYER_MAX_K,
+from _common cimport (FNN_GOLDEN, FNN_SMALL_NONE, FNN_SMALL_TINY_K, FNN_SMALL_TINY_M_TA,
+                      FNN_SMALL_TINY_N, FNN_TWO_LAYER_D, FNN_TWO_LAYER_MAX_K,
                       FNN_TWO_LAYER_WORK, GEMM_SPLIT_MIN_WORK, dgemm, fnn_blas_serial_begin,
-                      fnn_blas_serial_end, fnn_dropout_key, fnn_mix64, sgemm, threads_for,
-                      two_layer_step)
+                      fnn_blas_serial_end, fnn_dropout_key, fnn_mix64, fnn_small_gemm_case,
+                      sgemm, threads_for, two_layer_step)
 from _activation_core cimport (act_backward_core, act_forward_core, prelu_backward_core,
                                prelu_forward_core)
 from _affine_core cimport affine_backward_core, affine_forward_core
@@ -293,19 +294,21 @@ cdef class Plan:
     cdef bint _two_layer_applies(self):
         """Whether fastnn_two_layer.inc can run this plan's steps with the per-layer
         path's bits (see there): affine + (leaky) ReLU, affine, softmax cross-entropy, two
-        inputs, 1 to 8 classes, at least 8 hidden units (not 8 with 8 classes), and every
-        product small enough for the per-layer path to run it in the small-GEMM loops
-        (which the streamed step reproduces), not in BLAS."""
+        inputs, at most 8 classes, and each of the step's five products run by the
+        per-layer path in the small-GEMM loop the streamed step reproduces (asked of the
+        same dispatch the per-layer path uses, not re-derived here)."""
         if self.n_ops != 2 or self.loss_kind != LOSS_SOFTMAX:
             return False
         cdef Op* a = &self.ops[0]
         cdef Op* b = &self.ops[1]
-        cdef Py_ssize_t H = a.n_out, K = b.n_out
+        cdef Py_ssize_t B = self.batch, D = self.n_features, H = a.n_out, K = b.n_out
         return (a.kind == OP_AFFINE and (a.act == 1 or a.act == 2) and b.kind == OP_AFFINE
-                and b.act == 0 and self.n_features == FNN_TWO_LAYER_D
-                and 1 <= K <= FNN_TWO_LAYER_MAX_K
-                and H >= 8 and not (H == 8 and K == 8) and H * K <= FNN_SMALL_SCRATCH
-                and self.batch * H * max(K, 2) < GEMM_SPLIT_MIN_WORK)
+                and b.act == 0 and D == FNN_TWO_LAYER_D and K <= FNN_TWO_LAYER_MAX_K
+                and _small(False, False, B, H, D, FNN_SMALL_TINY_K)         # h
+                and _small(False, False, B, K, H, FNN_SMALL_TINY_N)         # scores
+                and _small(True, False, H, K, B, FNN_SMALL_NONE)            # dW2
+                and _small(False, True, B, H, K, FNN_SMALL_TINY_K)          # dh
+                and _small(True, False, D, H, B, FNN_SMALL_TINY_M_TA))      # dW1
 
     cdef char* _ptr(self, cnp.ndarray a) except NULL:
         self._keep.append(a)
@@ -464,6 +467,16 @@ cdef double _do(Plan p, floating* tag, int what, Py_ssize_t k, const int64_t* id
     if what == DO_GRADIENT:
         return _grad_step(p, tag, idx, nt)
     return _apply_step(p, tag, nt)
+
+
+cdef bint _small(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                 int case) noexcept nogil:
+    """Whether team_gemm runs this product in the small-GEMM loop `case` (FNN_SMALL_NONE:
+    in any of them; every reduction loop there sums each element in the same order)."""
+    if m * n * k >= GEMM_SPLIT_MIN_WORK:
+        return False
+    cdef int got = fnn_small_gemm_case(ta, tb, m, n, k)
+    return got == case if case != FNN_SMALL_NONE else got != FNN_SMALL_NONE
 
 
 cdef Py_ssize_t _first_out_of_range(const int64_t* idx, Py_ssize_t n,
