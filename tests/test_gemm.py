@@ -45,6 +45,24 @@ def test_every_path_computes_the_product(m, n, k, ta, tb, path, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", range(1, 9))
+def test_tiny_n_forms_each_row_the_same_in_a_group_or_alone(n, dtype):
+    """tiny n runs its rows' dots side by side in groups (8, 4 or 2 rows, by n) and the
+    rows left over one at a time; a row's dot must not depend on which: every row of an
+    11-row product (a remainder after each group size) equals that row's product
+    computed alone, bit for bit.  k = 37 leaves a scalar tail after whole vectors of
+    either dtype."""
+    m, k = 11, 37
+    assert _runtime.gemm_path(m, n, k) == ("small", 1)
+    a, b, want = _operands(m, n, k, False, False, dtype, seed=n)
+    got = _runtime.matmul(a, b, np.empty((m, n), dtype))
+    np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * k * 20)
+    for i in range(m):
+        alone = _runtime.matmul(a[i:i + 1].copy(), b, np.empty((1, n), dtype))
+        np.testing.assert_array_equal(got[i:i + 1], alone)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m,n,k,ta,tb,path", [c for c in CASES if c[5][0] == "blas"])
 def test_same_bits_at_1_and_2_threads(m, n, k, ta, tb, path, dtype):
     a, b, _ = _operands(m, n, k, ta, tb, dtype, seed=1)
