@@ -38,7 +38,7 @@ from _activation_core cimport act_forward_core, prelu_forward_core
 from _affine_core cimport affine_forward_core
 from _batchnorm_core cimport batchnorm_forward_core
 from _loss_core cimport (elementwise_loss_core, hs_forward_core, row_loss_mean,
-                         softmax_xent_core, svm_core)
+                         softmax_loss_core, svm_core)
 from _maxout_core cimport maxout_forward_core
 from _regularization_core cimport PEN_BLOCK, PEN_ELASTIC, PEN_L1, PEN_L2, _pen_block
 
@@ -477,8 +477,8 @@ cdef double _data_loss(Evaluator E, Work* w, const floating* scores, floating* d
     cdef Py_ssize_t B = E.n_rows, K = E.n_outputs
     cdef floating* rl = <floating*>w.row_loss
     cdef const floating* lw
-    if E.loss_kind == LOSS_SOFTMAX:
-        softmax_xent_core(scores, <const Py_ssize_t*>E.Y, d, rl, B, K, 1)
+    if E.loss_kind == LOSS_SOFTMAX:       # d is read only for margin and elementwise losses
+        softmax_loss_core(scores, <const Py_ssize_t*>E.Y, d, rl, B, K)
     elif E.loss_kind == LOSS_SVM:
         svm_core(scores, <const Py_ssize_t*>E.Y, d, rl, B, K, <floating>E.delta, E.squared, 1)
     elif E.loss_kind == LOSS_ELEMENTWISE:

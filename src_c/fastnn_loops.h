@@ -24,6 +24,9 @@
 #define FNN_HAVE_CLONES 0
 #endif
 
+/* a helper inlined into each clone that calls it (so compiled for that clone's ISA) */
+#define FNN_AI __attribute__((always_inline)) static inline
+
 /* Rows a softmax block holds: enough elements for the vectorized exp pass, few enough
  * to stay in L1 between the three passes. */
 #define FNN_SOFTMAX_BLOCK_ELEMS 2048
@@ -34,7 +37,7 @@
 #define FNN_(name) name##_f32
 #define FNN_EXP fnn_expf
 #define FNN_FMA __builtin_fmaf
-#define FNN_LOG logf
+#define FNN_LOG_GE1 fnn_logf_ge1
 #define FNN_LOG1P_UNIT fnn_log1pf_unit
 #define FNN_TANH fnn_tanhf
 #define FNN_SIGMOID fnn_sigmoidf
@@ -45,7 +48,7 @@
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_FMA
-#undef FNN_LOG
+#undef FNN_LOG_GE1
 #undef FNN_LOG1P_UNIT
 #undef FNN_TANH
 #undef FNN_SIGMOID
@@ -54,7 +57,7 @@
 #define FNN_(name) name##_f64
 #define FNN_EXP fnn_exp
 #define FNN_FMA __builtin_fma
-#define FNN_LOG log
+#define FNN_LOG_GE1 fnn_log_ge1
 #define FNN_LOG1P_UNIT fnn_log1p_unit
 #define FNN_TANH fnn_tanh
 #define FNN_SIGMOID fnn_sigmoid
@@ -65,7 +68,7 @@
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_FMA
-#undef FNN_LOG
+#undef FNN_LOG_GE1
 #undef FNN_LOG1P_UNIT
 #undef FNN_TANH
 #undef FNN_SIGMOID

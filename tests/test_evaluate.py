@@ -80,6 +80,20 @@ def test_every_loss_evaluates_like_the_layer_path(name, dtype):
                                   reference_losses(net, loss, X, y, P))
 
 
+@pytest.mark.parametrize("n_classes", [3, 2049])
+def test_softmax_evaluates_like_the_layer_path_narrow_and_wide(n_classes):
+    """The evaluator takes the softmax's row losses without its gradient, except for
+    rows wider than a softmax block (2048 classes), which go through the full kernel:
+    both equal the layer path's losses bit for bit."""
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((6, 5)), rng.integers(0, n_classes, 6)
+    net = Sequential([Linear(5, n_classes, seed=0)])
+    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y)
+    P = _points(net, 3)
+    np.testing.assert_array_equal(ev.losses(P),
+                                  reference_losses(net, SoftmaxCrossEntropy(), X, y, P))
+
+
 @pytest.mark.parametrize("name", sorted(REGULARIZERS))
 def test_every_regularizer_evaluates_like_the_layer_path(name):
     rng = np.random.default_rng(3)

@@ -81,6 +81,20 @@ def test_uniform_scores_give_log_k():
     assert SoftmaxCrossEntropy()(s, np.arange(10) % 4) == pytest.approx(np.log(4), rel=1e-14)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_of_the_normalizer_is_within_two_ulp(dtype):
+    """The compiled loss takes log Z with its own vectorizable log (fastnn_math.h's
+    fnn_log_ge1, Z >= 1); uniform scores make Z = K exactly, so each row loss is log K:
+    within 2 ulp of numpy's log for every K from 1 to 300 and a few wide ones (one past
+    the softmax block's 2048 elements included)."""
+    ks = list(range(1, 301)) + [1000, 2047, 2049, 4097]
+    for k in ks:
+        s = np.zeros((2, k), dtype)
+        _, _, rows = _run(C, s, np.array([0, k - 1], np.intp))
+        want = np.log(dtype(k))
+        assert np.all(np.abs(rows - want) <= 2 * np.spacing(max(want, np.finfo(dtype).tiny))), k
+
+
 @pytest.mark.parametrize("impl", [C, T], ids=["compiled", "numpy"])
 def test_kernel_rejects_labels_out_of_range(impl):
     s, y = _problem((5, 3), np.float64)
