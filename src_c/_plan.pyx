@@ -22,10 +22,10 @@ import numpy as np
 from fastnn._validation import check_shuffle
 
 from _common cimport (FNN_GOLDEN, FNN_SMALL_NONE, FNN_SMALL_TINY_K, FNN_SMALL_TINY_M_TA,
-                      FNN_SMALL_TINY_N, FNN_TWO_LAYER_ACC, FNN_TWO_LAYER_D,
-                      FNN_TWO_LAYER_MAX_K, FNN_TWO_LAYER_WORK, GEMM_SPLIT_MIN_WORK, dgemm,
-                      fnn_blas_serial_begin, fnn_blas_serial_end, fnn_dropout_key,
-                      fnn_mix64, fnn_small_gemm_case, sgemm, threads_for, two_layer_step)
+                      FNN_SMALL_TINY_N, FNN_TWO_LAYER_D, FNN_TWO_LAYER_MAX_K,
+                      FNN_TWO_LAYER_WORK, GEMM_SPLIT_MIN_WORK, dgemm, fnn_blas_serial_begin,
+                      fnn_blas_serial_end, fnn_dropout_key, fnn_mix64, fnn_small_gemm_case,
+                      sgemm, threads_for, two_layer_step)
 from _activation_core cimport (act_backward_core, act_forward_core, prelu_backward_core,
                                prelu_forward_core)
 from _affine_core cimport affine_backward_core, affine_forward_core
@@ -289,8 +289,7 @@ cdef class Plan:
         if self.two_layer:
             H = self.ops[0].n_out
             self.tl_work = self._new((FNN_TWO_LAYER_WORK(H, self.n_outputs),))
-            self.tl_acc = <double*>self._new((FNN_TWO_LAYER_ACC(H, self.n_outputs),),
-                                             np.float64)
+            self.tl_acc = <double*>self._new((H + self.n_outputs,), np.float64)
 
     cdef bint _two_layer_applies(self):
         """Whether fastnn_two_layer.inc can run this plan's steps with the per-layer
