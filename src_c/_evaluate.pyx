@@ -32,7 +32,8 @@ from cython.parallel cimport prange
 import numpy as np
 
 from _common cimport (GEMM_SPLIT_MIN_WORK, bias_act_rows, dgemm,
-                      fnn_blas_serial_begin, fnn_blas_serial_end, sgemm, small_gemm)
+                      fnn_blas_serial_begin, fnn_blas_serial_end, sgemm, small_gemm,
+                      small_tiny_k_column, small_tiny_n_lanes)
 from _loops cimport fnn_small_gemm_case
 from _activation_core cimport act_forward_core, prelu_forward_core
 from _affine_core cimport affine_forward_core
@@ -43,6 +44,7 @@ from _maxout_core cimport maxout_forward_core
 from _regularization_core cimport PEN_BLOCK, PEN_ELASTIC, PEN_L1, PEN_L2, _pen_block
 
 cdef extern from "fastnn_loops.h" nogil:
+    int FNN_SMALL_TINY_K
     int FNN_SMALL_TINY_N
 
 cnp.import_array()
@@ -77,9 +79,18 @@ cdef struct EOp:
 # column j alone (the same loops on one column, the same epilogue) and gets the very bits
 # of the whole product.  (The tiny-k case could re-run a chunk-aligned range of columns
 # too, but measured slower than the row-blocked whole op; BLAS products re-run whole.)
+# An AFFINE op whose product runs in the tiny-k loops (at most 8 inputs, such as the
+# spiral's first layer) and whose output feeds a COLS_ONE op re-runs one column too, in
+# the form tiny k gives it (fastnn_gemm_small.inc's fnn_small_tiny_k_column), and then
+# only what that column changes in the next op's product: each of its dots is a sum of
+# lane sums (tiny n's form), and a changed input changes one lane sum per dot (or its
+# scalar tail).  The unperturbed pass keeps the next op's input transposed, its weights
+# transposed and every lane sum (LaneCache); a perturbation recomputes one lane sum per
+# dot across rows (fnn_small_tiny_n_lanes) and adds the cached others in tiny n's order.
 cdef enum:
     COLS_NONE = 0
     COLS_ONE = 1
+    COLS_LANES = 2
 
 
 cdef struct Pen:
@@ -104,7 +115,10 @@ cdef struct Work:
     char* row_loss
     char* hs_dz
     char* g                 # penalty gradient scratch (the widest penalized array)
-    char* tmp               # the column of an AFFINE op re-run (B,)
+    char* tmp               # the column of an AFFINE op re-run (B,), zero-padded (lane_rows)
+    char** lane_at          # per COLS_LANES op: its output transposed (n_out, lane_rows)
+    char** lane_bt          # ... the next op's weights transposed (next n_out, n_out)
+    char** lane_sums        # ... the next op's lane sums (next n_out, lanes, lane_rows)
     double* blocks          # unperturbed penalty block sums, 2 per block
     double* pen_vals        # unperturbed penalty of each entry
 
@@ -141,6 +155,7 @@ cdef class Evaluator:
     cdef const char* Y
     cdef bint running
     cdef list _cols
+    cdef Py_ssize_t lane_rows   # rows rounded up to whole vectors of either dtype (8)
 
     def __cinit__(self):
         self.ops = NULL
@@ -163,6 +178,9 @@ cdef class Evaluator:
                 PyMem_Free(self.work[t].arg)
                 PyMem_Free(self.work[t].carg)
                 PyMem_Free(self.work[t].stats)
+                PyMem_Free(self.work[t].lane_at)
+                PyMem_Free(self.work[t].lane_bt)
+                PyMem_Free(self.work[t].lane_sums)
             PyMem_Free(self.work)
         self.work = NULL
         self.n_work = 0
@@ -205,7 +223,14 @@ cdef class Evaluator:
                 case = fnn_small_gemm_case(0, 0, X.shape[0], op.n_out, op.n_in)
                 if case == FNN_SMALL_TINY_N:
                     op.cols = COLS_ONE
-            self._cols.append(op.cols)
+                elif case == FNN_SMALL_TINY_K:
+                    op.cols = COLS_LANES     # kept below only if the next op is COLS_ONE
+        for i in range(self.n_ops):
+            if self.ops[i].cols == COLS_LANES and (i + 1 == self.n_ops
+                                                   or self.ops[i + 1].cols != COLS_ONE):
+                self.ops[i].cols = COLS_NONE
+            self._cols.append(self.ops[i].cols)
+        self.lane_rows = (X.shape[0] + 7) // 8 * 8
         self.n_outputs = self.ops[self.n_ops - 1].n_out if self.n_ops else self.n_features
         self.loss_kind = loss["kind"]
         self.ew_kind = loss.get("ew_kind", 0)
@@ -264,13 +289,17 @@ cdef class Evaluator:
             w = &self.work[t]
             w.out = <char**>PyMem_Malloc(no * sizeof(char*))
             w.cout = <char**>PyMem_Malloc(no * sizeof(char*))
+            w.lane_at = <char**>PyMem_Malloc(no * sizeof(char*))
+            w.lane_bt = <char**>PyMem_Malloc(no * sizeof(char*))
+            w.lane_sums = <char**>PyMem_Malloc(no * sizeof(char*))
             w.z = <char**>PyMem_Malloc(no * sizeof(char*))
             w.arg = <char**>PyMem_Malloc(no * sizeof(char*))
             w.carg = <char**>PyMem_Malloc(no * sizeof(char*))
             w.stats = <char**>PyMem_Malloc(no * sizeof(char*))
             self.n_work = t + 1
             if (w.out == NULL or w.cout == NULL or w.z == NULL or w.arg == NULL
-                    or w.carg == NULL or w.stats == NULL):
+                    or w.carg == NULL or w.stats == NULL or w.lane_at == NULL
+                    or w.lane_bt == NULL or w.lane_sums == NULL):
                 raise MemoryError()
             w.P = self._new(keep, (max(self.n_params, 1),))
             for i in range(self.n_ops):
@@ -278,6 +307,12 @@ cdef class Evaluator:
                 w.out[i] = self._new(keep, (B, op.n_out))
                 w.cout[i] = self._new(keep, (B, op.n_out))
                 w.z[i] = w.arg[i] = w.carg[i] = w.stats[i] = NULL
+                w.lane_at[i] = w.lane_bt[i] = w.lane_sums[i] = NULL
+                if op.cols == COLS_LANES:
+                    w.lane_at[i] = self._new(keep, (op.n_out, self.lane_rows))
+                    w.lane_bt[i] = self._new(keep, (self.ops[i + 1].n_out, op.n_out))
+                    w.lane_sums[i] = self._new(keep, (self.ops[i + 1].n_out, 8,
+                                                      self.lane_rows))
                 if op.kind == OP_MAXOUT:
                     w.z[i] = self._new(keep, (B, op.n_out * op.k))
                     w.arg[i] = self._new(keep, (B, op.n_out), np.int32)
@@ -290,7 +325,7 @@ cdef class Evaluator:
             w.row_loss = self._new(keep, (B,))
             w.hs_dz = self._new(keep, (B, max(self.hs_p, 1)))
             w.g = self._new(keep, (self.pen_width,))
-            w.tmp = self._new(keep, (B,))
+            w.tmp = self._new(keep, (self.lane_rows,))
             w.blocks = <double*>self._new(keep, (2 * max(self.n_blocks, 1),), np.float64)
             w.pen_vals = <double*>self._new(keep, (max(self.n_pens, 1),), np.float64)
         return 0
@@ -387,6 +422,15 @@ cdef class Evaluator:
             self.running = False
         return grad
 
+    @property
+    def column_modes(self):
+        """How a perturbation of each op's parameters re-runs the net (with the bits of a
+        whole re-run either way): "whole" from that op on, "column" its one output
+        column (COLS_ONE), "lanes" its column and the lane sums of the next op's product
+        it changes (COLS_LANES)."""
+        names = {COLS_NONE: "whole", COLS_ONE: "column", COLS_LANES: "lanes"}
+        return [names[self.ops[i].cols] for i in range(self.n_ops)]
+
     def use_columns(self, bint on):
         """Re-run only the columns a perturbation changes (the default) or whole ops:
         the same bits either way (for the tests and the benchmark)."""
@@ -455,6 +499,44 @@ cdef void _affine_columns(Evaluator E, Work* w, int j, const floating* h, floati
     bias_act_rows(tmp, P + op.p1 + col, B, 1, op.act, <floating>op.alpha)
     for r in range(B):
         out[r * n + col] = tmp[r]
+
+
+cdef void _lanes_cache(Evaluator E, Work* w, int j, const floating* P) noexcept nogil:
+    """The unperturbed pass's part of COLS_LANES op j: its output transposed (rows
+    zero-padded), the next op's weights transposed, and that op's lane sums."""
+    cdef EOp* a = &E.ops[j]
+    cdef EOp* b = &E.ops[j + 1]
+    cdef Py_ssize_t B = E.n_rows, lt = E.lane_rows, k = a.n_out, q = b.n_out, r, u
+    cdef const floating* h = <const floating*>w.cout[j]
+    cdef floating* at = <floating*>w.lane_at[j]
+    cdef floating* bt = <floating*>w.lane_bt[j]
+    for u in range(k):
+        for r in range(B):
+            at[u * lt + r] = h[r * k + u]
+    for u in range(k):
+        for r in range(q):
+            bt[r * k + u] = P[b.p0 + u * q + r]
+    small_tiny_n_lanes(q, B, k, at, lt, bt, k, -1, <const floating*>NULL,
+                       <floating*>w.lane_sums[j], <floating*>w.out[j + 1], q)
+
+
+cdef void _lanes_rerun(Evaluator E, Work* w, int j, floating* P,
+                       Py_ssize_t col) noexcept nogil:
+    """COLS_LANES op j with column col's weights or bias perturbed: that column alone
+    into w.tmp, then the next op's output, through the lane sums it changes, into
+    w.out[j + 1] (op j's own w.out is not written)."""
+    cdef EOp* a = &E.ops[j]
+    cdef EOp* b = &E.ops[j + 1]
+    cdef Py_ssize_t B = E.n_rows
+    cdef floating* tmp = <floating*>w.tmp
+    cdef floating* out = <floating*>w.out[j + 1]
+    small_tiny_k_column(a.n_in, B, a.n_out, <const floating*>E.X if j == 0 else
+                        <const floating*>w.cout[j - 1], a.n_in, P + a.p0, a.n_out, col, tmp)
+    bias_act_rows(tmp, P + a.p1 + col, B, 1, a.act, <floating>a.alpha)
+    small_tiny_n_lanes(b.n_out, B, a.n_out, <const floating*>w.lane_at[j], E.lane_rows,
+                       <const floating*>w.lane_bt[j], a.n_out, col, tmp,
+                       <floating*>w.lane_sums[j], out, b.n_out)
+    bias_act_rows(out, P + b.p1, B, b.n_out, b.act, <floating>b.alpha)
 
 
 cdef const floating* _run_ops(Evaluator E, Work* w, int first, floating* P, bint cached,
@@ -622,6 +704,20 @@ cdef bint _kinked(Evaluator E, Work* w, int first, const floating* d) noexcept n
     return False
 
 
+cdef bint _column_kinked(Evaluator E, Work* w, int j, Py_ssize_t col,
+                         const floating* now) noexcept nogil:
+    """_kinked for COLS_LANES op j, whose column col (now: w.tmp) is all that changed."""
+    cdef EOp* op = &E.ops[j]
+    cdef Py_ssize_t B = E.n_rows, n = op.n_out, r
+    cdef const floating* was = <const floating*>w.cout[j]
+    if op.act != ACT_RELU and op.act != ACT_LEAKY_RELU:
+        return False
+    for r in range(B):
+        if (now[r] > 0) != (was[r * n + col] > 0):
+            return True
+    return False
+
+
 cdef bint _l1_kink(Evaluator E, Py_ssize_t e, floating xp, floating xm) noexcept nogil:
     cdef int i
     for i in range(E.n_pens):
@@ -649,7 +745,18 @@ cdef double _perturbed(Evaluator E, Work* w, floating* P, Py_ssize_t e, int firs
     cdef const floating* scores
     cdef EOp* op
     cdef Py_ssize_t col
-    if first < E.n_ops and E.ops[first].cols != COLS_NONE:
+    cdef double dl
+    if first < E.n_ops and E.ops[first].cols == COLS_LANES:
+        op = &E.ops[first]
+        col = (e - op.p1) if op.p1 <= e < op.p1 + op.n_out else (e - op.p0) % op.n_out
+        _lanes_rerun(E, w, first, P, col)
+        scores = _run_ops(E, w, first + 2, P, False, <const floating*>w.out[first + 1])
+        dl = _data_loss(E, w, scores, <floating*>w.d)
+        if kinked != NULL and not kinked[0]:
+            kinked[0] = (_column_kinked(E, w, first, col, <const floating*>w.tmp)
+                         or _kinked(E, w, first + 1, <const floating*>w.d))
+        return dl + _penalties(E, w, P, e, False)
+    if first < E.n_ops and E.ops[first].cols == COLS_ONE:
         op = &E.ops[first]
         col = (e - op.p1) if op.p1 <= e < op.p1 + op.n_out else (e - op.p0) % op.n_out
         _affine_columns(E, w, first, <const floating*>E.X if first == 0 else
@@ -659,7 +766,7 @@ cdef double _perturbed(Evaluator E, Work* w, floating* P, Py_ssize_t e, int firs
         scores = _forward_from(E, w, first, P, False)
     if first == E.n_ops:
         scores = <const floating*>w.cout[E.n_ops - 1] if E.n_ops else <const floating*>E.X
-    cdef double dl = _data_loss(E, w, scores, <floating*>w.d)
+    dl = _data_loss(E, w, scores, <floating*>w.d)
     if kinked != NULL and not kinked[0]:
         kinked[0] = _kinked(E, w, first, <const floating*>w.d)
     return dl + _penalties(E, w, P, e, False)
@@ -679,6 +786,10 @@ cdef void _numgrad_thread(Evaluator E, int t, int nt, const floating* params,
     memcpy(P, params, E.n_params * sizeof(floating))
     # the unperturbed pass, cached
     cdef const floating* scores = _forward_from(E, w, 0, P, True)
+    cdef int j
+    for j in range(E.n_ops):
+        if E.ops[j].cols == COLS_LANES:
+            _lanes_cache(E, w, j, P)
     fx = _data_loss(E, w, scores, <floating*>w.cd)
     fx = fx + _penalties(E, w, P, -1, True)
     r = t

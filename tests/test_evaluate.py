@@ -190,17 +190,44 @@ def test_spiral_numerical_gradient_equals_the_python_loop():
     np.testing.assert_array_equal(some, one[[602, 0, 250]])
 
 
-def test_re_running_one_column_gives_the_whole_ops_bits():
-    """An affine op with <= 8 outputs re-runs only the perturbed column."""
-    X, y = datasets.spiral(30, 3)
-    net = case_study.two_layer_net(2, 20, 3, seed=0)
-    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y, regularizer=1e-3)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_hidden,activation", [(20, "relu"), (37, "leaky_relu"),
+                                                 (64, "relu"), (8, "relu")])
+def test_re_running_columns_and_lanes_gives_the_whole_ops_bits(n_hidden, activation, dtype):
+    """An affine op with <= 8 outputs re-runs only the perturbed column ("column"); one
+    with <= 8 inputs feeding it, its column and the next op's lane sums that column
+    changes ("lanes").  Both give the bits of re-running whole ops, and count the same
+    kinks: hidden widths with and without a scalar tail after whole vectors of either
+    dtype (37: 1 past 36 doubles, 5 past 32 floats; 8: one vector of floats), and 45 rows
+    (not a whole number of vectors)."""
+    X, y = datasets.spiral(15, 3)
+    X = X.astype(dtype)
+    net = case_study.two_layer_net(2, n_hidden, 3, seed=0, activation=activation,
+                                   dtype=dtype)
+    ev = build_evaluator(net, SoftmaxCrossEntropy(dtype=dtype), X, y, regularizer=1e-3)
+    assert ev._ev.column_modes == ["lanes", "column"]
     idx = np.arange(ev.n_params, dtype=np.int64)
+    h = 1e-2          # large enough that some ReLU switches sides (kinks to count)
     ev._ev.use_columns(False)
-    whole = ev._numerical(net.flat_params, idx, 1e-5, True, None, 1)
+    assert ev._ev.column_modes == ["whole", "whole"]
+    kinks_whole = np.zeros(idx.size, np.uint8)
+    whole = ev._numerical(net.flat_params, idx, h, True, kinks_whole, 1)
     ev._ev.use_columns(True)
-    np.testing.assert_array_equal(ev._numerical(net.flat_params, idx, 1e-5, True, None, 2),
+    kinks = np.zeros(idx.size, np.uint8)
+    np.testing.assert_array_equal(ev._numerical(net.flat_params, idx, h, True, kinks, 2),
                                   whole)
+    np.testing.assert_array_equal(kinks, kinks_whole)
+    assert kinks.any()
+
+
+def test_lanes_only_where_the_next_op_re_runs_a_column():
+    """The first op of 2 -> 20 -> 20 -> 3 feeds an op with 20 outputs (a whole re-run),
+    so it re-runs whole too; the last op, 3 outputs, re-runs one column."""
+    X, y = datasets.spiral(10, 3)
+    net = Sequential([Linear(2, 20, activation="relu", seed=0),
+                      Linear(20, 20, activation="relu", seed=1), Linear(20, 3, seed=2)])
+    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y)
+    assert ev._ev.column_modes == ["whole", "whole", "column"]
 
 
 def test_numerical_gradient_refuses_bad_input():
