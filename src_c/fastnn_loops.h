@@ -26,6 +26,12 @@
 
 /* a helper inlined into each clone that calls it (so compiled for that clone's ISA) */
 #define FNN_AI __attribute__((always_inline)) static inline
+/* Calls BODY(q) with q a compile-time constant 1..8 equal to the run-time q, so that a
+ * tiny side's loops unroll and their accumulators stay in registers. */
+#define FNN_SMALL_DISPATCH(q, BODY) switch (q) { \
+    case 1: BODY(1); break; case 2: BODY(2); break; case 3: BODY(3); break; \
+    case 4: BODY(4); break; case 5: BODY(5); break; case 6: BODY(6); break; \
+    case 7: BODY(7); break; default: BODY(8); break; }
 
 /* Rows a softmax block holds: enough elements for the vectorized exp pass, few enough
  * to stay in L1 between the three passes. */
