@@ -308,7 +308,7 @@ cdef class Evaluator:
                 w.cout[i] = self._new(keep, (B, op.n_out))
                 w.z[i] = w.arg[i] = w.carg[i] = w.stats[i] = NULL
                 w.lane_at[i] = w.lane_bt[i] = w.lane_sums[i] = NULL
-                if op.cols == COLS_LANES:
+                if self._cols[i] == COLS_LANES:     # even while use_columns(False)
                     w.lane_at[i] = self._new(keep, (op.n_out, self.lane_rows))
                     w.lane_bt[i] = self._new(keep, (self.ops[i + 1].n_out, op.n_out))
                     w.lane_sums[i] = self._new(keep, (self.ops[i + 1].n_out, 8,
@@ -740,15 +740,18 @@ cdef void _numgrad(Evaluator E, const floating* params, floating* grad, const in
         _numgrad_thread(E, t, nt, params, grad, idx, q, h, centered, kinks)
 
 
+cdef inline Py_ssize_t _column_of(EOp* op, Py_ssize_t e) noexcept nogil:
+    """The output column of affine op `op` that parameter e (a weight or a bias) feeds."""
+    return (e - op.p1) if op.p1 <= e < op.p1 + op.n_out else (e - op.p0) % op.n_out
+
+
 cdef double _perturbed(Evaluator E, Work* w, floating* P, Py_ssize_t e, int first,
                        bint* kinked) noexcept nogil:
     cdef const floating* scores
-    cdef EOp* op
     cdef Py_ssize_t col
     cdef double dl
     if first < E.n_ops and E.ops[first].cols == COLS_LANES:
-        op = &E.ops[first]
-        col = (e - op.p1) if op.p1 <= e < op.p1 + op.n_out else (e - op.p0) % op.n_out
+        col = _column_of(&E.ops[first], e)
         _lanes_rerun(E, w, first, P, col)
         scores = _run_ops(E, w, first + 2, P, False, <const floating*>w.out[first + 1])
         dl = _data_loss(E, w, scores, <floating*>w.d)
@@ -757,10 +760,8 @@ cdef double _perturbed(Evaluator E, Work* w, floating* P, Py_ssize_t e, int firs
                          or _kinked(E, w, first + 1, <const floating*>w.d))
         return dl + _penalties(E, w, P, e, False)
     if first < E.n_ops and E.ops[first].cols == COLS_ONE:
-        op = &E.ops[first]
-        col = (e - op.p1) if op.p1 <= e < op.p1 + op.n_out else (e - op.p0) % op.n_out
         _affine_columns(E, w, first, <const floating*>E.X if first == 0 else
-                        <const floating*>w.cout[first - 1], P, col)
+                        <const floating*>w.cout[first - 1], P, _column_of(&E.ops[first], e))
         scores = _run_ops(E, w, first + 1, P, False, <const floating*>w.out[first])
     else:
         scores = _forward_from(E, w, first, P, False)

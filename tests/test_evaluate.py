@@ -220,6 +220,21 @@ def test_re_running_columns_and_lanes_gives_the_whole_ops_bits(n_hidden, activat
     assert kinks.any()
 
 
+def test_switching_column_modes_on_the_same_workspaces():
+    """Workspaces built while whole re-runs were asked for still hold the lane caches
+    when columns are switched back on (the same thread count: no rebuild)."""
+    X, y = datasets.spiral(10, 3)
+    net = case_study.two_layer_net(2, 16, 3, seed=0)
+    ev = build_evaluator(net, SoftmaxCrossEntropy(), X, y)
+    idx = np.arange(ev.n_params, dtype=np.int64)
+    ev._ev.use_columns(False)
+    whole = ev._numerical(net.flat_params, idx, 1e-5, True, None, 1)
+    ev._ev.use_columns(True)
+    assert ev._ev.column_modes == ["lanes", "column"]
+    np.testing.assert_array_equal(ev._numerical(net.flat_params, idx, 1e-5, True, None, 1),
+                                  whole)
+
+
 def test_lanes_only_where_the_next_op_re_runs_a_column():
     """The first op of 2 -> 20 -> 20 -> 3 feeds an op with 20 outputs (a whole re-run),
     so it re-runs whole too; the last op, 3 outputs, re-runs one column."""
