@@ -31,9 +31,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 import numpy as np
 
-from _common cimport (GEMM_SPLIT_MIN_WORK, bias_act_rows, dgemm,
-                      fnn_blas_serial_begin, fnn_blas_serial_end, sgemm, small_gemm,
-                      small_tiny_k_column, small_tiny_n_lanes)
+from _common cimport (FNN_SMALL_TINY_K, FNN_SMALL_TINY_N, GEMM_SPLIT_MIN_WORK,
+                      bias_act_rows, dgemm, fnn_blas_serial_begin, fnn_blas_serial_end,
+                      sgemm, small_gemm, small_tiny_k_column, small_tiny_n_lanes, transpose)
 from _loops cimport fnn_small_gemm_case
 from _activation_core cimport act_forward_core, prelu_forward_core
 from _affine_core cimport affine_forward_core
@@ -42,10 +42,6 @@ from _loss_core cimport (elementwise_loss_core, hs_forward_core, row_loss_mean,
                          softmax_loss_core, svm_core)
 from _maxout_core cimport maxout_forward_core
 from _regularization_core cimport PEN_BLOCK, PEN_ELASTIC, PEN_L1, PEN_L2, _pen_block
-
-cdef extern from "fastnn_loops.h" nogil:
-    int FNN_SMALL_TINY_K
-    int FNN_SMALL_TINY_N
 
 cnp.import_array()
 
@@ -513,9 +509,7 @@ cdef void _lanes_cache(Evaluator E, Work* w, int j, const floating* P) noexcept 
     for u in range(k):
         for r in range(B):
             at[u * lt + r] = h[r * k + u]
-    for u in range(k):
-        for r in range(q):
-            bt[r * k + u] = P[b.p0 + u * q + r]
+    transpose(P + b.p0, q, k, q, bt)
     small_tiny_n_lanes(q, B, k, at, lt, bt, k, -1, <const floating*>NULL,
                        <floating*>w.lane_sums[j], <floating*>w.out[j + 1], q)
 

@@ -41,14 +41,6 @@ cdef inline void _softmax_xent_rows(const floating* s, const Py_ssize_t* y, floa
     softmax_xent_block(s + r0 * k, y + r0, d + r0 * k, row_loss + r0, r1 - r0, k, inv_n)
 
 
-cdef inline Py_ssize_t _softmax_rows_per_block(Py_ssize_t k) noexcept nogil:
-    """Rows of k scores a softmax block takes: its elements within the block's size."""
-    cdef Py_ssize_t rows = FNN_SOFTMAX_BLOCK_ELEMS // k
-    if rows < 1:
-        rows = 1
-    return rows if rows < FNN_SOFTMAX_MAX_ROWS else FNN_SOFTMAX_MAX_ROWS
-
-
 cdef inline void softmax_xent_core(const floating* s, const Py_ssize_t* y, floating* d,
                                    floating* row_loss, Py_ssize_t n, Py_ssize_t k,
                                    int n_threads) noexcept nogil:
@@ -56,7 +48,11 @@ cdef inline void softmax_xent_core(const floating* s, const Py_ssize_t* y, float
 
     Writes d (n, k) = dL/ds of the mean loss and row_loss (n,) = L_i; n, k >= 1; d and
     row_loss disjoint from s, y and each other."""
-    cdef Py_ssize_t rows = _softmax_rows_per_block(k)
+    cdef Py_ssize_t rows = FNN_SOFTMAX_BLOCK_ELEMS // k
+    if rows < 1:
+        rows = 1
+    if rows > FNN_SOFTMAX_MAX_ROWS:
+        rows = FNN_SOFTMAX_MAX_ROWS
     cdef Py_ssize_t n_blocks = (n + rows - 1) // rows, blk
     cdef floating inv_n = (<floating>1) / <floating>n
     cdef int nt = threads_for(n * k * 8, n_threads)   # an exp costs ~8 element-ops
@@ -72,16 +68,13 @@ cdef inline void softmax_loss_core(const floating* s, const Py_ssize_t* y, float
                                    floating* row_loss, Py_ssize_t n,
                                    Py_ssize_t k) noexcept nogil:
     """The row losses of softmax_xent_core, the same bits, on one thread (what evaluating
-    a loss at many parameter vectors needs): without the gradient where a block's
+    a loss at many parameter vectors needs): without the gradient where a row's
     exponentials fit the loss-only loop's stack; d (n, k) is written only for rows wider
     than that, through softmax_xent_core."""
-    cdef Py_ssize_t rows = _softmax_rows_per_block(k), r0 = 0
     if k > FNN_SOFTMAX_BLOCK_ELEMS:
         softmax_xent_core(s, y, d, row_loss, n, k, 1)
-        return
-    while r0 < n:
-        softmax_loss_block(s + r0 * k, y + r0, row_loss + r0, min(rows, n - r0), k)
-        r0 += rows
+    else:
+        softmax_loss_block(s, y, row_loss, n, k)
 
 
 # ---------------------------------------------------------------------------------------

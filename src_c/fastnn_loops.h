@@ -32,6 +32,9 @@
     case 1: BODY(1); break; case 2: BODY(2); break; case 3: BODY(3); break; \
     case 4: BODY(4); break; case 5: BODY(5); break; case 6: BODY(6); break; \
     case 7: BODY(7); break; default: BODY(8); break; }
+/* The same for a side that may be wider than 8 (or 0): BODY(q) with the run-time q then */
+#define FNN_SMALL_OR_ANY(q, BODY) if ((q) < 1 || (q) > 8) { BODY(q); } \
+    else FNN_SMALL_DISPATCH(q, BODY)
 
 /* Rows a softmax block holds: enough elements for the vectorized exp pass, few enough
  * to stay in L1 between the three passes. */
