@@ -53,8 +53,9 @@ def gradient_descent(net: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *, 
 
     Each step: scores = net(X); L = loss(scores, y) + the regularization penalty of
     every layer with weights; backpropagate; ``param -= step_size * grad`` for every
-    parameter; then every constraint (max-norm) projects the weights it governs.  With the defaults the
-    penalty is the notes' ``0.5 * reg * sum(W**2)`` over every layer's W, reg 1e-3.
+    parameter; then every constraint (max-norm) projects the weights it governs.  With
+    the defaults the penalty is the notes' ``0.5 * reg * sum(W**2)`` over every layer's
+    W, reg 1e-3.
 
     Parameters
     ----------
@@ -174,6 +175,13 @@ class Trainer:
         False: the rows in their order, cyclically: epoch e continues where epoch e - 1
         stopped (wrapping around), so every row is seen even when N is not a multiple
         of batch_size.
+    distributed : None (default), "mpi", or a dict of :class:`fastnn.distributed.DataParallel`
+        options (``comm``, ``n_blocks``, ``reduction``): train data-parallel over MPI
+        ranks (the mpi extra).  Run the same script on every rank (``mpiexec -n R``),
+        each giving fit the same data; each step's batch is computed in blocks across
+        the ranks and the gradients summed in a fixed order (the same weights on any
+        number of ranks for the same n_blocks).  The parameters, the seed's random state
+        and the callbacks' decision to stop are rank 0's; only rank 0 writes checkpoints.
 
     After fit: ``history_``, ``classes_`` (classifiers: the labels seen, sorted),
     ``plan`` (the training plan, kept for the next fit while it still matches).
@@ -182,7 +190,8 @@ class Trainer:
     def __init__(self, model: Sequential, loss: Any = None, optimizer: Any = "sgd", *,
                  batch_size: int | None = None, regularizer: Any = None,
                  reg: float | None = None, seed: int | np.random.Generator | None = None,
-                 verbose: int = 1, shuffle: bool = True) -> None:
+                 verbose: int = 1, shuffle: bool = True,
+                 distributed: str | dict[str, Any] | None = None) -> None:
         from . import optim as _optim
         from .losses import SoftmaxCrossEntropy
         from .net import Sequential
@@ -199,6 +208,9 @@ class Trainer:
         self.regularizer = get_regularizer(regularizer if reg is None else
                                            check_scalar(reg, "reg", low=0.0), "regularizer")
         self.rng = check_random_state(seed)
+        self.distributed = _distributed_options(distributed)
+        if self.distributed is not None:
+            self.rng = _rank0_generator(self.rng, self.distributed)
         #: keys the batch order: epoch e's batches are shuffled_rows(..., shuffle_seed, e)
         self.shuffle_seed = int(self.rng.integers(0, 2**63))
         if verbose not in (0, 1, 2, False, True):
@@ -239,6 +251,14 @@ class Trainer:
         from . import io
         if self.plan is None:
             raise RuntimeError("save_checkpoint needs a fitted trainer (call fit first)")
+        if self.distributed is not None:    # rank 0 writes, every rank waits for it
+            if self.plan.rank == 0:
+                self._write_checkpoint(io, path)
+            self.plan.comm.Barrier()
+        else:
+            self._write_checkpoint(io, path)
+
+    def _write_checkpoint(self, io, path):
         classes = None if self.classes_ is None else self.classes_.tolist()
         io.save_checkpoint(path, self.model, optimizer=self.optimizer,
                            optimizer_state=tuple(self.plan.state), step=self.plan.t,
@@ -249,7 +269,8 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], loss: Any = None, *,
                         regularizer: Any = None, reg: float | None = None,
-                        verbose: int = 1) -> Trainer:
+                        verbose: int = 1,
+                        distributed: str | dict[str, Any] | None = None) -> Trainer:
         """A Trainer that continues a checkpoint: the next fit takes the steps an
         uninterrupted run would have taken next (same batches, dropout masks and optimizer
         state).  Give the loss and regularizer the first run used."""
@@ -257,7 +278,8 @@ class Trainer:
         ckpt = io.load_checkpoint(path)
         extra = ckpt.extra or {}
         trainer = cls(ckpt.net, loss, ckpt.optimizer, batch_size=extra.get("batch_size"),
-                      regularizer=regularizer, reg=reg, verbose=verbose)
+                      regularizer=regularizer, reg=reg, verbose=verbose,
+                      distributed=distributed)
         if ckpt.rng_state is not None:
             bits = getattr(np.random, ckpt.rng_state["bit_generator"])()
             bits.state = ckpt.rng_state
@@ -410,8 +432,14 @@ class Trainer:
         rounds = -(-epochs // record_every)
         self.classes_ = classes     # every argument checked: the labels are fixed now
         if self.plan is None or not self.plan.matches(self.model, self.loss, batch):
-            self.plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
-                                   regularizer=self.regularizer, batch_size=batch)
+            if self.distributed is not None:
+                from .distributed import DataParallel
+                self.plan = DataParallel(self.model, self.loss, optimizer=self.optimizer,
+                                         regularizer=self.regularizer, batch_size=batch,
+                                         shuffle_seed=self.shuffle_seed, **self.distributed)
+            else:
+                self.plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
+                                       regularizer=self.regularizer, batch_size=batch)
             self._adopt_resume(self.plan)
         plan = self.plan.bind(X, y, w)
         callbacks = list(callbacks)
@@ -473,6 +501,8 @@ class Trainer:
                     if hasattr(c, "on_epoch_end") and c.on_epoch_end(self, logs["epoch"], logs):
                         history.stopped_by = history.stopped_by or c
                         stop = True
+                if self.distributed is not None:    # every rank stops with rank 0
+                    stop = self.plan.comm.bcast(stop, root=0)
                 if stop:
                     break
         except KeyboardInterrupt:
@@ -596,6 +626,35 @@ class Trainer:
         ss_res = np.sum((y - pred) ** 2)
         ss_tot = np.sum((y - y.mean(axis=0)) ** 2)
         return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else 0.0
+
+
+def _distributed_options(distributed):
+    """None, or the DataParallel keyword arguments `distributed` asks for."""
+    if distributed is None:
+        return None
+    if isinstance(distributed, str) and distributed == "mpi":
+        return {}
+    if isinstance(distributed, dict):
+        unknown = set(distributed) - {"comm", "n_blocks", "reduction"}
+        if unknown:
+            raise ValueError(f"distributed: unknown option(s) {sorted(unknown)}; give comm, "
+                             "n_blocks, reduction")
+        return dict(distributed)
+    raise ValueError(f"distributed must be None, 'mpi' or a dict of options, got "
+                     f"{distributed!r}")
+
+
+def _rank0_generator(rng, options):
+    """Every rank's random state made rank 0's (the batch order and the validation split
+    must agree); rank 0 keeps its own generator."""
+    from .distributed import get_comm
+    comm = get_comm(options.get("comm"))
+    state = comm.bcast(rng.bit_generator.state, root=0)
+    if comm.Get_rank() == 0:
+        return rng
+    bits = getattr(np.random, state["bit_generator"])()
+    bits.state = state
+    return np.random.Generator(bits)
 
 
 def _in_order(n, keep, epoch, size):

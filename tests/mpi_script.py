@@ -1,16 +1,28 @@
 """Run by tests/test_distributed.py under mpiexec (or alone, as 1 rank): trains a small
-net data-parallel and writes rank 0's final parameters (and every rank's digest)."""
+net data-parallel and writes rank 0's final parameters (every rank's digest is checked
+to agree).  Usage: mpi_script.py OUT.npz '{json options}'; options:
+
+  model      "mlp" (5-16-3), "dropout_bn" (the same with batch norm and dropout),
+             "hs" (5-16-8 features into a hierarchical softmax over 3 classes)
+  batch, n_blocks, epochs, optimizer ("adam")
+  weights    per-row weights
+  sharded    null (every rank holds all rows), "grid" (rank r holds DataParallel.shard),
+             or a list of row counts per rank (any layout)
+  save, resume   a checkpoint path to write after training / to start from
+  trainer    train with Trainer(distributed="mpi") instead of DataParallel.fit
+"""
 import hashlib
+import json
 import sys
 
 import numpy as np
 
-from fastnn.net import MLP
 from fastnn.distributed import DataParallel, get_comm
-from fastnn.losses import SoftmaxCrossEntropy
+from fastnn.losses import HierarchicalSoftmax, SoftmaxCrossEntropy
+from fastnn.net import MLP
 
 
-def data(n=301, d=5, k=3):
+def data(n=301, d=5):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, d))
     y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5)
@@ -18,26 +30,71 @@ def data(n=301, d=5, k=3):
     return X, y, w
 
 
-def main(out, mode, batch, n_blocks, epochs, ckpt=None):
+def model(kind, seed):
+    """The net and the loss of `kind` (a different seed per rank: rank 0's wins)."""
+    if kind == "mlp":
+        return MLP([5, 16, 3], seed=seed), SoftmaxCrossEntropy()
+    if kind == "dropout_bn":
+        return (MLP([5, 16, 16, 3], dropout=0.8, batch_norm=True, seed=seed),
+                SoftmaxCrossEntropy())
+    if kind == "hs":
+        return MLP([5, 16, 8], seed=seed), HierarchicalSoftmax(8, 3, seed=seed)
+    raise ValueError(kind)
+
+
+def rows_of(opts, comm, dp, n):
+    """(start, stop) of the rows this rank holds."""
+    layout = opts.get("sharded")
+    if layout is None:
+        return 0, n
+    if layout == "grid":
+        return dp.shard(n)
+    bounds = np.concatenate([[0], np.cumsum(layout)])
+    r = comm.Get_rank()
+    return int(bounds[r]), int(bounds[r + 1])
+
+
+def main(out, opts):
     comm = get_comm()
     X, y, w = data()
-    weights = w if "weights" in mode else None
-    if "resume" in mode:
-        dp = DataParallel.from_checkpoint(ckpt, SoftmaxCrossEntropy(), regularizer=1e-3)
+    net, loss = model(opts.get("model", "mlp"), comm.Get_rank() + 1)
+    kwargs = dict(batch_size=opts["batch"], n_blocks=opts["n_blocks"],
+                  reduction=opts.get("reduction", "ordered"))
+    if opts.get("trainer"):
+        from fastnn.trainer import Trainer
+        trainer = Trainer(net, loss, opts.get("optimizer", "adam"), reg=1e-3,
+                          batch_size=opts["batch"], seed=7 + comm.Get_rank(), verbose=0,
+                          distributed={"n_blocks": opts["n_blocks"]})
+        history = trainer.fit(X, y, epochs=opts["epochs"], validation_split=0.2, record_every=1,
+                              sample_weight=w if opts.get("weights") else None)
+        losses, dp = history.step_loss, trainer.plan
+        extra = {"val_loss": np.array(history.val_loss)}
     else:
-        net = MLP([5, 16, 3], seed=comm.Get_rank() + 1)   # rank 0's weights win (Bcast)
-        dp = DataParallel(net, SoftmaxCrossEntropy(), optimizer="adam", regularizer=1e-3,
-                          batch_size=batch, n_blocks=n_blocks)
-    losses, _ = dp.fit(X, y, epochs=epochs, weights=weights,
-                       checkpoint=ckpt if "save" in mode else None)
-    digest = hashlib.sha256(dp.net.flat_params.tobytes()).hexdigest()
+        if opts.get("resume"):
+            dp = DataParallel.from_checkpoint(opts["resume"], loss, regularizer=1e-3,
+                                              **({"sharded": True} if opts.get("sharded")
+                                                 else {}))
+        else:
+            dp = DataParallel(net, loss, optimizer=opts.get("optimizer", "adam"),
+                              regularizer=1e-3, sharded=opts.get("sharded") is not None,
+                              **kwargs)
+        lo, hi = rows_of(opts, comm, dp, X.shape[0])
+        losses, _ = dp.fit(X[lo:hi], y[lo:hi], epochs=opts["epochs"],
+                           weights=w[lo:hi] if opts.get("weights") else None,
+                           checkpoint=opts.get("save"))
+        extra = {}
+    state = [dp.net.flat_params] + [getattr(layer, name) for layer in dp.net.layers
+                                    for name in ("running_mean", "running_var")
+                                    if hasattr(layer, name)]
+    if getattr(loss, "params", None):
+        state.append(dp.plan.loss_flat[0])
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in state)).hexdigest()
     digests = comm.allgather(digest)
     assert len(set(digests)) == 1, digests
     if comm.Get_rank() == 0:
-        np.savez(out, params=dp.net.flat_params, losses=losses, shards=dp.shard_sizes(),
-                 t=dp.t)
+        np.savez(out, params=np.concatenate(state), losses=losses, shards=dp.shard_sizes(),
+                 t=dp.t, **extra)
 
 
 if __name__ == "__main__":
-    a = sys.argv[1:]
-    main(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), a[5] if len(a) > 5 else None)
+    main(sys.argv[1], json.loads(sys.argv[2]))

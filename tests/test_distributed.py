@@ -6,6 +6,7 @@ weights after training on 2 ranks are *bit-identical* to 1 rank with the same gl
 batch and block grid; these tests assert equality, not closeness.  Against the plain
 single-process plan (one GEMM over the whole batch) the blocked sum agrees only to
 rounding -- checked with a stated tolerance."""
+import json
 import os
 import shutil
 import subprocess
@@ -41,11 +42,12 @@ def mpiexec():
     return MPIEXEC
 
 
-def run(tmp_path, name, n_ranks, mode, batch, n_blocks, epochs, ckpt=None, mpiexec=None):
+def run(tmp_path, name, n_ranks, mpiexec=None, **opts):
     out = str(tmp_path / f"{name}.npz")
-    args = [sys.executable, SCRIPT, out, mode, str(batch), str(n_blocks), str(epochs)]
-    if ckpt:
-        args.append(str(ckpt))
+    opts.setdefault("batch", 64)
+    opts.setdefault("n_blocks", 4)
+    opts.setdefault("epochs", 3)
+    args = [sys.executable, SCRIPT, out, json.dumps(opts)]
     if n_ranks > 1:
         args = [mpiexec, "-n", str(n_ranks)] + args
     r = subprocess.run(args, capture_output=True, text=True, timeout=120, env=_env())
@@ -53,10 +55,12 @@ def run(tmp_path, name, n_ranks, mode, batch, n_blocks, epochs, ckpt=None, mpiex
     return np.load(out)
 
 
-@pytest.mark.parametrize("mode", ["plain", "weights"])
-def test_two_ranks_equal_one_rank_bit_for_bit(tmp_path, mpiexec, mode):
-    one = run(tmp_path, "one", 1, mode, 64, 4, 3)
-    two = run(tmp_path, "two", 2, mode, 64, 4, 3, mpiexec=mpiexec)
+@pytest.mark.parametrize("opts", [{}, {"weights": True}, {"model": "dropout_bn"},
+                                  {"model": "hs"}],
+                         ids=["plain", "weights", "dropout_batchnorm", "hierarchical"])
+def test_two_ranks_equal_one_rank_bit_for_bit(tmp_path, mpiexec, opts):
+    one = run(tmp_path, "one", 1, **opts)
+    two = run(tmp_path, "two", 2, mpiexec, **opts)
     assert list(two["shards"]) == [32, 32] and list(one["shards"]) == [64]
     np.testing.assert_array_equal(one["params"], two["params"])
     np.testing.assert_array_equal(one["losses"], two["losses"])
@@ -64,60 +68,220 @@ def test_two_ranks_equal_one_rank_bit_for_bit(tmp_path, mpiexec, mode):
 
 def test_uneven_shards_full_batch(tmp_path, mpiexec):
     """301 rows, full batch, 3 blocks: rank 0 computes 101 rows, rank 1 200."""
-    one = run(tmp_path, "one", 1, "plain", 301, 3, 4)
-    two = run(tmp_path, "two", 2, "plain", 301, 3, 4, mpiexec=mpiexec)
+    one = run(tmp_path, "one", 1, batch=301, n_blocks=3, epochs=4)
+    two = run(tmp_path, "two", 2, mpiexec, batch=301, n_blocks=3, epochs=4)
     assert list(two["shards"]) == [101, 200]
     np.testing.assert_array_equal(one["params"], two["params"])
 
 
+@pytest.mark.parametrize("opts", [{}, {"weights": True}, {"model": "dropout_bn"}],
+                         ids=["plain", "weights", "dropout_batchnorm"])
+def test_sharded_data_two_ranks_equal_one_rank(tmp_path, mpiexec, opts):
+    """Each rank holds only its rows (DataParallel.shard): the same bits as one rank
+    holding them all, for the same grid."""
+    one = run(tmp_path, "one", 1, sharded="grid", **opts)
+    two = run(tmp_path, "two", 2, mpiexec, sharded="grid", **opts)
+    assert list(two["shards"]) == [32, 32]
+    np.testing.assert_array_equal(one["params"], two["params"])
+    np.testing.assert_array_equal(one["losses"], two["losses"])
+
+
+@pytest.mark.parametrize("weights", [False, True])
+def test_uneven_shards_are_weighted_like_one_batch(tmp_path, mpiexec, weights):
+    """Rank 0 holds 100 rows, rank 1 201 (a layout of the user's, not the grid's): each
+    step takes 10 and 20 rows (apportioned to the shards' sizes) and must equal one
+    plan's steps on the same 30 rows as one batch, to rounding (float64: rtol 1e-10; the
+    blocked sum adds the two block means in another order than one GEMM)."""
+    from fastnn import _plan
+    from fastnn.distributed import apportion
+    from fastnn.plan import build_plan
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mpi_script import data, model
+    two = run(tmp_path, "two", 2, mpiexec, batch=30, n_blocks=2, epochs=2,
+              sharded=[100, 201], weights=weights)
+    assert list(two["shards"]) == [10, 20]
+    assert apportion(30, [100, 201]) == [10, 20]
+    X, y, w = data()
+    steps = 10                                          # min(100 // 10, 201 // 20)
+    idx = []
+    for epoch in range(2):
+        blocks = [_plan.shuffled_rows(m, steps * b, 1, 0, epoch * 2 + j).reshape(steps, b)
+                  + start for j, (m, b, start) in enumerate([(100, 10, 0), (201, 20, 100)])]
+        idx.append(np.concatenate(blocks, axis=1).ravel())
+    net, loss = model("mlp", 1)
+    plan = build_plan(net, loss, optimizer="adam", regularizer=1e-3, batch_size=30)
+    plan.bind(X, y, w if weights else None)
+    losses, _ = plan.run(2 * steps, np.concatenate(idx))
+    np.testing.assert_allclose(two["params"], net.flat_params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(two["losses"], losses, rtol=1e-10)
+
+
+def test_trainer_on_two_ranks_equals_one_rank(tmp_path, mpiexec):
+    """Trainer(distributed=...): rank 0's seed (each rank passes another), the same
+    validation split, history and weights on 1 and 2 ranks."""
+    one = run(tmp_path, "one", 1, trainer=True, model="dropout_bn")
+    two = run(tmp_path, "two", 2, mpiexec, trainer=True, model="dropout_bn")
+    np.testing.assert_array_equal(one["params"], two["params"])
+    np.testing.assert_array_equal(one["losses"], two["losses"])
+    np.testing.assert_array_equal(one["val_loss"], two["val_loss"])
+    assert one["val_loss"].size == 3 and np.all(np.isfinite(one["val_loss"]))
+
+
 def test_checkpoint_on_two_ranks_resumes_on_one_and_back(tmp_path, mpiexec):
-    whole = run(tmp_path, "whole", 1, "plain", 64, 4, 4)
-    ck = tmp_path / "ck.safetensors"
-    run(tmp_path, "a", 2, "save", 64, 4, 2, ckpt=ck, mpiexec=mpiexec)
+    kw = {"model": "dropout_bn", "epochs": 2}
+    whole = run(tmp_path, "whole", 1, model="dropout_bn", epochs=4)
+    ck = str(tmp_path / "ck.safetensors")
+    run(tmp_path, "a", 2, mpiexec, save=ck, **kw)
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
-    resumed = run(tmp_path, "b", 1, "resume", 64, 4, 2, ckpt=ck)
+    resumed = run(tmp_path, "b", 1, resume=ck, **kw)
     np.testing.assert_array_equal(whole["params"], resumed["params"])
     assert resumed["t"] == whole["t"]
-    ck2 = tmp_path / "ck2.safetensors"
-    run(tmp_path, "c", 1, "save", 64, 4, 2, ckpt=ck2)
-    resumed2 = run(tmp_path, "d", 2, "resume", 64, 4, 2, ckpt=ck2, mpiexec=mpiexec)
+    ck2 = str(tmp_path / "ck2.safetensors")
+    run(tmp_path, "c", 1, save=ck2, **kw)
+    resumed2 = run(tmp_path, "d", 2, mpiexec, resume=ck2, **kw)
     np.testing.assert_array_equal(whole["params"], resumed2["params"])
 
 
-def test_one_block_is_the_plain_plan_and_blocks_agree_to_rounding():
-    """In process (1 rank, MPI singleton): n_blocks=1 is plan.run bit for bit; 4 blocks
-    differ from one GEMM over the batch only by rounding (float64: rtol 1e-10)."""
+@pytest.mark.parametrize("kind", ["mlp", "dropout_bn", "hs"])
+def test_one_block_is_the_plain_plan(kind):
+    """In process (1 rank, MPI singleton): with n_blocks=1 a DataParallel step is
+    plan.run's step bit for bit, dropout masks, batch-norm statistics and a loss's own
+    parameters included."""
+    from fastnn import _plan
     from fastnn.distributed import DataParallel
-    from fastnn.losses import SoftmaxCrossEntropy
-    from fastnn.net import MLP
     from fastnn.plan import build_plan
     sys.path.insert(0, os.path.dirname(__file__))
-    from mpi_script import data
+    from mpi_script import data, model
     X, y, _ = data()
-    ref = MLP([5, 16, 3], seed=1)
-    plan = build_plan(ref, SoftmaxCrossEntropy(), optimizer="adam", regularizer=1e-3,
+    ref, ref_loss = model(kind, 1)
+    plan = build_plan(ref, ref_loss, optimizer="adam", regularizer=1e-3,
                       batch_size=64).bind(X, y)
-    import fastnn._plan
-    idx = fastnn._plan.shuffled_rows(301, 256, 3, 0, 0)
-    plan.run(12, idx)
-    for n_blocks, exact in [(1, True), (4, False)]:
-        dp = DataParallel(MLP([5, 16, 3], seed=1), SoftmaxCrossEntropy(), optimizer="adam",
-                          regularizer=1e-3, batch_size=64, n_blocks=n_blocks)
-        dp.fit(X, y, epochs=3)
-        if exact:
-            np.testing.assert_array_equal(dp.net.flat_params, ref.flat_params)
-        else:
-            np.testing.assert_allclose(dp.net.flat_params, ref.flat_params, rtol=1e-10,
-                                       atol=1e-12)
+    plan.run(12, _plan.shuffled_rows(301, 256, 3, 0, 0))
+    net, loss = model(kind, 1)
+    dp = DataParallel(net, loss, optimizer="adam", regularizer=1e-3, batch_size=64,
+                      n_blocks=1)
+    dp.fit(X, y, epochs=3)
+    np.testing.assert_array_equal(net.flat_params, ref.flat_params)
+    for a, b in zip(net.layers, ref.layers):
+        for name in ("running_mean", "running_var", "step"):
+            if hasattr(a, name):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    if kind == "hs":
+        np.testing.assert_array_equal(dp.plan.loss_flat[0], plan.loss_flat[0])
 
 
-def test_refuses_dropout():
+@pytest.mark.parametrize("kind", ["mlp", "hs"])
+def test_blocks_agree_with_one_gemm_to_rounding(kind):
+    """4 blocks differ from one GEMM over the batch only by rounding (float64: rtol
+    1e-10 after 12 Adam steps)."""
+    from fastnn import _plan
     from fastnn.distributed import DataParallel
-    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.plan import build_plan
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mpi_script import data, model
+    X, y, _ = data()
+    ref, ref_loss = model(kind, 1)
+    build_plan(ref, ref_loss, optimizer="adam", regularizer=1e-3, batch_size=64).bind(
+        X, y).run(12, _plan.shuffled_rows(301, 256, 3, 0, 0))
+    net, loss = model(kind, 1)
+    DataParallel(net, loss, optimizer="adam", regularizer=1e-3, batch_size=64,
+                 n_blocks=4).fit(X, y, epochs=3)
+    np.testing.assert_allclose(net.flat_params, ref.flat_params, rtol=1e-10, atol=1e-12)
+
+
+def test_blocks_are_ghost_batches_with_their_own_dropout_masks():
+    """What a step of two blocks computes, rebuilt from the per-layer path: block j
+    runs with dropout counter c * 2 + j and normalizes by its own statistics from the
+    step's starting running statistics; the gradient is the rows-weighted sum of the
+    block gradients and the running statistics the rows-weighted mean of each block's
+    update (both added in block order: the same bits)."""
+    from fastnn.distributed import DataParallel
+    from fastnn.layers import BatchNorm, Dropout
+    from fastnn.optim import SGD
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mpi_script import data, model
+    X, y, _ = data()
+    rows = np.arange(40, 90, dtype=np.int64)               # 50 rows: blocks of 25
+    net, loss = model("dropout_bn", 3)
+    oracle, oracle_loss = model("dropout_bn", 3)
+    for layer in net.layers:
+        if isinstance(layer, Dropout):
+            layer.step = 5
+    norms = [layer for layer in oracle.layers if isinstance(layer, BatchNorm)]
+    stats0 = [(b.running_mean.copy(), b.running_var.copy()) for b in norms]
+    grad, stats = 0, [[0, 0] for _ in norms]
+    oracle.train()
+    for j, block in enumerate([rows[:25], rows[25:]]):
+        for layer in oracle.layers:
+            if isinstance(layer, Dropout):
+                layer.step = 5 * 2 + j
+        for b, (m, v) in zip(norms, stats0):
+            b.running_mean[...], b.running_var[...] = m, v
+        oracle_loss._forward(oracle._forward(X[block]), y[block])
+        oracle._backward(oracle_loss.backward())
+        grad = grad + oracle.flat_grads * 0.5
+        for s, b in zip(stats, norms):
+            s[0] = s[0] + b.running_mean * 0.5
+            s[1] = s[1] + b.running_var * 0.5
+    dp = DataParallel(net, loss, optimizer=SGD(0.1), regularizer=0.0, batch_size=50,
+                      n_blocks=2).bind(X, y)
+    dp.step(rows)
+    np.testing.assert_array_equal(net.flat_grads, grad)
+    bn = [layer for layer in net.layers if isinstance(layer, BatchNorm)]
+    for b, (m, v) in zip(bn, stats):
+        np.testing.assert_array_equal(b.running_mean, m)
+        np.testing.assert_array_equal(b.running_var, v)
+    assert [layer.step for layer in net.layers if isinstance(layer, Dropout)] == [6, 6]
+
+
+def test_trainer_on_one_rank_and_one_block_is_the_plain_trainer():
+    """Trainer(distributed=...) at 1 rank and n_blocks=1: the plain Trainer's history and
+    weights bit for bit (validation split, dropout and batch norm included)."""
+    from fastnn.trainer import Trainer
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mpi_script import data, model
+    X, y, _ = data()
+    results = []
+    for distributed in (None, {"n_blocks": 1}):
+        net, loss = model("dropout_bn", 1)
+        trainer = Trainer(net, loss, "adam", batch_size=32, reg=1e-3, seed=3, verbose=0,
+                          distributed=distributed)
+        h = trainer.fit(X, y, epochs=4, validation_split=0.25, record_every=1)
+        results.append((net.flat_params.copy(), h.step_loss, np.array(h.val_loss)))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_refusals():
+    from fastnn.distributed import DataParallel
     from fastnn.net import MLP
-    with pytest.raises(ValueError, match="Dropout"):
-        DataParallel(MLP([5, 8, 3], dropout=0.5, seed=0), SoftmaxCrossEntropy(),
-                     batch_size=8)
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.trainer import Trainer
+    with pytest.raises(ValueError, match="batch norm needs 2 rows"):
+        DataParallel(MLP([5, 8, 3], batch_norm=True, seed=0), SoftmaxCrossEntropy(),
+                     batch_size=8, n_blocks=8)
+    with pytest.raises(ValueError, match="reduction"):
+        DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(), batch_size=8,
+                     reduction="tree")
+    with pytest.raises(ValueError, match="unknown option"):
+        Trainer(MLP([5, 8, 3], seed=0), distributed={"blocks": 2})
+    with pytest.raises(ValueError, match="distributed must be"):
+        Trainer(MLP([5, 8, 3], seed=0), distributed="dask")
+
+
+def test_ranks_given_different_data_are_refused(tmp_path, mpiexec):
+    r = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c",
+                        "import numpy as np\n"
+                        "from fastnn.distributed import DataParallel, get_comm\n"
+                        "from fastnn.net import MLP\n"
+                        "from fastnn.losses import SoftmaxCrossEntropy\n"
+                        "X = np.ones((20, 5)) * get_comm().Get_rank()\n"
+                        "dp = DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(),"
+                        " batch_size=10)\n"
+                        "dp.fit(X, np.zeros(20, dtype=np.int64), epochs=1)\n"],
+                       capture_output=True, text=True, timeout=120, env=_env())
+    assert r.returncode != 0
+    assert "ranks were given different training data" in r.stderr
 
 
 def test_demo_runs_on_two_ranks_and_the_ranks_agree(mpiexec, tmp_path):
