@@ -9,7 +9,8 @@ to agree).  Usage: mpi_script.py OUT.npz '{json options}'; options:
   sharded    null (every rank holds all rows), "grid" (rank r holds DataParallel.shard),
              or a list of row counts per rank (any layout)
   save, resume   a checkpoint path to write after training / to start from
-  trainer    train with Trainer(distributed="mpi") instead of DataParallel.fit
+  trainer    train with Trainer(distributed=...) instead of DataParallel.fit (with a
+             validation split of 0.2 unless val is false)
 """
 import hashlib
 import json
@@ -62,11 +63,19 @@ def main(out, opts):
                   reduction=opts.get("reduction", "ordered"))
     if opts.get("trainer"):
         from fastnn.trainer import Trainer
-        trainer = Trainer(net, loss, opts.get("optimizer", "adam"), reg=1e-3,
-                          batch_size=opts["batch"], seed=7 + comm.Get_rank(), verbose=0,
-                          distributed={"n_blocks": opts["n_blocks"]})
-        history = trainer.fit(X, y, epochs=opts["epochs"], validation_split=0.2, record_every=1,
+        distributed = {"n_blocks": opts["n_blocks"]}
+        if opts.get("resume"):
+            trainer = Trainer.from_checkpoint(opts["resume"], loss, reg=1e-3, verbose=0,
+                                              distributed=distributed)
+        else:
+            trainer = Trainer(net, loss, opts.get("optimizer", "adam"), reg=1e-3,
+                              batch_size=opts["batch"], seed=7 + comm.Get_rank(),
+                              verbose=0, distributed=distributed)
+        history = trainer.fit(X, y, epochs=opts["epochs"], record_every=1,
+                              validation_split=0.2 if opts.get("val", True) else 0.0,
                               sample_weight=w if opts.get("weights") else None)
+        if opts.get("save"):
+            trainer.save_checkpoint(opts["save"])
         losses, dp = history.step_loss, trainer.plan
         extra = {"val_loss": np.array(history.val_loss)}
     else:

@@ -127,9 +127,10 @@ def test_trainer_on_two_ranks_equals_one_rank(tmp_path, mpiexec):
     assert one["val_loss"].size == 3 and np.all(np.isfinite(one["val_loss"]))
 
 
-def test_checkpoint_on_two_ranks_resumes_on_one_and_back(tmp_path, mpiexec):
-    kw = {"model": "dropout_bn", "epochs": 2}
-    whole = run(tmp_path, "whole", 1, model="dropout_bn", epochs=4)
+@pytest.mark.parametrize("trainer", [False, True], ids=["DataParallel", "Trainer"])
+def test_checkpoint_on_two_ranks_resumes_on_one_and_back(tmp_path, mpiexec, trainer):
+    kw = {"model": "dropout_bn", "epochs": 2, "trainer": trainer, "val": False}
+    whole = run(tmp_path, "whole", 1, **{**kw, "epochs": 4})
     ck = str(tmp_path / "ck.safetensors")
     run(tmp_path, "a", 2, mpiexec, save=ck, **kw)
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
@@ -296,3 +297,4 @@ def test_demo_runs_on_two_ranks_and_the_ranks_agree(mpiexec, tmp_path):
     for a, b in zip(lines[::2], lines[1::2]):   # same loss, accuracy and weights
         assert a.split("final loss")[1] == b.split("final loss")[1]
     assert "shard 150 of 300" in r.stdout
+    assert "rank 0/2: holds rows 0:899, shard 64 of 128" in r.stdout     # digits, sharded
