@@ -20,8 +20,11 @@ so each task gets one share and the tasks together never use more threads than c
 (a worker without a nanny, or ``LocalCluster(processes=False)``, has no
 OMP_NUM_THREADS: this cap is what keeps it in bounds).  The check costs a dictionary
 look-up outside Dask: it runs only when ``distributed`` is already imported, and fastnn
-never imports it.  An explicit request (1.) is honoured above the share: asked for, it
-is the caller's choice.
+never imports it.  Likewise in a rank of an MPI job: cores // the job's ranks on this
+node, as the launcher tells them (``MPI_LOCALNRANKS`` from MPICH's and Intel MPI's
+Hydra, ``OMPI_COMM_WORLD_LOCAL_SIZE`` from Open MPI), at least 1, so that ``mpiexec -n
+R`` without OMP_NUM_THREADS does not oversubscribe the node.  An explicit request (1.)
+is honoured above either share: asked for, it is the caller's choice.
 
 A request above the cores is refused; an environment variable above them is capped
 silently, since the environment may be shared with other programs.  ``_n_threads`` is
@@ -48,7 +51,7 @@ from ._validation import check_env_positive_int, check_positive_int
 
 ENV_VAR = "FASTNN_NUM_THREADS"
 #: Where the resolved count came from, as show_config reports it.
-SOURCES = ("user", ENV_VAR, "OpenMP", "dask", "cores")
+SOURCES = ("user", ENV_VAR, "OpenMP", "dask", "mpi", "cores")
 
 _n_threads = 1                # what the kernels use; always in [1, cores]
 _n_threads_source = "cores"   # one of SOURCES
@@ -175,15 +178,37 @@ def dask_worker_threads() -> int | None:
     return max(1, own + others)
 
 
+#: What MPI launchers say about the ranks on this node (MPICH / Intel MPI, Open MPI).
+_MPI_NODE_RANKS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+
+
+def mpi_node_ranks() -> int | None:
+    """The ranks of the MPI job this process is a rank of that run on this node, from
+    the launcher's environment, or None outside an MPI job (or under a launcher that
+    does not say).  Imports nothing."""
+    for var in _MPI_NODE_RANKS:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    return None
+
+
 def _resolve():
     """(n, source) by the rules of the module docstring, n in [1, cores]."""
     cores = available_cores()
     if _requested is not None:
         # checked against the cores when asked; the affinity may have shrunk since
         return min(_requested, cores), "user"
-    # inside a Dask task: this worker's share of the cores, else the cores
+    # inside a Dask task: this worker's share of the cores; in an MPI rank: the rank's
+    # share; else the cores
     dask = dask_worker_threads()
-    limit, capped_by = (cores, "cores") if dask is None else (max(1, cores // dask), "dask")
+    ranks = mpi_node_ranks() if dask is None else None
+    if dask is not None:
+        limit, capped_by = max(1, cores // dask), "dask"
+    elif ranks is not None:
+        limit, capped_by = max(1, cores // ranks), "mpi"
+    else:
+        limit, capped_by = cores, "cores"
     if limit == cores:
         capped_by = "cores"
     env = os.environ.get(ENV_VAR, "").strip()
@@ -268,10 +293,12 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
     isa_dispatch (element-wise loops built for several instruction sets?),
     num_threads (resolved now), num_threads_source (where it came from: "user" for
     set_num_threads, "FASTNN_NUM_THREADS", "OpenMP" for omp_get_max_threads below the
-    cores, "dask" for a Dask worker's share of the cores, "cores" for all of them),
+    cores, "dask" for a Dask worker's share of the cores, "mpi" for an MPI rank's,
+    "cores" for all of them),
     omp_max_threads (OpenMP's own setting, None without compiled kernels), cores (that
     this process may use), dask_worker_threads (the Dask worker threads sharing those
-    cores when called from a Dask task, else None), blas (one entry per BLAS library
+    cores when called from a Dask task, else None), mpi_node_ranks (the MPI ranks on
+    this node sharing them, in a rank of an MPI job, else None), blas (one entry per BLAS library
     loaded, from threadpoolctl), python, numpy, platform.
     """
     import numpy as np
@@ -299,6 +326,7 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         "omp_max_threads": _omp_max_threads() if _omp_max_threads is not None else None,
         "cores": available_cores(),
         "dask_worker_threads": dask_worker_threads(),
+        "mpi_node_ranks": mpi_node_ranks(),
         "blas": blas,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -329,19 +357,22 @@ _SOURCE_TEXT = {
     ENV_VAR: ENV_VAR,
     "OpenMP": "OpenMP's setting (OMP_NUM_THREADS or a threadpoolctl limit)",
     "dask": "this Dask worker's share of the cores",
+    "mpi": "this MPI rank's share of the node's cores",
     "cores": "the cores this process may use",
 }
 
 
 def _capped_note(info):
     """What asked for more than the cores, when the cores capped it (for show_config)."""
-    if info["num_threads_source"] not in ("cores", "dask"):
+    if info["num_threads_source"] not in ("cores", "dask", "mpi"):
         return ""
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         return f" ({ENV_VAR}={env} capped)"
     if info["num_threads_source"] == "dask":
         return f" (cores // {info['dask_worker_threads']} worker threads)"
+    if info["num_threads_source"] == "mpi":
+        return f" (cores // {info['mpi_node_ranks']} ranks on this node)"
     if (info["omp_max_threads"] or 0) > info["cores"]:
         return f" (OpenMP's {info['omp_max_threads']} capped)"
     return ""

@@ -298,3 +298,23 @@ def test_demo_runs_on_two_ranks_and_the_ranks_agree(mpiexec, tmp_path):
         assert a.split("final loss")[1] == b.split("final loss")[1]
     assert "shard 150 of 300" in r.stdout
     assert "rank 0/2: holds rows 0:899, shard 64 of 128" in r.stdout     # digits, sharded
+
+
+def test_ranks_share_the_node_without_omp_num_threads(mpiexec):
+    """mpiexec -n 2 with no thread setting: each rank takes cores // 2 threads (the
+    launcher's MPI_LOCALNRANKS), not every core."""
+    env = _env()
+    for var in ("OMP_NUM_THREADS", "FASTNN_NUM_THREADS"):
+        env.pop(var)
+    code = ("import json, fastnn\n"
+            "c = fastnn.show_config(False)\n"
+            "print(json.dumps([c['num_threads'], c['num_threads_source'], c['cores']]))\n")
+    r = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", code],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        n, source, cores = json.loads(line)
+        assert n == max(1, cores // 2)
+        assert source == ("mpi" if cores >= 2 else "cores")

@@ -153,6 +153,32 @@ def test_a_smaller_cgroup_quota_caps_requests_environment_and_earlier_settings(m
     assert config.resolve_num_threads() == 1 and config._n_threads_source == "cores"
 
 
+@pytest.mark.parametrize("var", ["MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"])
+def test_an_mpi_rank_takes_its_share_of_the_node(monkeypatch, capsys, var):
+    """In a rank of an MPI job the launcher says how many ranks share the node (MPICH's
+    and Intel MPI's Hydra, Open MPI): the environment and OpenMP's setting are capped at
+    cores // those ranks, and an explicit request still wins."""
+    monkeypatch.setattr(config, "_cgroup_cores", 4)
+    monkeypatch.setattr(config, "available_cores", lambda: 4)
+    monkeypatch.setenv(var, "2")
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "4")
+    assert config.mpi_node_ranks() == 2
+    assert config.resolve_num_threads() == 2 and config._n_threads_source == "mpi"
+    config.show_config(True)
+    assert "2 of 4 cores, from this MPI rank's share of the node's cores" in (
+        capsys.readouterr().out)
+    monkeypatch.setenv(var, "8")                        # more ranks than cores: 1 each
+    assert config.resolve_num_threads() == 1
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "1")       # below the share: as asked
+    assert config.resolve_num_threads() == 1
+    assert config._n_threads_source == "FASTNN_NUM_THREADS"
+    monkeypatch.setenv(var, "")                         # not in a job
+    assert config.mpi_node_ranks() is None
+    config._requested = 3                       # set_num_threads: the caller's choice
+    monkeypatch.setenv(var, "2")
+    assert config.resolve_num_threads() == 3 and config._n_threads_source == "user"
+
+
 # ---- the context manager ----
 
 def test_threads_context_manager_sets_and_restores():

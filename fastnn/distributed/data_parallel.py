@@ -5,7 +5,7 @@ import zlib
 
 import numpy as np
 
-from .. import _kernels, io
+from .. import _kernels, config, io
 from ..layers import BatchNorm, Dropout
 from ..plan import CompiledPlan, build_plan
 
@@ -301,8 +301,9 @@ class DataParallel:
                 raise ValueError(f"indices must be a ({k * B},) int64 array, got "
                                  f"{indices.shape}")
             steps = indices.reshape(k, B)
+        nt = config.resolve_num_threads()   # a rank's share of the node (fastnn.config)
         for s in range(k):
-            losses[s], data_losses[s] = self._step(steps[s])
+            losses[s], data_losses[s] = self._step(steps[s], nt)
         return losses, data_losses
 
     # -- one step ----------------------------------------------------------------------------
@@ -312,7 +313,8 @@ class DataParallel:
         if self.sharded:
             raise ValueError("step takes a global batch; in sharded mode use fit or run "
                              "with epoch_rows")
-        return self._step(np.ascontiguousarray(rows, dtype=np.int64))
+        return self._step(np.ascontiguousarray(rows, dtype=np.int64),
+                          config.resolve_num_threads())
 
     def _my_rows(self, rows):
         """{block: its rows} of this rank's blocks."""
@@ -344,7 +346,7 @@ class DataParallel:
         total = float(np.cumsum(wb)[-1])
         return [x / total if total > 0 else 0.0 for x in wb]
 
-    def _step(self, rows):
+    def _step(self, rows, nt):
         G, n = self.n_blocks, self.net.flat_params.size
         flat_grads = self.net.flat_grads
         dtype = flat_grads.dtype.type
@@ -360,7 +362,7 @@ class DataParallel:
             # the global step and the block (c at G = 1: the single-process sequence)
             plan._plan.set_dropout_steps([c * G + j for c in counters])
             self._put_stats(self._stats0)      # every block starts from the same state
-            losses[j] = shares[j] * plan.gradient(my_rows[j])
+            losses[j] = shares[j] * plan.gradient(my_rows[j], nt)
             row = self._local[i]
             np.multiply(flat_grads, dtype(shares[j]), out=row[:n])
             if self._n_loss:
@@ -398,7 +400,7 @@ class DataParallel:
         data_loss = 0.0
         for j in range(G):              # block order, from its owner
             data_loss += all_losses[self._owner[j], j]
-        reg = self.plan.apply()
+        reg = self.plan.apply(nt)
         for layer, c in zip(self._dropouts, counters):
             layer.step = c + 1
         return data_loss + reg, data_loss
