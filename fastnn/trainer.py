@@ -182,6 +182,9 @@ class Trainer:
         the ranks and the gradients summed in a fixed order (the same weights on any
         number of ranks for the same n_blocks).  The parameters, the seed's random state
         and the callbacks' decision to stop are rank 0's; only rank 0 writes checkpoints.
+        Batch norm then normalizes each block by the block's own statistics (batches of
+        batch_size / n_blocks rows), and dropout draws other masks than a plain run's:
+        see :mod:`fastnn.distributed`.
 
     After fit: ``history_``, ``classes_`` (classifiers: the labels seen, sorted),
     ``plan`` (the training plan, kept for the next fit while it still matches).
