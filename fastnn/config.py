@@ -23,7 +23,9 @@ look-up outside Dask: it runs only when ``distributed`` is already imported, and
 never imports it.  Likewise in a rank of an MPI job: cores // the job's ranks on this
 node, as the launcher tells them (``MPI_LOCALNRANKS`` from MPICH's and Intel MPI's
 Hydra, ``OMPI_COMM_WORLD_LOCAL_SIZE`` from Open MPI), at least 1, so that ``mpiexec -n
-R`` without OMP_NUM_THREADS does not oversubscribe the node.  An explicit request (1.)
+R`` without OMP_NUM_THREADS does not oversubscribe the node -- unless the rank's CPU
+affinity leaves out some of the machine's CPUs: a launcher that binds ranks has then
+already given each its share, and its cores are the rank's own.  An explicit request (1.)
 is honoured above either share: asked for, it is the caller's choice.
 
 A request above the cores is refused; an environment variable above them is capped
@@ -182,6 +184,15 @@ def dask_worker_threads() -> int | None:
 _MPI_NODE_RANKS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
 
 
+def affinity_is_partial() -> bool:
+    """True when this process may run on fewer CPUs than the machine has (its affinity
+    was restricted, e.g. by an MPI launcher binding ranks to cores)."""
+    try:
+        return len(os.sched_getaffinity(0)) < (os.cpu_count() or 1)
+    except (AttributeError, OSError):   # no affinity outside Linux
+        return False
+
+
 def mpi_node_ranks() -> int | None:
     """The ranks of the MPI job this process is a rank of that run on this node, from
     the launcher's environment, or None outside an MPI job (or under a launcher that
@@ -202,7 +213,7 @@ def _resolve():
     # inside a Dask task: this worker's share of the cores; in an MPI rank: the rank's
     # share; else the cores
     dask = dask_worker_threads()
-    ranks = mpi_node_ranks() if dask is None else None
+    ranks = mpi_node_ranks() if dask is None and not affinity_is_partial() else None
     if dask is not None:
         limit, capped_by = max(1, cores // dask), "dask"
     elif ranks is not None:

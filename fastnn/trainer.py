@@ -184,7 +184,8 @@ class Trainer:
         and the callbacks' decision to stop are rank 0's; only rank 0 writes checkpoints.
         Batch norm then normalizes each block by the block's own statistics (batches of
         batch_size / n_blocks rows), and dropout draws other masks than a plain run's:
-        see :mod:`fastnn.distributed`.
+        see :mod:`fastnn.distributed`.  Ctrl-C's clean stop is for one process: the
+        ranks would stop at different steps, so under MPI end the whole job instead.
 
     After fit: ``history_``, ``classes_`` (classifiers: the labels seen, sorted),
     ``plan`` (the training plan, kept for the next fit while it still matches).
@@ -255,9 +256,7 @@ class Trainer:
         if self.plan is None:
             raise RuntimeError("save_checkpoint needs a fitted trainer (call fit first)")
         if self.distributed is not None:    # rank 0 writes, every rank waits for it
-            if self.plan.rank == 0:
-                self._write_checkpoint(io, path)
-            self.plan.comm.Barrier()
+            self.plan.on_rank0(lambda: self._write_checkpoint(io, path))
         else:
             self._write_checkpoint(io, path)
 

@@ -67,10 +67,10 @@ def test_two_ranks_equal_one_rank_bit_for_bit(tmp_path, mpiexec, opts):
 
 
 def test_uneven_shards_full_batch(tmp_path, mpiexec):
-    """301 rows, full batch, 3 blocks: rank 0 computes 101 rows, rank 1 200."""
+    """301 rows, full batch, 3 blocks: rank 0 computes 201 rows, rank 1 100."""
     one = run(tmp_path, "one", 1, batch=301, n_blocks=3, epochs=4)
     two = run(tmp_path, "two", 2, mpiexec, batch=301, n_blocks=3, epochs=4)
-    assert list(two["shards"]) == [101, 200]
+    assert list(two["shards"]) == [201, 100]
     np.testing.assert_array_equal(one["params"], two["params"])
 
 
@@ -268,6 +268,57 @@ def test_refusals():
         Trainer(MLP([5, 8, 3], seed=0), distributed={"blocks": 2})
     with pytest.raises(ValueError, match="distributed must be"):
         Trainer(MLP([5, 8, 3], seed=0), distributed="dask")
+    with pytest.raises(TypeError, match="comm must be an mpi4py communicator"):
+        Trainer(MLP([5, 8, 3], seed=0), distributed={"comm": "x"})
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+    ({"batch_size": 3.7}, TypeError, "batch_size must be an integer"),
+    ({"batch_size": None}, TypeError, "batch_size must be an integer"),
+    ({"n_blocks": 2.5}, TypeError, "n_blocks must be an integer"),
+    ({"n_blocks": True}, TypeError, "n_blocks must be an integer"),
+    ({"n_blocks": 9}, ValueError, "n_blocks must be at most batch_size"),
+    ({"shuffle_seed": -1}, ValueError, "shuffle_seed must be >= 0"),
+    ({"shuffle_seed": 2**64}, ValueError, "shuffle_seed must be below 2"),
+    ({"comm": "x"}, TypeError, "comm must be an mpi4py communicator"),
+])
+def test_bad_arguments_are_named(kwargs, exc, match):
+    from fastnn.distributed import DataParallel
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.net import MLP
+    with pytest.raises(exc, match=match):
+        DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(),
+                     **{"batch_size": 8, **kwargs})
+
+
+def test_bad_fit_and_run_arguments_are_named():
+    from fastnn.distributed import DataParallel, apportion, block_sizes
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.net import MLP
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mpi_script import data
+    X, y, _ = data()
+    dp = DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(), batch_size=8)
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+        dp.fit(X, y, epochs=1, checkpoint_every=0)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        dp.fit(X, y, epochs=-1)
+    with pytest.raises(TypeError, match="epochs must be an integer"):
+        dp.fit(X, y, epochs=1.5)
+    dp.bind(X, y)
+    with pytest.raises(TypeError, match="indices must be integers"):
+        dp.run(1, np.arange(8.0))
+    with pytest.raises(ValueError, match=r"rows must be \(8,\) integers"):
+        dp.step(np.arange(9))
+    sharded = DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(), batch_size=8,
+                           n_blocks=2, sharded=True).bind(X, y)
+    with pytest.raises(ValueError, match=r"indices must be \(1, 8\)"):
+        sharded.run(1, np.zeros((1, 9), dtype=np.int64))
+    with pytest.raises(ValueError, match="sizes must be >= 0 with a positive sum"):
+        apportion(5, [0, 0])
+    with pytest.raises(ValueError, match="n_blocks must be >= 1"):
+        block_sizes(5, 0)
 
 
 def test_ranks_given_different_data_are_refused(tmp_path, mpiexec):
@@ -307,14 +358,70 @@ def test_ranks_share_the_node_without_omp_num_threads(mpiexec):
     for var in ("OMP_NUM_THREADS", "FASTNN_NUM_THREADS"):
         env.pop(var)
     code = ("import json, fastnn\n"
+            "from mpi4py import MPI\n"
             "c = fastnn.show_config(False)\n"
-            "print(json.dumps([c['num_threads'], c['num_threads_source'], c['cores']]))\n")
+            "got = MPI.COMM_WORLD.gather([c['num_threads'], c['num_threads_source'],\n"
+            "                             c['cores'], fastnn.config.affinity_is_partial()])\n"
+            "if got: print('\\n'.join(json.dumps(g) for g in got))\n")
     r = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", code],
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 2
     for line in lines:
-        n, source, cores = json.loads(line)
-        assert n == max(1, cores // 2)
-        assert source == ("mpi" if cores >= 2 else "cores")
+        n, source, cores, bound = json.loads(line)
+        if bound:                       # the launcher bound the rank: its cores are its own
+            assert n == cores
+        else:
+            assert n == max(1, cores // 2)
+            assert source == ("mpi" if cores >= 2 else "cores")
+
+
+def test_a_rank_without_blocks_holds_no_rows(tmp_path, mpiexec):
+    """Sharded, 2 ranks, 1 block: rank 1 owns no block and is given no rows (shard()
+    says (0, 0)); the run is the 1-rank run bit for bit."""
+    one = run(tmp_path, "one", 1, sharded="grid", n_blocks=1, model="dropout_bn")
+    two = run(tmp_path, "two", 2, mpiexec, sharded="grid", n_blocks=1, model="dropout_bn")
+    assert list(two["shards"]) == [64, 0]
+    np.testing.assert_array_equal(one["params"], two["params"])
+
+
+_FAILING = """
+import numpy as np
+from fastnn.distributed import DataParallel, get_comm
+from fastnn.net import MLP
+from fastnn.losses import SoftmaxCrossEntropy
+rank = get_comm().Get_rank()
+dp = DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(), batch_size=10,
+                  n_blocks=2, sharded=True)
+X, y = np.ones((20, 5)), np.zeros(20, dtype=np.int64)
+w = np.ones(20) - 2 * (rank == 1)          # rank 1's weights are negative
+try:
+    dp.fit(X, y, epochs=1, weights=w if {bad_weights} else None)
+    dp.save_checkpoint({path!r})
+    said = "no error"
+except (ValueError, OSError, RuntimeError) as exc:
+    said = f"{{type(exc).__name__}}: {{exc}}"
+with open({out!r} + str(rank), "w") as f:
+    f.write(said)
+"""
+
+
+@pytest.mark.parametrize("case", ["one rank's data", "rank 0's checkpoint write"])
+def test_an_error_on_one_rank_is_raised_on_every_rank(mpiexec, tmp_path, case):
+    """No rank is left waiting in a collective: bad data on rank 1 only, or a checkpoint
+    rank 0 cannot write, ends both ranks with the error."""
+    bad_weights = case == "one rank's data"
+    path = str(tmp_path / ("ck.safetensors" if bad_weights else "missing/ck.safetensors"))
+    out = str(tmp_path / "said")
+    code = _FAILING.format(bad_weights=bad_weights, path=path, out=out)
+    r = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", code],
+                       capture_output=True, text=True, timeout=60, env=_env())
+    assert r.returncode == 0, r.stderr
+    said = [open(out + str(rank)).read() for rank in (0, 1)]
+    if bad_weights:
+        assert said == ["ValueError: on rank 1: weights must be >= 0",
+                        "ValueError: weights must be >= 0"]
+    else:
+        assert said[0].startswith("FileNotFoundError")
+        assert said[1].startswith("RuntimeError: on rank 0: cannot save to")

@@ -160,6 +160,7 @@ def test_an_mpi_rank_takes_its_share_of_the_node(monkeypatch, capsys, var):
     cores // those ranks, and an explicit request still wins."""
     monkeypatch.setattr(config, "_cgroup_cores", 4)
     monkeypatch.setattr(config, "available_cores", lambda: 4)
+    monkeypatch.setattr(config, "affinity_is_partial", lambda: False)
     monkeypatch.setenv(var, "2")
     monkeypatch.setenv("FASTNN_NUM_THREADS", "4")
     assert config.mpi_node_ranks() == 2
@@ -177,6 +178,11 @@ def test_an_mpi_rank_takes_its_share_of_the_node(monkeypatch, capsys, var):
     config._requested = 3                       # set_num_threads: the caller's choice
     monkeypatch.setenv(var, "2")
     assert config.resolve_num_threads() == 3 and config._n_threads_source == "user"
+    config._requested = None
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "4")
+    monkeypatch.setattr(config, "affinity_is_partial", lambda: True)
+    # a launcher bound this rank to its cores: they are its share already
+    assert config.resolve_num_threads() == 4
 
 
 # ---- the context manager ----

@@ -6,6 +6,7 @@ import zlib
 import numpy as np
 
 from .. import _kernels, config, io
+from .._validation import check_positive_int
 from ..layers import BatchNorm, Dropout
 from ..plan import CompiledPlan, build_plan
 
@@ -23,12 +24,18 @@ def _mpi():
 
 def get_comm(comm=None):
     """`comm`, or MPI.COMM_WORLD (imports mpi4py, which initializes MPI)."""
-    return _mpi().COMM_WORLD if comm is None else comm
+    if comm is None:
+        return _mpi().COMM_WORLD
+    if not all(hasattr(comm, name) for name in ("Get_rank", "Get_size", "allgather")):
+        raise TypeError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
+    return comm
 
 
 def block_sizes(n, n_blocks):
     """The fixed grid: n_blocks nearly equal blocks of n rows (the first n % n_blocks
     blocks one row longer)."""
+    if n_blocks < 1:
+        raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
     q, extra = divmod(n, n_blocks)
     return [q + (j < extra) for j in range(n_blocks)]
 
@@ -38,6 +45,8 @@ def apportion(batch, sizes):
     (largest remainder; ties to the lower block), in integers only, so every rank gets
     the same answer."""
     n = sum(sizes)
+    if n < 1 or min(sizes) < 0:
+        raise ValueError(f"sizes must be >= 0 with a positive sum, got {sizes}")
     share = [batch * m // n for m in sizes]
     left = batch - sum(share)
     order = sorted(range(len(sizes)), key=lambda j: (-(batch * sizes[j] % n), j))
@@ -96,12 +105,17 @@ class DataParallel:
         if _kernels.get_backend() == "numpy":
             raise ValueError("fastnn.distributed needs the compiled backend")
         self.net, self.loss, self.reduction = net, loss, reduction
-        self.batch_size = int(batch_size)
-        self.n_blocks = min(8, self.batch_size) if n_blocks is None else int(n_blocks)
-        if not 1 <= self.n_blocks <= self.batch_size:
-            raise ValueError(f"n_blocks must be in [1, batch_size], got {self.n_blocks}")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.n_blocks = (min(8, self.batch_size) if n_blocks is None
+                         else check_positive_int(n_blocks, "n_blocks"))
+        if self.n_blocks > self.batch_size:
+            raise ValueError(f"n_blocks must be at most batch_size ({self.batch_size}), got "
+                             f"{self.n_blocks}")
         self.sharded = bool(sharded)
-        self.shuffle_seed, self.epoch = int(shuffle_seed), int(epoch)
+        self.shuffle_seed = check_positive_int(shuffle_seed, "shuffle_seed", minimum=0)
+        if self.shuffle_seed >= 2**64:
+            raise ValueError(f"shuffle_seed must be below 2**64, got {self.shuffle_seed}")
+        self.epoch = check_positive_int(epoch, "epoch", minimum=0)
         self._dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
         self._norms = [layer for layer in net.layers if isinstance(layer, BatchNorm)]
         # identical starting state everywhere: rank 0's (dropout seeds before any plan
@@ -123,7 +137,9 @@ class DataParallel:
                 [] if self._loss_params is None else [self._loss_params[0]]):
             self.comm.Bcast(a, root=0)
         G, R = self.n_blocks, self.size
-        self.owner_blocks = [list(range(r * G // R, (r + 1) * G // R)) for r in range(R)]
+        # rank r's run of blocks (the first ranks get the extra ones; ranks beyond G none)
+        self.owner_blocks = [list(range(-(-r * G // R), -(-(r + 1) * G // R)))
+                             for r in range(R)]
         self.my_blocks = self.owner_blocks[self.rank]
         self._owner = [r for r, blocks in enumerate(self.owner_blocks) for _ in blocks]
         # what a step reduces, one row per block: the data-loss gradient, a loss's own
@@ -220,31 +236,45 @@ class DataParallel:
 
     def bind(self, X, y, weights=None):
         """The training data: the whole set on every rank (checked to be the same), or in
-        sharded mode this rank's rows."""
-        self.plan.bind(X, y, weights)
-        X, y, w = self.plan._X, self.plan._y, self.plan._w
+        sharded mode this rank's rows (a rank that owns no block gives none).  Checked on
+        every rank; an error on one is raised on all."""
         if self.sharded:
-            self._bind_shard(X.shape[0], w)
+            self._bind_shard(X, y, weights)
         else:
-            crcs = self.comm.allgather(_fingerprint(X, y, w))
+            self._agree(lambda: self.plan.bind(X, y, weights))
+            crcs = self.comm.allgather(_fingerprint(self.plan._X, self.plan._y, self.plan._w))
             if len(set(crcs)) > 1:
                 raise ValueError("the ranks were given different training data; give every "
                                  "rank the same X, y and weights, or use sharded=True")
-            self.n_rows = X.shape[0]
+            self.n_rows = self.plan._X.shape[0]
             self.steps_per_epoch = self.n_rows // self.batch_size
-        for b in set(self.sizes):
+        X, y, w = self.plan._X, self.plan._y, self.plan._w
+        for b in {self.sizes[j] for j in self.my_blocks}:
             self._grad_plan(b).bind(X, y, w)
         self._bound = (X, y, w)
+        self._weighted = weights is not None        # the same on every rank (checked)
         return self
 
-    def _bind_shard(self, n_local, w):
-        """The data blocks of every rank (this rank cuts its rows into its blocks), the
-        batch each gives per step, and the steps of an epoch."""
+    def _bind_shard(self, X, y, weights):
+        """This rank's rows checked (a rank without blocks must give none); the data
+        blocks of every rank (each cuts its rows into its blocks), the batch each block
+        gives per step, and the steps of an epoch."""
         mine = self.my_blocks
-        if n_local and not mine:
-            raise ValueError(f"rank {self.rank} holds {n_local} rows but no block of the "
-                             f"grid ({self.n_blocks} blocks over {self.size} ranks); use "
-                             "n_blocks >= the number of ranks")
+
+        def local():
+            if mine:
+                self.plan.bind(X, y, weights)
+                return self.plan._X.shape[0]
+            if len(X):
+                raise ValueError(f"rank {self.rank} holds {len(X)} rows but no block of the "
+                                 f"grid ({self.n_blocks} blocks over {self.size} ranks): "
+                                 "give it no rows, or use n_blocks >= the number of ranks")
+            self.plan._X = self.plan._y = self.plan._w = None
+            return 0
+
+        n_local = self._agree(local)
+        if len(set(self.comm.allgather(weights is None))) > 1:
+            raise ValueError("weights: give per-row weights on every rank or on none")
         sizes = self.comm.allgather(block_sizes(n_local, len(mine)) if mine else [])
         self.data_sizes = [m for s in sizes for m in s]
         if min(self.data_sizes) < 1:
@@ -258,6 +288,30 @@ class DataParallel:
         self.steps_per_epoch = min(m // b for m, b in zip(self.data_sizes, self.sizes))
         first = mine[0] if mine else 0
         self._data_starts = {j: sum(self.data_sizes[first:j]) for j in mine}
+
+    def _agree(self, fn):
+        """fn() on every rank; if it raised on any, every rank raises (the rank's own
+        error, or the first failing rank's as a ValueError, TypeError or RuntimeError),
+        so that no rank is left waiting in a collective."""
+        try:
+            out, error = fn(), None
+        except Exception as exc:        # noqa: BLE001 - re-raised on every rank below
+            out, error = None, exc
+        errors = self.comm.allgather(None if error is None
+                                     else (type(error).__name__, str(error)))
+        for r, e in enumerate(errors):
+            if e is None:
+                continue
+            if error is not None:
+                raise error
+            kind = {"ValueError": ValueError, "TypeError": TypeError}.get(e[0], RuntimeError)
+            raise kind(f"on rank {r}: {e[1]}")
+        return out
+
+    def on_rank0(self, fn):
+        """fn() on rank 0 only (a checkpoint write); every rank returns when it is done,
+        and raises if it failed."""
+        return self._agree(lambda: fn() if self.rank == 0 else None)
 
     def epoch_rows(self, epoch):
         """Sharded mode: this rank's rows of every step of `epoch`, (steps_per_epoch,
@@ -291,10 +345,14 @@ class DataParallel:
                                  f"which has {self.n_rows} rows, not one batch of {B}")
             indices = np.tile(np.arange(B, dtype=np.int64), k)
         indices = np.asarray(indices)
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integers, got {indices.dtype}")
         if self.sharded:
-            if indices.ndim != 2 or indices.shape[0] != k:
-                raise ValueError(f"indices must be ({k}, rows of this rank's blocks), as "
-                                 "epoch_rows gives them")
+            width = sum(self.sizes[j] for j in self.my_blocks)
+            if indices.shape != (k, width):
+                raise ValueError(f"indices must be ({k}, {width}): the rows of this rank's "
+                                 f"blocks for each step, as epoch_rows gives them; got "
+                                 f"{indices.shape}")
             steps = indices
         else:
             if indices.shape != (k * B,):
@@ -313,8 +371,11 @@ class DataParallel:
         if self.sharded:
             raise ValueError("step takes a global batch; in sharded mode use fit or run "
                              "with epoch_rows")
-        return self._step(np.ascontiguousarray(rows, dtype=np.int64),
-                          config.resolve_num_threads())
+        rows = np.asarray(rows)
+        if rows.dtype.kind not in "iu" or rows.shape != (self.batch_size,):
+            raise ValueError(f"rows must be ({self.batch_size},) integers, got {rows.dtype} "
+                             f"{rows.shape}")
+        return self._step(rows.astype(np.int64), config.resolve_num_threads())
 
     def _my_rows(self, rows):
         """{block: its rows} of this rank's blocks."""
@@ -331,7 +392,7 @@ class DataParallel:
         """Each block's share of the batch: its rows, or with per-row weights its part of
         the batch's weight."""
         B, w = self.batch_size, self._bound[2]
-        if w is None:
+        if not self._weighted:
             return [b / B for b in self.sizes]
         if self.sharded:            # each rank knows its own blocks' weights
             mine = np.zeros(self.n_blocks)
@@ -420,6 +481,8 @@ class DataParallel:
         rank 0 writes (atomically) after every `checkpoint_every` epochs; callback(self)
         after every epoch.  Returns the per-step (losses, data_losses)."""
         from .. import _plan
+        epochs = check_positive_int(epochs, "epochs")
+        checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
         self.bind(X, y, weights)
         B, per_epoch = self.batch_size, self.steps_per_epoch
         if per_epoch < 1:
@@ -445,14 +508,11 @@ class DataParallel:
         if self._loss_params is not None:
             raise ValueError("checkpoints do not hold a loss's own parameters (the "
                              "hierarchical softmax's); save the loss's arrays yourself")
-        if self.rank == 0:
-            io.save_checkpoint(path, self.net, optimizer=self.plan.optimizer,
-                               optimizer_state=tuple(self.plan.state), step=self.plan.t,
-                               epoch=self.epoch,
-                               extra={"shuffle_seed": self.shuffle_seed,
-                                      "batch_size": self.batch_size,
-                                      "n_blocks": self.n_blocks, "sharded": self.sharded})
-        self.comm.Barrier()
+        self.on_rank0(lambda: io.save_checkpoint(
+            path, self.net, optimizer=self.plan.optimizer,
+            optimizer_state=tuple(self.plan.state), step=self.plan.t, epoch=self.epoch,
+            extra={"shuffle_seed": self.shuffle_seed, "batch_size": self.batch_size,
+                   "n_blocks": self.n_blocks, "sharded": self.sharded}))
 
     @classmethod
     def from_checkpoint(cls, path, loss, *, regularizer=None, comm=None, **kwargs):
