@@ -331,7 +331,7 @@ def test_ranks_given_different_data_are_refused(tmp_path, mpiexec):
                         "dp = DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(),"
                         " batch_size=10)\n"
                         "dp.fit(X, np.zeros(20, dtype=np.int64), epochs=1)\n"],
-                       capture_output=True, text=True, timeout=120, env=_env())
+                       capture_output=True, text=True, timeout=120, env=_env(), cwd=tmp_path)
     assert r.returncode != 0
     assert "ranks were given different training data" in r.stderr
 
@@ -351,7 +351,7 @@ def test_demo_runs_on_two_ranks_and_the_ranks_agree(mpiexec, tmp_path):
     assert "rank 0/2: holds rows 0:899, shard 64 of 128" in r.stdout     # digits, sharded
 
 
-def test_ranks_share_the_node_without_omp_num_threads(mpiexec):
+def test_ranks_share_the_node_without_omp_num_threads(mpiexec, tmp_path):
     """mpiexec -n 2 with no thread setting: each rank takes cores // 2 threads (the
     launcher's MPI_LOCALNRANKS), not every core."""
     env = _env()
@@ -364,7 +364,7 @@ def test_ranks_share_the_node_without_omp_num_threads(mpiexec):
             "                             c['cores'], fastnn.config.affinity_is_partial()])\n"
             "if got: print('\\n'.join(json.dumps(g) for g in got))\n")
     r = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", code],
-                       capture_output=True, text=True, timeout=120, env=env)
+                       capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 2
@@ -416,7 +416,7 @@ def test_an_error_on_one_rank_is_raised_on_every_rank(mpiexec, tmp_path, case):
     out = str(tmp_path / "said")
     code = _FAILING.format(bad_weights=bad_weights, path=path, out=out)
     r = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", code],
-                       capture_output=True, text=True, timeout=60, env=_env())
+                       capture_output=True, text=True, timeout=60, env=_env(), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     said = [open(out + str(rank)).read() for rank in (0, 1)]
     if bad_weights:
