@@ -211,7 +211,11 @@ class Trainer:
             raise ValueError("give reg (an L2 strength) or regularizer, not both")
         self.regularizer = get_regularizer(regularizer if reg is None else
                                            check_scalar(reg, "reg", low=0.0), "regularizer")
-        self.rng = check_random_state(seed)
+        rng = check_random_state(seed)
+        if not isinstance(rng, np.random.Generator):    # checkpoints keep a Generator's state
+            raise TypeError("seed must be None, an int or a numpy Generator, got "
+                            f"{type(seed).__name__}")
+        self.rng = rng
         self.distributed = _distributed_options(distributed)
         if self.distributed is not None:
             self.rng = _rank0_generator(self.rng, self.distributed)

@@ -34,6 +34,13 @@ def test_same_seed_same_bits():
     assert not np.array_equal(a.model.flat_params, c.model.flat_params)
 
 
+def test_a_legacy_random_state_seed_is_refused_by_name():
+    """A Trainer keeps a Generator (its state goes into checkpoints): a RandomState is a
+    TypeError naming seed, not an AttributeError from deep inside."""
+    with pytest.raises(TypeError, match="seed must be None, an int or a numpy Generator"):
+        Trainer(MLP([2, 5, 3], seed=0), seed=np.random.RandomState(0))
+
+
 def test_mini_batches_are_permutations_gathered_by_the_plan():
     """The trainer's steps equal a bare plan fed the same shuffled indices, bit for bit."""
     tr = _trainer()
