@@ -5,6 +5,8 @@ with the argument's name in the message.  Kernels trust what passed these checks
 """
 import numbers
 
+from typing import Any
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -144,7 +146,8 @@ def check_scalar(value, name, *, low=None, high=None, low_open=False,
     return value
 
 
-def check_random_state(seed, name="seed") -> np.random.Generator:
+def check_random_state(seed: Any, name: str = "seed"
+                       ) -> np.random.Generator | np.random.RandomState:
     """A random generator from None, an int, a SeedSequence, or a numpy Generator or
     RandomState (used as is).  Ints seed a new ``numpy.random.Generator``."""
     if isinstance(seed, (np.random.Generator, np.random.RandomState)):
@@ -154,7 +157,7 @@ def check_random_state(seed, name="seed") -> np.random.Generator:
     if seed is None or isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
         if isinstance(seed, numbers.Integral) and seed < 0:
             raise ValueError(f"{name} must be non-negative, got {seed}")
-        return np.random.default_rng(seed)
+        return np.random.default_rng(seed)  # type: ignore[arg-type]  # Integral: an int
     raise TypeError(f"{name} must be None, an int or a numpy Generator, "
                     f"got {type(seed).__name__}")
 

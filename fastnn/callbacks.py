@@ -16,23 +16,33 @@ The protocol is two optional methods; a callback may define either or both:
 ``trainer.plan`` is the training plan (``trainer.plan.net`` the net); the callbacks
 below use only the public attributes of a Trainer.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._validation import check_positive_int, check_scalar
 
+if TYPE_CHECKING:
+    import os
+
+    from .history import History
+    from .trainer import Trainer
+
 
 class Callback:
     """Base class with no-op hooks (subclassing it is optional)."""
 
-    def on_fit_begin(self, trainer):
+    def on_fit_begin(self, trainer: Trainer) -> None:
         pass
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> bool | None:
         return None
 
-    def on_fit_end(self, trainer, history):
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
         pass
 
 
@@ -46,8 +56,9 @@ class EarlyStopping(Callback):
     restore_best : put back the weights (and optimizer state) of the best epoch at the end
     """
 
-    def __init__(self, monitor="val_loss", *, patience=5, min_delta=0.0, mode=None,
-                 restore_best=True):
+    def __init__(self, monitor: str = "val_loss", *, patience: int = 5,
+                 min_delta: float = 0.0, mode: str | None = None,
+                 restore_best: bool = True) -> None:
         if monitor not in ("val_loss", "val_metric", "loss", "metric"):
             raise ValueError("monitor must be 'val_loss', 'val_metric', 'loss' or 'metric', "
                              f"got {monitor!r}")
@@ -59,17 +70,17 @@ class EarlyStopping(Callback):
         self.min_delta = check_scalar(min_delta, "min_delta", low=0.0)
         self.restore_best = bool(restore_best)
 
-    def on_fit_begin(self, trainer):
+    def on_fit_begin(self, trainer: Trainer) -> None:
         mode = self.mode
         if mode is None:
             mode = "max" if self.monitor.endswith("metric") and trainer.is_classifier else "min"
         self._sign = 1.0 if mode == "min" else -1.0
         self.best = math.inf
-        self.best_epoch = None
+        self.best_epoch: int | None = None
         self.wait = 0
-        self._snapshot = None
+        self._snapshot: dict[str, Any] | None = None
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> bool | None:
         value = logs[self.monitor]
         if math.isnan(value):
             raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is NaN: "
@@ -83,12 +94,12 @@ class EarlyStopping(Callback):
         self.wait += 1
         return self.wait > self.patience
 
-    def on_fit_end(self, trainer, history):
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
         if self.restore_best and self._snapshot is not None:
             trainer.plan.restore(self._snapshot)
 
     @property
-    def best_value(self):
+    def best_value(self) -> float:
         """The best monitored value seen (in its own sign)."""
         return self._sign * self.best
 
@@ -99,7 +110,7 @@ class TerminateOnNonFinite(Callback):
     The trainer then puts back the weights of the last step whose loss was finite and
     warns (or, with ``error=True``, raises FloatingPointError) naming the step."""
 
-    def __init__(self, error=False):
+    def __init__(self, error: bool = False) -> None:
         self.error = bool(error)
 
 
@@ -109,14 +120,14 @@ class Checkpoint(Callback):
     is replaced by the epoch number.  Checked at every History record (``record_every``
     epochs), so a checkpoint lands at the first record at or after each multiple."""
 
-    def __init__(self, path, every=1):
+    def __init__(self, path: str | os.PathLike[str], every: int = 1) -> None:
         self.path = str(path)
         self.every = check_positive_int(every, "every")
 
-    def on_fit_begin(self, trainer):
+    def on_fit_begin(self, trainer: Trainer) -> None:
         self._saved = trainer.epoch // self.every
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         if (epoch + 1) // self.every > self._saved:
             self._saved = (epoch + 1) // self.every
             trainer.save_checkpoint(self.path.format(epoch=epoch))
@@ -128,12 +139,12 @@ class LearningRateScheduler(Callback):
     (epoch counts from 0; lr is the current base learning rate).  For a per-step
     schedule give the optimizer a fastnn.optim schedule instead."""
 
-    def __init__(self, schedule):
+    def __init__(self, schedule: Callable[[int, float], float]) -> None:
         if not callable(schedule):
             raise TypeError(f"schedule must be callable, got {type(schedule).__name__}")
         self.schedule = schedule
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         lr = self.schedule(epoch, trainer.plan.optimizer.lr)
         lr = check_scalar(lr, "the schedule's learning rate", low=0.0, low_open=True)
         trainer.plan.set_lr(lr)
@@ -145,17 +156,20 @@ class LambdaCallback(Callback):
     truthy return stops training), ``on_fit_begin(trainer)``, ``on_fit_end(trainer,
     history)``."""
 
-    def __init__(self, on_epoch_end=None, on_fit_begin=None, on_fit_end=None):
+    def __init__(self,
+                 on_epoch_end: Callable[[Trainer, int, dict[str, Any]], Any] | None = None,
+                 on_fit_begin: Callable[[Trainer], Any] | None = None,
+                 on_fit_end: Callable[[Trainer, History], Any] | None = None) -> None:
         self._epoch_end, self._begin, self._end = on_epoch_end, on_fit_begin, on_fit_end
 
-    def on_fit_begin(self, trainer):
+    def on_fit_begin(self, trainer: Trainer) -> None:
         if self._begin is not None:
             self._begin(trainer)
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> Any:
         return None if self._epoch_end is None else self._epoch_end(trainer, epoch, logs)
 
-    def on_fit_end(self, trainer, history):
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
         if self._end is not None:
             self._end(trainer, history)
 

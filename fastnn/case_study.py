@@ -1,11 +1,16 @@
 """The notes' spiral case study: a linear softmax classifier and a 2-layer ReLU net,
 trained by full-batch gradient descent from W = 0.01 * randn, b = 0."""
+from __future__ import annotations
+
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import datasets
-from .layers import Dropout, Linear
+from .layers import Dropout, Layer, Linear
 from .losses import SoftmaxCrossEntropy
 from .net import Sequential
 from .trainer import StepHistory, gradient_descent
@@ -21,7 +26,9 @@ class Result:
     accuracy: float
 
 
-def linear_classifier(n_features, n_classes, *, seed=None, dtype=np.float64):
+def linear_classifier(n_features: int, n_classes: int, *,
+                      seed: int | np.random.Generator | np.random.RandomState | None = None,
+                      dtype: DTypeLike = np.float64) -> Sequential:
     """The softmax linear classifier: one Linear layer, W = 0.01 * randn."""
     return Sequential([Linear(n_features, n_classes, seed=seed, dtype=dtype)])
 
@@ -31,8 +38,10 @@ ACTIVATION_NAMES = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "sigmoid": "sigm
                     "tanh": "tanh"}
 
 
-def two_layer_net(n_features, n_hidden, n_classes, *, seed=None, dtype=np.float64,
-                  activation="relu", dropout=None):
+def two_layer_net(n_features: int, n_hidden: int, n_classes: int, *,
+                  seed: int | np.random.Generator | np.random.RandomState | None = None,
+                  dtype: DTypeLike = np.float64, activation: str = "relu",
+                  dropout: float | None = None) -> Sequential:
     """The 2-layer net: Linear+ReLU (fused) then Linear, both W = 0.01 * randn.
 
     activation: the hidden layer's ("relu", "leaky_relu", "sigmoid", "tanh");
@@ -42,29 +51,35 @@ def two_layer_net(n_features, n_hidden, n_classes, *, seed=None, dtype=np.float6
         raise ValueError(f"activation must be one of {sorted(ACTIVATION_NAMES)}, "
                          f"got {activation!r}")
     rng = check_random_state(seed)
-    layers = [Linear(n_features, n_hidden, activation=activation, seed=rng, dtype=dtype)]
+    layers: list[Layer] = [Linear(n_features, n_hidden, activation=activation, seed=rng,
+                                  dtype=dtype)]
     if dropout is not None:
         layers.append(Dropout(dropout, seed=rng, dtype=dtype))
     layers.append(Linear(n_hidden, n_classes, seed=rng, dtype=dtype))
     return Sequential(layers)
 
 
-def net_name(hidden, activation="relu", dropout=None):
+def net_name(hidden: int, activation: str = "relu", dropout: float | None = None) -> str:
     """The 2-layer net's name in the log and the plots."""
     keep = "" if dropout is None else f", dropout keeping {dropout:g}"
     return f"2-layer {ACTIVATION_NAMES[activation]} net (h = {hidden}{keep})"
 
 
-def train(net, X, y, *, steps, step_size=1.0, reg=1e-3, log_every=0, log=print, name=""):
+def train(net: Sequential, X: ArrayLike, y: ArrayLike, *, steps: int,
+          step_size: float = 1.0, reg: float = 1e-3, log_every: int = 0,
+          log: Callable[[str], Any] = print, name: str = "") -> Result:
     """Train net on (X, y) with the case study's loop; return a Result."""
     history = gradient_descent(net, SoftmaxCrossEntropy(dtype=net.dtype), X, y, steps=steps,
                                step_size=step_size, reg=reg, log_every=log_every, log=log)
     return Result(name=name, net=net, history=history, accuracy=net.score(X, y))
 
 
-def run(*, seed=0, dtype=np.float64, hidden=100, linear_steps=200, steps=10_000,
-        step_size=1.0, reg=1e-3, n_per_class=100, n_classes=3, log=print,
-        activation="relu", dropout=None, train_net=None):
+def run(*, seed: int | np.random.Generator = 0, dtype: DTypeLike = np.float64,
+        hidden: int = 100, linear_steps: int = 200, steps: int = 10_000,
+        step_size: float = 1.0, reg: float = 1e-3, n_per_class: int = 100,
+        n_classes: int = 3, log: Callable[[str], Any] = print, activation: str = "relu",
+        dropout: float | None = None, train_net: Callable[..., Result] | None = None
+        ) -> tuple[np.ndarray, np.ndarray, Result, Result]:
     """The whole case study: data, then the linear classifier, then the 2-layer net.
 
     activation, dropout: the 2-layer net's hidden layer (see :func:`two_layer_net`).

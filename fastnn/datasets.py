@@ -7,7 +7,8 @@ from ._validation import check_positive_int, check_random_state, check_scalar
 
 
 def spiral(n_per_class: int = 100, n_classes: int = 3, *, noise: float = 0.2,
-           seed: int | np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+           seed: int | np.random.Generator | np.random.RandomState | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
     """The spiral data set of the case study: ``n_classes`` interleaved arms in 2-D.
 
     Class j has ``n_per_class`` points at radius r in [0, 1] and angle

@@ -26,12 +26,20 @@ written.  So results are the same bits for any thread count.  :func:`reference_l
 is the NumPy twin: it sets the net's flat parameters and runs the per-layer forward pass
 (fastnn.plan.LayerPath's), the loss and the penalties.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import config
 from . import regularization as _reg
 from ._validation import check_positive_int
 from .layers import BatchNorm, Dropout
+
+if TYPE_CHECKING:
+    from .net import Sequential
 
 __all__ = ["Evaluator", "build_evaluator", "reference_losses"]
 
@@ -59,8 +67,9 @@ class Evaluator:
     changing the architecture).
     """
 
-    def __init__(self, model, loss, X, y, regularizer=None):
-        from . import _evaluate
+    def __init__(self, model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike,
+                 regularizer: Any = None) -> None:
+        from . import _evaluate  # type: ignore[attr-defined]  # a compiled extension, no stub
         from .plan import (check_data, loss_spec, op_spec, regularization_spec,
                            regularized, _offset)
         net = _check_net(model)
@@ -76,6 +85,7 @@ class Evaluator:
         flat = net.flat_params
         self.n_params = flat.size
         kinds = _evaluate.OP_KINDS
+        ops: list[dict[str, Any]]
         ops, owner_ranges = [], []
         for position, (layer, act) in enumerate(net._fused):
             spec = op_spec(net, layer, act, position, kinds)
@@ -108,7 +118,8 @@ class Evaluator:
         self._ev = _evaluate.Evaluator(self.dtype, ops, lspec, penalties, X, y,
                                        self.n_params, owner, loss_params)
 
-    def check_params(self, params, name="params", ndim=2):
+    def check_params(self, params: np.ndarray, name: str = "params",
+                     ndim: int = 2) -> np.ndarray:
         """params as the compiled code takes it: a C-contiguous array of the net's dtype,
         (m, n_params) for ndim 2 or (n_params,) for ndim 1 (a 1-D vector is accepted
         for ndim 2 and becomes one row).  Raises TypeError for another dtype (no silent
@@ -130,7 +141,7 @@ class Evaluator:
             raise ValueError(f"{name} contains NaN or infinity")
         return np.ascontiguousarray(params)
 
-    def losses(self, params, n_threads=None):
+    def losses(self, params: np.ndarray, n_threads: int | None = None) -> np.ndarray:
         """The total loss at each row of params.
 
         params : (m, n_params) array of the net's dtype (a (n_params,) vector counts as
@@ -141,7 +152,7 @@ class Evaluator:
         out = np.empty(params.shape[0], dtype=np.float64)
         return self._ev.losses(params, out, _resolve_threads(n_threads))
 
-    def value(self, params=None):
+    def value(self, params: np.ndarray | None = None) -> float:
         """The total loss at one parameter vector (default: the net's current ones)."""
         params = self.model.flat_params if params is None else params
         return float(self.losses(params, n_threads=1)[0])
@@ -153,7 +164,8 @@ class Evaluator:
         return grad
 
 
-def build_evaluator(model, loss, X, y, *, regularizer=None):
+def build_evaluator(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+                    regularizer: Any = None) -> Evaluator:
     """An :class:`Evaluator` of the total loss of `model` with `loss` on (X, y).
 
     model : fastnn.net.Sequential (or MLP), the layers the compiled plan can run.
@@ -217,7 +229,8 @@ def _layer_path_loss(net, loss, X, y, penalized):
     return data_loss + reg_loss
 
 
-def reference_losses(model, loss, X, y, params, *, regularizer=None):
+def reference_losses(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike,
+                     params: ArrayLike, *, regularizer: Any = None) -> np.ndarray:
     """The NumPy twin of ``build_evaluator(...).losses(params)``: for each row of params
     (m, n_params), set the net's flat parameters, run the per-layer forward pass (batch
     norm on batch statistics, dropout off), the loss and the penalties, in the order a

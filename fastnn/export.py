@@ -52,7 +52,11 @@ batch norm gets eps rounded to float32, and its ``running_var`` initializer hold
 running variance plus the rounding difference (``eps - float32(eps)``, ~2.5e-13 for
 the default 1e-5), so that var + epsilon is fastnn's.
 """
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -61,6 +65,9 @@ from .layers import (ACTIVATIONS, BatchNorm, Dropout, LeakyReLU, Linear, Maxout,
                      Sigmoid, Tanh)
 from .losses import HierarchicalSoftmax
 from .net import Sequential
+
+if TYPE_CHECKING:
+    import onnx             # an optional dependency (the onnx extra), imported on use
 
 __all__ = ["to_onnx", "OPSET"]
 
@@ -318,8 +325,11 @@ def _out_width(net):
     return None
 
 
-def to_onnx(model, path=None, *, fold_batchnorm=True, probabilities="auto", label=False,
-            hierarchical_softmax=None, name=None, metadata=None):
+def to_onnx(model: Any, path: str | os.PathLike[str] | None = None, *,
+            fold_batchnorm: bool = True, probabilities: str | Literal[False] | None = "auto",
+            label: bool = False, hierarchical_softmax: HierarchicalSoftmax | None = None,
+            name: str | None = None,
+            metadata: Mapping[str, str] | None = None) -> onnx.ModelProto:
     """Export a net (or a fitted fastnn estimator) as an ONNX model; write it to path.
 
     Parameters

@@ -8,7 +8,12 @@ the layer classes, these allocate their outputs (they keep no state between call
 Arrays may be float32 or float64 (mixed inputs compute in float64); ``x`` of shape
 (N, d_1, ..., d_k) is flattened per example where the course does so.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _kernels, config
 from ._validation import check_array, check_labels, check_scalar, seed_to_uint64
@@ -56,29 +61,33 @@ def _affine_backward(dout, cache):
     return dx2.reshape(x_shape), dw, db
 
 
-def affine_forward(x, w, b):
+def affine_forward(x: ArrayLike, w: ArrayLike,
+                   b: ArrayLike) -> tuple[np.ndarray, tuple[Any, ...]]:
     """out = x.reshape(N, D) @ w + b.  x (N, d_1, ..., d_k), w (D, M), b (M,).
 
     Returns (out (N, M), cache)."""
     return _affine(x, w, b, _IDENTITY)
 
 
-def affine_backward(dout, cache):
+def affine_backward(dout: ArrayLike, cache: tuple[Any, ...]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (dx of x's shape, dw (D, M), db (M,))."""
     return _affine_backward(dout, cache)
 
 
-def affine_relu_forward(x, w, b):
+def affine_relu_forward(x: ArrayLike, w: ArrayLike,
+                        b: ArrayLike) -> tuple[np.ndarray, tuple[Any, ...]]:
     """relu(affine(x)), in one fused kernel.  Returns (out, cache)."""
     return _affine(x, w, b, _RELU)
 
 
-def affine_relu_backward(dout, cache):
+def affine_relu_backward(dout: ArrayLike, cache: tuple[Any, ...]
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (dx, dw, db) of relu(affine(x))."""
     return _affine_backward(dout, cache)
 
 
-def relu_forward(x):
+def relu_forward(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """max(0, x) element-wise, any shape.  Returns (out, cache)."""
     x = check_array(x, "x")
     out = np.empty_like(x)
@@ -86,7 +95,7 @@ def relu_forward(x):
     return out, out
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout: ArrayLike, cache: np.ndarray) -> np.ndarray:
     """dx = dout where the forward input was > 0, else 0."""
     out = cache
     dout = check_array(dout, "dout", dtype=out.dtype)
@@ -97,7 +106,8 @@ def relu_backward(dout, cache):
     return dx
 
 
-def batchnorm_forward(x, gamma, beta, bn_param):
+def batchnorm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
+                      bn_param: dict[str, Any]) -> tuple[np.ndarray, tuple[Any, ...]]:
     """Batch normalization, the course's signature.
 
     x (N, D), gamma and beta (D,); bn_param: "mode" ("train" or "test"), optional
@@ -133,7 +143,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     return out, (xhat, gamma, inv_std, training)
 
 
-def batchnorm_backward(dout, cache):
+def batchnorm_backward(dout: ArrayLike, cache: tuple[Any, ...]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (dx (N, D), dgamma (D,), dbeta (D,))."""
     xhat, gamma, inv_std, training = cache
     dout = check_array(dout, "dout", ndim=2, dtype=xhat.dtype)
@@ -149,7 +160,8 @@ def batchnorm_backward(dout, cache):
 batchnorm_backward_alt = batchnorm_backward
 
 
-def dropout_forward(x, dropout_param):
+def dropout_forward(x: ArrayLike,
+                    dropout_param: dict[str, Any]) -> tuple[ArrayLike, tuple[Any, ...]]:
     """Inverted dropout, the course's signature.
 
     dropout_param: "p" (probability of keeping a unit), "mode" ("train" or "test"),
@@ -174,7 +186,7 @@ def dropout_forward(x, dropout_param):
     return out, (p, mode, mask)
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout: ArrayLike, cache: tuple[Any, ...]) -> ArrayLike:
     """Returns dx: dout * mask / p in train mode, dout in test mode."""
     p, mode, mask = cache
     if mode == "test":
@@ -197,12 +209,12 @@ def _loss(kernel, x, y, **kwargs):
     return loss, dx
 
 
-def svm_loss(x, y):
+def svm_loss(x: ArrayLike, y: ArrayLike) -> tuple[float, np.ndarray]:
     """Multiclass SVM (Weston-Watkins, margin 1): x (N, C) scores, y (N,) labels.
     Returns (mean loss, dx)."""
     return _loss("multiclass_svm", x, y, delta=1.0, squared=False)
 
 
-def softmax_loss(x, y):
+def softmax_loss(x: ArrayLike, y: ArrayLike) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy: x (N, C) scores, y (N,) labels.  Returns (mean loss, dx)."""
     return _loss("softmax_cross_entropy", x, y)

@@ -17,12 +17,20 @@ D(s) is the centered difference with step s (Richardson extrapolation; expand th
 numerator: 8[f(x+h) - f(x-h)] - [f(x+2h) - f(x-2h)] = 16h D(h) - 4h D(2h)), so it is two
 passes of the centered loop.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, SupportsFloat
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _kernels
 from ._validation import check_scalar
+
+if TYPE_CHECKING:
+    from .net import Sequential
 
 #: The finite-difference stencils numerical_gradient accepts as ``method``.
 METHODS = ("centered", "forward", "fourth_order")
@@ -59,7 +67,9 @@ def _check_x(x):
         raise ValueError("x must be writeable (it is perturbed in place)")
 
 
-def numerical_gradient(f, x, h=1e-5, method="centered", *, centered=None):
+def numerical_gradient(f: Callable[[np.ndarray], SupportsFloat], x: np.ndarray,
+                       h: float = 1e-5, method: str = "centered", *,
+                       centered: bool | None = None) -> np.ndarray:
     """The gradient of the scalar function f at x by finite differences.
 
     f(x) -> float; x: a writeable, C-contiguous float32/float64 array (f reads it, so it
@@ -92,7 +102,9 @@ def numerical_gradient(f, x, h=1e-5, method="centered", *, centered=None):
     return ((4.0 * near - far) / 3.0).astype(x.dtype, copy=False)
 
 
-def numerical_gradient_array(f, x, df, h=1e-5, method="centered"):
+def numerical_gradient_array(f: Callable[[np.ndarray], ArrayLike], x: np.ndarray,
+                             df: ArrayLike, h: float = 1e-5,
+                             method: str = "centered") -> np.ndarray:
     """The gradient of sum(df * f(x)) with respect to x, by finite differences.
 
     For an array-valued f (a layer's forward pass, say) and df the upstream gradient
@@ -124,7 +136,7 @@ def numerical_gradient_array(f, x, df, h=1e-5, method="centered"):
     return numerical_gradient(weighted_sum, x, h, method)
 
 
-def rel_error(a, b, eps=1e-8):
+def rel_error(a: ArrayLike, b: ArrayLike, eps: float = 1e-8) -> float:
     """The largest element-wise relative error |a - b| / max(|a|, |b|).
 
     This is the relative error a gradient check compares (the course's gradient-check
@@ -145,7 +157,9 @@ def rel_error(a, b, eps=1e-8):
     return float(np.max(np.abs(a - b) / scale))
 
 
-def gradient_check(f, x, analytic_grad, *, h=1e-5, method="centered", centered=None):
+def gradient_check(f: Callable[[np.ndarray], SupportsFloat], x: np.ndarray,
+                   analytic_grad: ArrayLike, *, h: float = 1e-5, method: str = "centered",
+                   centered: bool | None = None) -> float:
     """Relative error (:func:`rel_error`) between an analytic gradient and the numerical
     one of f at x (:func:`numerical_gradient` with h and method)."""
     return rel_error(analytic_grad,
@@ -201,8 +215,10 @@ def _net_numerical(ev, params, h, method, indices, n_threads, kinks=False):
     return g, (flags.astype(bool) if kinks else None)
 
 
-def net_numerical_gradient(model, loss, X, y, *, regularizer=None, h=1e-5,
-                           method="centered", params=None, indices=None, n_threads=None):
+def net_numerical_gradient(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+                           regularizer: Any = None, h: float = 1e-5, method: str = "centered",
+                           params: ArrayLike | None = None, indices: ArrayLike | None = None,
+                           n_threads: int | None = None) -> np.ndarray:
     """The numerical gradient of the total loss of a whole net (fastnn.evaluate's loss:
     data loss + penalties; batch norm on batch statistics, dropout off) with respect to
     every element of its flat parameters, in compiled code, parallel over elements.
@@ -224,7 +240,9 @@ def net_numerical_gradient(model, loss, X, y, *, regularizer=None, h=1e-5,
     return _net_numerical(ev, params, h, method, indices, n_threads)[0]
 
 
-def analytic_gradient(model, loss, X, y, *, regularizer=None, params=None):
+def analytic_gradient(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+                      regularizer: Any = None,
+                      params: ArrayLike | None = None) -> tuple[float, np.ndarray]:
     """The backpropagated gradient of the same total loss (the per-layer path's forward,
     loss, backward and penalties of one step, without the update; batch norm on batch
     statistics, dropout off): (loss value, (n_params,) array of the net's dtype).  The
@@ -311,12 +329,13 @@ class GradientReport:
         self.verdict = max((c.verdict for c in self.checks), key=order.get, default="good")
 
     @property
-    def max_rel_error(self):
+    def max_rel_error(self) -> float:
         return max((c.max_rel_error for c in self.checks), default=0.0)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {"h": self.h, "method": self.method, "loss": self.loss,
-                "rounding": self.rounding, "verdict": self.verdict, "checks": [asdict(c) for c in self.checks]}
+                "rounding": self.rounding, "verdict": self.verdict,
+                "checks": [asdict(c) for c in self.checks]}
 
     def __str__(self):
         lines = [f"gradient check ({self.method} differences, h = {self.h:g}, "
@@ -338,8 +357,10 @@ class GradientReport:
         return "\n".join(lines)
 
 
-def check_gradients(model, loss, X, y, *, reg=None, regularizer=None, h=1e-5,
-                    method="centered", n_threads=None, eps=1e-8):
+def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+                    reg: float | None = None, regularizer: Any = None, h: float = 1e-5,
+                    method: str = "centered", n_threads: int | None = None,
+                    eps: float = 1e-8) -> GradientReport:
     """Check a net's backpropagated gradient against the compiled numerical gradient of
     every parameter, and report per parameter array (a :class:`GradientReport`).
 
@@ -366,10 +387,11 @@ def check_gradients(model, loss, X, y, *, reg=None, regularizer=None, h=1e-5,
     Rounding: the loss is a mean of N row losses, each rounded, so each evaluation
     carries an absolute rounding error up to about N eps |L| (eps: the dtype's machine
     epsilon), and a centered difference quotient up to ``rounding = N eps |L| / h``
-    (2x for "forward", 1.5x for "fourth_order"; the report's ``rounding``).  Where |analytic - numerical| is within that bound the
-    finite difference cannot tell the two apart -- typically gradients that are ~0, like
-    a bias feeding a batch norm, whose relative error is rounding noise over eps -- and
-    the element counts as agreeing (error 0 in the verdict, ``n_rounding``).
+    (2x for "forward", 1.5x for "fourth_order"; the report's ``rounding``).  Where
+    |analytic - numerical| is within that bound the finite difference cannot tell the
+    two apart -- typically gradients that are ~0, like a bias feeding a batch norm,
+    whose relative error is rounding noise over eps -- and the element counts as
+    agreeing (error 0 in the verdict, ``n_rounding``).
 
     Verdicts (the notes' thresholds on the relative error): < 1e-7 "good", > 1e-2
     "wrong", between "check" (see GUIDANCE).  Check in float64: float32 cannot resolve
@@ -406,7 +428,8 @@ def check_gradients(model, loss, X, y, *, reg=None, regularizer=None, h=1e-5,
                 size=p.size, max_rel_error=float(e[j]),
                 worst=tuple(int(v) for v in np.unravel_index(j, p.shape)),
                 analytic=float(a[s][j]), numerical=float(b[s][j]), n_kinks=int(k.sum()),
-                n_rounding=int(r.sum()), max_rel_error_off_kinks=worst_off, verdict=_verdict(worst_off)))
+                n_rounding=int(r.sum()), max_rel_error_off_kinks=worst_off,
+                verdict=_verdict(worst_off)))
     return GradientReport(checks, float(h), method, value, float(rounding))
 
 
@@ -426,8 +449,10 @@ class DirectionalCheck:
                 f"{self.h:g}): max rel error {self.rel_errors.max():.2e}, {self.verdict}")
 
 
-def check_directions(model, loss, X, y, *, reg=None, regularizer=None, h=1e-5,
-                     n_directions=4, seed=None, n_threads=None, eps=1e-8):
+def check_directions(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+                     reg: float | None = None, regularizer: Any = None, h: float = 1e-5,
+                     n_directions: int = 4, seed: int | np.random.Generator | None = None,
+                     n_threads: int | None = None, eps: float = 1e-8) -> DirectionalCheck:
     """The fast, weaker check: the derivative along random directions.
 
     For n_directions unit vectors u (normal draws, normalized in float64, then stored in

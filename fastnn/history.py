@@ -1,6 +1,13 @@
 """What a training run recorded: a row every few epochs (Trainer.fit's record_every) and
 every step's loss."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Per-epoch records every History has (a value of NaN where it does not apply).
 EPOCH_KEYS = ("loss", "data_loss", "reg_loss", "metric", "val_loss", "val_metric", "lr",
@@ -27,15 +34,25 @@ class History:
     ``interrupted`` whether Ctrl-C ended it.
     """
 
-    def __init__(self, metric_name="accuracy"):
+    # the per-epoch records of EPOCH_KEYS, set by __init__ with setattr
+    loss: list[float]
+    data_loss: list[float]
+    reg_loss: list[float]
+    metric: list[float]
+    val_loss: list[float]
+    val_metric: list[float]
+    lr: list[float]
+    seconds: list[float]
+
+    def __init__(self, metric_name: str = "accuracy") -> None:
         self.metric_name = metric_name
-        self.epochs = []
+        self.epochs: list[int] = []
         for key in EPOCH_KEYS:
             setattr(self, key, [])
-        self.dead_units = []
+        self.dead_units: list[list[float]] = []
         self.step_loss = np.empty(0)
         self.step_data_loss = np.empty(0)
-        self.stopped_by = None
+        self.stopped_by: Any = None
         self.interrupted = False
 
     def _append(self, epoch, **values):
@@ -44,13 +61,13 @@ class History:
             getattr(self, key).append(float(values.get(key, np.nan)))
         self.dead_units.append(list(values.get("dead_units", [])))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.epochs)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, np.ndarray]:
         """{name: array}: "epoch" and every per-epoch record ("dead_units" as a
         (epochs, hidden layers) array), plus "step_loss" and "step_data_loss"."""
-        out = {"epoch": np.asarray(self.epochs, dtype=np.int64)}
+        out: dict[str, np.ndarray] = {"epoch": np.asarray(self.epochs, dtype=np.int64)}
         for key in EPOCH_KEYS:
             out[key] = np.asarray(getattr(self, key), dtype=np.float64)
         out["dead_units"] = np.asarray(self.dead_units, dtype=np.float64)
@@ -58,7 +75,7 @@ class History:
         out["step_data_loss"] = self.step_data_loss.copy()
         return out
 
-    def to_dataframe(self):
+    def to_dataframe(self) -> pd.DataFrame:
         """The per-epoch records as a pandas DataFrame indexed by epoch (needs pandas);
         dead-unit fractions as columns dead_units_0, dead_units_1, ..."""
         try:

@@ -32,15 +32,21 @@ name                      weights
 distribution on [-a, a] has variance a**2 / 3, so each uniform variant uses
 ``a = sqrt(3 * variance)`` of its normal twin.  Biases: :func:`bias`.
 """
+from __future__ import annotations
+
 import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ._validation import check_positive_int, check_random_state, check_scalar, float_dtype
 
 
-def _setup(fan_in, fan_out, rng, dtype):
+def _setup(fan_in: int, fan_out: int, rng: Any, dtype: DTypeLike
+           ) -> tuple[int, int, np.random.Generator | np.random.RandomState, np.dtype[Any]]:
     """The checked arguments every initializer starts from."""
     return (check_positive_int(fan_in, "fan_in"), check_positive_int(fan_out, "fan_out"),
             check_random_state(rng, "rng"), float_dtype(dtype))
@@ -68,7 +74,9 @@ def _gain(gain):
     return check_scalar(gain, "gain", low=0.0, low_open=True)
 
 
-def small_random(fan_in, fan_out, rng=None, dtype=np.float64, *, scale=0.01):
+def small_random(fan_in: int, fan_out: int,
+                 rng: int | np.random.Generator | np.random.RandomState | None = None,
+                 dtype: DTypeLike = np.float64, *, scale: float = 0.01) -> np.ndarray:
     """The notes' first recipe: ``scale * randn(fan_in, fan_out)`` (scale 0.01).
 
     Draws exactly ``rng.standard_normal((fan_in, fan_out))``, so with the legacy
@@ -77,7 +85,9 @@ def small_random(fan_in, fan_out, rng=None, dtype=np.float64, *, scale=0.01):
     return _normal(fan_in, fan_out, rng, dtype, lambda fi, fo: scale)
 
 
-def calibrated(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
+def calibrated(fan_in: int, fan_out: int,
+               rng: int | np.random.Generator | np.random.RandomState | None = None,
+               dtype: DTypeLike = np.float64, *, gain: float = 1.0) -> np.ndarray:
     """``gain * randn / sqrt(fan_in)``: Var(w) = gain**2 / fan_in.
 
     With zero-mean, unit-variance inputs, each unit's pre-activation then has variance
@@ -86,13 +96,17 @@ def calibrated(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
     return _normal(fan_in, fan_out, rng, dtype, lambda fi, fo: gain / math.sqrt(fi))
 
 
-def calibrated_uniform(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
+def calibrated_uniform(fan_in: int, fan_out: int,
+                       rng: int | np.random.Generator | np.random.RandomState | None = None,
+                       dtype: DTypeLike = np.float64, *, gain: float = 1.0) -> np.ndarray:
     """Uniform with the variance of :func:`calibrated`: gain**2 / fan_in."""
     gain = _gain(gain)
     return _uniform(fan_in, fan_out, rng, dtype, lambda fi, fo: gain / math.sqrt(fi))
 
 
-def glorot_normal(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
+def glorot_normal(fan_in: int, fan_out: int,
+                  rng: int | np.random.Generator | np.random.RandomState | None = None,
+                  dtype: DTypeLike = np.float64, *, gain: float = 1.0) -> np.ndarray:
     """Glorot/Xavier normal: Var(w) = gain**2 * 2 / (fan_in + fan_out), a compromise
     between keeping forward activations (fan_in) and backward gradients (fan_out)
     at constant variance."""
@@ -101,7 +115,9 @@ def glorot_normal(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
                    lambda fi, fo: gain * math.sqrt(2.0 / (fi + fo)))
 
 
-def glorot_uniform(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
+def glorot_uniform(fan_in: int, fan_out: int,
+                   rng: int | np.random.Generator | np.random.RandomState | None = None,
+                   dtype: DTypeLike = np.float64, *, gain: float = 1.0) -> np.ndarray:
     """Glorot/Xavier uniform on [-a, a], a = gain * sqrt(6 / (fan_in + fan_out)):
     the variance of :func:`glorot_normal`."""
     gain = _gain(gain)
@@ -109,7 +125,9 @@ def glorot_uniform(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
                     lambda fi, fo: gain * math.sqrt(2.0 / (fi + fo)))
 
 
-def he_normal(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
+def he_normal(fan_in: int, fan_out: int,
+              rng: int | np.random.Generator | np.random.RandomState | None = None,
+              dtype: DTypeLike = np.float64, *, gain: float = 1.0) -> np.ndarray:
     """He et al.: ``randn * sqrt(2 / fan_in)``, Var(w) = 2/fan_in (times gain**2).
 
     The default to use for nets of ReLU units: a ReLU zeroes half its inputs'
@@ -118,13 +136,17 @@ def he_normal(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
     return _normal(fan_in, fan_out, rng, dtype, lambda fi, fo: gain * math.sqrt(2.0 / fi))
 
 
-def he_uniform(fan_in, fan_out, rng=None, dtype=np.float64, *, gain=1.0):
+def he_uniform(fan_in: int, fan_out: int,
+               rng: int | np.random.Generator | np.random.RandomState | None = None,
+               dtype: DTypeLike = np.float64, *, gain: float = 1.0) -> np.ndarray:
     """Uniform with the variance of :func:`he_normal`: a = gain * sqrt(6 / fan_in)."""
     gain = _gain(gain)
     return _uniform(fan_in, fan_out, rng, dtype, lambda fi, fo: gain * math.sqrt(2.0 / fi))
 
 
-def sparse(fan_in, fan_out, rng=None, dtype=np.float64, *, k=10, scale=0.01):
+def sparse(fan_in: int, fan_out: int,
+           rng: int | np.random.Generator | np.random.RandomState | None = None,
+           dtype: DTypeLike = np.float64, *, k: int = 10, scale: float = 0.01) -> np.ndarray:
     """Sparse initialization: every output unit (column) is connected to ``k`` distinct
     inputs chosen uniformly at random, with weights ``scale * randn``; every other
     weight is exactly 0.  Each column has exactly k non-zeros (with probability 1:
@@ -145,7 +167,7 @@ def sparse(fan_in, fan_out, rng=None, dtype=np.float64, *, k=10, scale=0.01):
     return _finish(w, dtype)
 
 
-def bias(n, value=0.0, dtype=np.float64):
+def bias(n: int, value: float = 0.0, dtype: DTypeLike = np.float64) -> np.ndarray:
     """A bias vector of ``n`` copies of ``value``: 0 (the common choice) or a small
     constant such as 0.01, which makes every ReLU unit fire at the start.  Returns a
     new (n,) array of dtype."""
@@ -154,7 +176,7 @@ def bias(n, value=0.0, dtype=np.float64):
     return np.full(n, value, dtype=float_dtype(dtype))
 
 
-INITIALIZERS = {
+INITIALIZERS: dict[str, Callable[..., np.ndarray]] = {
     "small_random": small_random,
     "calibrated": calibrated,
     "calibrated_uniform": calibrated_uniform,
@@ -168,7 +190,7 @@ INITIALIZERS = {
 }
 
 
-def get(init, **options):
+def get(init: str | Callable[..., np.ndarray], **options: Any) -> Callable[..., np.ndarray]:
     """An initializer from its name or a callable with the initializer signature.
 
     Keyword options configure it: ``get("sparse", k=4)`` is
@@ -184,7 +206,9 @@ def get(init, **options):
     return functools.partial(f, **options) if options else f
 
 
-def weights(init, fan_in, fan_out, seed=None, dtype=np.float64):
+def weights(init: str | Callable[..., np.ndarray], fan_in: int, fan_out: int,
+            seed: int | np.random.Generator | np.random.RandomState | None = None,
+            dtype: DTypeLike = np.float64) -> np.ndarray:
     """Draw a (fan_in, fan_out) weight matrix with the named or given initializer."""
     fan_in = check_positive_int(fan_in, "fan_in")
     fan_out = check_positive_int(fan_out, "fan_out")

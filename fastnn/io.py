@@ -43,7 +43,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, overload
+from typing import Any, Literal, Protocol, TypeVar, Union, overload
 
 import numpy as np
 
@@ -53,6 +53,15 @@ from ._validation import check_positive_int
 from .layers import (BatchNorm, Dropout, LeakyReLU, Linear, Maxout, PReLU, ReLU, Sigmoid,
                      Tanh)
 from .net import MLP, Sequential
+
+
+class _Resumable(Protocol):
+    """What Checkpoint.restore needs of a training plan (fastnn.plan's plans, a
+    DataParallel)."""
+    def set_state(self, state: Any, t: int) -> None: ...
+
+
+_P = TypeVar("_P", bound=_Resumable)
 
 #: A file name: str or os.PathLike (pathlib.Path)
 PathLike = Union[str, "os.PathLike[str]"]
@@ -319,7 +328,7 @@ class Checkpoint:
     rng_state: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def restore(self, plan):
+    def restore(self, plan: _P) -> _P:
         """Put the optimizer state and step count into a training plan built for this
         checkpoint's net (``fastnn.plan.build_plan(checkpoint.net, ...)``): the state is
         copied into ``plan.state``'s arrays, which the plan keeps pointers to, and the

@@ -13,11 +13,19 @@ weight matrix W (n_in, n_out) feeding one output unit -- is rescaled to the norm
 same column of the weights; biases, gains and other 1-D parameters are rescaled as one
 piece to their norm.  (A piece whose direction norm is 0 stays 0.)
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._validation import check_positive_int, check_random_state
+
+if TYPE_CHECKING:
+    from .net import Sequential
 
 __all__ = ["Landscape", "loss_line", "loss_plane", "filter_normalize", "random_direction"]
 
@@ -43,7 +51,7 @@ def _pieces(model):
                 yield _offset(flat, p), p.shape
 
 
-def filter_normalize(model, direction):
+def filter_normalize(model: Sequential, direction: ArrayLike) -> np.ndarray:
     """direction (n_params,) rescaled piece by piece to the weights' norms (see the
     module docstring); returns a new float64 array."""
     d = np.array(direction, dtype=np.float64)
@@ -64,7 +72,8 @@ def filter_normalize(model, direction):
     return d
 
 
-def random_direction(model, *, seed=None, filter_normalized=False):
+def random_direction(model: Sequential, *, seed: int | np.random.Generator | None = None,
+                     filter_normalized: bool = False) -> np.ndarray:
     """A (n_params,) direction of standard normal draws (filter-normalized on request),
     in the net's dtype."""
     rng = check_random_state(seed)
@@ -74,7 +83,7 @@ def random_direction(model, *, seed=None, filter_normalized=False):
     return d.astype(model.dtype)
 
 
-def _direction(model, direction, name, seed, filter_normalized):
+def _direction(model, direction, name, seed, filter_normalized) -> np.ndarray:
     n = model.flat_params.size
     if direction is None:
         return random_direction(model, seed=seed, filter_normalized=filter_normalized)
@@ -91,7 +100,7 @@ def _direction(model, direction, name, seed, filter_normalized):
     return d.astype(model.dtype)
 
 
-def _grid(values, name, default):
+def _grid(values, name, default) -> np.ndarray:
     if values is None:
         values = default
     if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
@@ -105,8 +114,11 @@ def _grid(values, name, default):
     return a
 
 
-def loss_line(model, loss, X, y, *, direction=None, alphas=101, regularizer=None,
-              filter_normalized=False, seed=None, n_threads=None):
+def loss_line(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+              direction: ArrayLike | None = None, alphas: int | ArrayLike = 101,
+              regularizer: Any = None, filter_normalized: bool = False,
+              seed: int | np.random.Generator | None = None,
+              n_threads: int | None = None) -> Landscape:
     """The loss along the ray L(W + a W1) (the notes' 1-D slice).
 
     model, loss, X, y, regularizer : as for fastnn.evaluate.build_evaluator.
@@ -124,8 +136,12 @@ def loss_line(model, loss, X, y, *, direction=None, alphas=101, regularizer=None
     return Landscape(alphas, np.zeros(0), ev.losses(points, n_threads=n_threads), (d,))
 
 
-def loss_plane(model, loss, X, y, *, directions=None, alphas=101, betas=None,
-               regularizer=None, filter_normalized=False, seed=None, n_threads=None):
+def loss_plane(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+               directions: Sequence[ArrayLike | None] | None = None,
+               alphas: int | ArrayLike = 101, betas: int | ArrayLike | None = None,
+               regularizer: Any = None, filter_normalized: bool = False,
+               seed: int | np.random.Generator | None = None,
+               n_threads: int | None = None) -> Landscape:
     """The loss over the plane L(W + a W1 + b W2) (the notes' 2-D slice).
 
     directions : None (two random directions from seed) or a pair (W1, W2), each

@@ -11,18 +11,27 @@ Arrays are float32 or float64, fixed per layer by ``dtype``.  The public ``forwa
 containers such as :class:`fastnn.net.Sequential` validate once and then call the
 unchecked ``_forward`` / ``_backward``.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _kernels, config, init as _init
 from . import regularization as _regularization
 from ._validation import (check_array, check_positive_int, check_scalar, float_dtype,
                           seed_to_uint64)
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 #: The kernels' activation codes (the enum of src_c/_common.pxd, mirrored by reference).
 ACTIVATIONS = {None: 0, "identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 
-def activation_code(activation):
+def activation_code(activation: str | None) -> int:
     """The kernels' code for an activation name (None or "identity", "relu", "leaky_relu",
     "sigmoid", "tanh")."""
     try:
@@ -38,12 +47,13 @@ class BatchBuffers:
     Storage grows to the largest batch seen; smaller batches get views of the first n
     rows, which are C-contiguous because only the leading axis is cut."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype: DTypeLike) -> None:
         self.dtype = np.dtype(dtype)
-        self._store = {}
-        self._views = {}
+        self._store: dict[str, np.ndarray] = {}
+        self._views: dict[str, np.ndarray] = {}
 
-    def get(self, name, n, tail, dtype=None):
+    def get(self, name: str, n: int, tail: Iterable[int],
+            dtype: DTypeLike | None = None) -> np.ndarray:
         """The buffer `name` as an (n, *tail) array of `dtype` (default: the owner's)."""
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         tail = tuple(tail)
@@ -93,7 +103,7 @@ class Slot:
                              f"array of shape {value.shape}")
         current[...] = value
 
-    def rebind(self, obj, array):
+    def rebind(self, obj: object, array: np.ndarray) -> None:
         """Make `array` (a view into a flat buffer) the attribute's storage."""
         obj.__dict__[self.key] = array
 
@@ -107,20 +117,22 @@ class Parametrized:
     #: True in training mode, False in evaluation mode (dropout, batch norm differ).
     training = True
     #: ((parameter attribute, gradient attribute), ...) in storage order.
-    _param_slots = ()
+    _param_slots: tuple[tuple[str, str], ...] = ()
+    #: float32 or float64, set by every subclass.
+    dtype: np.dtype[Any]
 
     @property
-    def params(self):
+    def params(self) -> dict[str, np.ndarray]:
         """Parameters by name (the object's own arrays: write into them, in place)."""
         return {p: getattr(self, p) for p, _ in self._param_slots}
 
     @property
-    def grads(self):
+    def grads(self) -> dict[str, np.ndarray]:
         """Gradients by name, written by the last backward."""
         return {p: getattr(self, g) for p, g in self._param_slots}
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
         """Number of learnable scalars (the sizes of all parameters)."""
         return sum(p.size for p in self.params.values())
 
@@ -149,7 +161,7 @@ class Parametrized:
             self._flat = flat
         return flat
 
-    def set_params(self, **values):
+    def set_params(self, **values: ArrayLike) -> None:
         """Copy new values into named parameters (shape must match; dtype converts)."""
         params = self.params
         for name, value in values.items():
@@ -192,12 +204,12 @@ class Parametrized:
         if "dtype" in state:
             self._buffers = BatchBuffers(self.dtype)
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         """Switch to training mode (or evaluation mode when mode is False); returns self."""
         self.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Self:
         """Switch to evaluation mode: dropout is the identity, batch norm uses its
         running statistics.  Returns self."""
         return self.train(False)
@@ -206,16 +218,17 @@ class Parametrized:
 class Layer(Parametrized):
     """Base class.  Subclasses implement _forward/_backward and list their parameters."""
 
-    def __init__(self, dtype=np.float64):
+    def __init__(self, dtype: DTypeLike = np.float64) -> None:
         self.dtype = float_dtype(dtype)
         self._buffers = BatchBuffers(self.dtype)
 
     # -- passes -------------------------------------------------------------------
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """Validated forward pass: x (N, n_in) -> output view (N, n_out)."""
-        return self._forward(self._check_input(x))
+        # _forward/_backward: defined by every subclass, not by this base
+        return self._forward(self._check_input(x))  # type: ignore[attr-defined]
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> np.ndarray | None:
         """Validated backward pass: dout like the last output -> dx view or None."""
         out = getattr(self, "_last_out", None)
         if out is None:
@@ -224,7 +237,7 @@ class Layer(Parametrized):
         if dout.shape != out.shape:
             raise ValueError(f"dout has shape {dout.shape}, expected {out.shape} "
                              "(the shape of the last forward output)")
-        return self._backward(dout)
+        return self._backward(dout)  # type: ignore[attr-defined]
 
     def _check_input(self, x):
         """x as (N, n_in) of the layer's dtype (any width when the layer has no n_in)."""
@@ -277,9 +290,14 @@ class Linear(HasWeights, Layer):
         (constraints apply to W only).
     """
 
-    def __init__(self, n_in, n_out, *, activation=None, alpha=0.01, init="small_random",
-                 bias_init=0.0, input_grad=True, seed=None, dtype=np.float64,
-                 regularizer=None, regularize_bias=False):
+    def __init__(self, n_in: int, n_out: int, *, activation: str | None = None,
+                 alpha: float = 0.01, init: str | Callable[..., np.ndarray] = "small_random",
+                 bias_init: float = 0.0, input_grad: bool = True,
+                 seed: int | np.random.Generator | np.random.RandomState | None = None,
+                 dtype: DTypeLike = np.float64,
+                 regularizer: (_regularization.Regularizer | float | list[Any]
+                               | tuple[Any, ...] | None) = None,
+                 regularize_bias: bool = False) -> None:
         super().__init__(dtype)
         self.n_in = check_positive_int(n_in, "n_in")
         self.n_out = check_positive_int(n_out, "n_out")
@@ -337,7 +355,7 @@ class ElementwiseActivation(Layer):
     #: Slope below zero (only leaky ReLU uses it).
     alpha = 0.0
 
-    def __init__(self, *, dtype=np.float64):
+    def __init__(self, *, dtype: DTypeLike = np.float64) -> None:
         super().__init__(dtype)
         self._last_out = None
 
@@ -381,7 +399,9 @@ class Dropout(Layer):
 
     MODES = ("inverted", "vanilla")
 
-    def __init__(self, p=0.5, *, mode="inverted", seed=None, dtype=np.float64):
+    def __init__(self, p: float = 0.5, *, mode: str = "inverted",
+                 seed: int | np.random.Generator | np.random.RandomState | None = None,
+                 dtype: DTypeLike = np.float64) -> None:
         super().__init__(dtype)
         self.p = check_scalar(p, "p", low=0.0, high=1.0, low_open=True)
         if mode not in self.MODES:
@@ -446,7 +466,7 @@ class LeakyReLU(ElementwiseActivation):
 
     act_code = ACTIVATIONS["leaky_relu"]
 
-    def __init__(self, alpha=0.01, *, dtype=np.float64):
+    def __init__(self, alpha: float = 0.01, *, dtype: DTypeLike = np.float64) -> None:
         super().__init__(dtype=dtype)
         self.alpha = check_scalar(alpha, "alpha", low=0.0)
 
@@ -483,7 +503,8 @@ class PReLU(Layer):
     column in row order (the same bits for any thread count).
     """
 
-    def __init__(self, n_units, *, alpha_init=0.25, dtype=np.float64):
+    def __init__(self, n_units: int, *, alpha_init: float = 0.25,
+                 dtype: DTypeLike = np.float64) -> None:
         super().__init__(dtype)
         self.n_units = check_positive_int(n_units, "n_units")
         self.alpha = np.full(self.n_units, check_scalar(alpha_init, "alpha_init"),
@@ -539,8 +560,11 @@ class Maxout(HasWeights, Layer):
     dtype : float32 or float64
     """
 
-    def __init__(self, n_in, n_out, k=2, *, init="small_random", bias_init=0.0,
-                 input_grad=True, seed=None, dtype=np.float64):
+    def __init__(self, n_in: int, n_out: int, k: int = 2, *,
+                 init: str | Callable[..., np.ndarray] = "small_random",
+                 bias_init: float = 0.0, input_grad: bool = True,
+                 seed: int | np.random.Generator | np.random.RandomState | None = None,
+                 dtype: DTypeLike = np.float64) -> None:
         super().__init__(dtype)
         self.n_in = check_positive_int(n_in, "n_in")
         self.n_out = check_positive_int(n_out, "n_out")
@@ -596,7 +620,8 @@ class BatchNorm(Layer):
     ``running_mean`` and ``running_var`` are state, not parameters.
     """
 
-    def __init__(self, n_features, *, momentum=0.9, eps=1e-5, dtype=np.float64):
+    def __init__(self, n_features: int, *, momentum: float = 0.9, eps: float = 1e-5,
+                 dtype: DTypeLike = np.float64) -> None:
         super().__init__(dtype)
         self.n_features = check_positive_int(n_features, "n_features")
         self.momentum = check_scalar(momentum, "momentum", low=0.0, high=1.0,
@@ -654,7 +679,8 @@ class BatchNorm(Layer):
         return f"{self.n_features}, momentum={self.momentum}, dtype={self.dtype.name}"
 
 
-def bind_flat(owners, dtype):
+def bind_flat(owners: Sequence[Parametrized],
+              dtype: DTypeLike) -> tuple[np.ndarray, np.ndarray]:
     """Put the parameters of `owners` (layers, or a loss with parameters) into one new
     flat parameter array and their gradients into one flat gradient array, in order;
     every parameter attribute becomes a view.  Returns (flat_params, flat_grads), 1-D

@@ -17,9 +17,14 @@ Attributes (y: (N, A), one binary label per score):
 Regression (y: (N, M) real targets, or (N,) when M == 1):
     :class:`L2Regression`, :class:`L1Regression`.
 """
+from __future__ import annotations
+
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _kernels, config, init as _init
 from ._validation import (check_array, check_binary_labels, check_labels,
@@ -32,9 +37,9 @@ class _ScoreLoss:
     """Shared machinery: validation, layer-owned buffers, dispatch to one kernel."""
 
     #: name of the kernel in fastnn._kernels.KERNELS
-    _kernel = None
+    _kernel: str | None = None
 
-    def __init__(self, *, dtype=np.float64):
+    def __init__(self, *, dtype: DTypeLike = np.float64) -> None:
         self.dtype = float_dtype(dtype)
         self._buffers = BatchBuffers(self.dtype)
         self.dscores = None
@@ -54,13 +59,13 @@ class _ScoreLoss:
         self.__dict__.update(state)
         self._buffers = BatchBuffers(self.dtype)
 
-    def forward(self, scores, y):
+    def forward(self, scores: ArrayLike, y: ArrayLike) -> float:
         """Mean loss over the batch (a float); computes dscores for backward()."""
         scores = check_array(scores, "scores", ndim=2, dtype=self.dtype)
         y = self._check_y(y, scores)
         return self._forward(scores, y)
 
-    def __call__(self, scores, y):
+    def __call__(self, scores: ArrayLike, y: ArrayLike) -> float:
         return self.forward(scores, y)
 
     def _check_y(self, y, scores):
@@ -76,7 +81,7 @@ class _ScoreLoss:
     def _run(self, kernel, scores, y):
         return kernel(scores, y, self.dscores, self.row_loss, config._n_threads)
 
-    def backward(self):
+    def backward(self) -> np.ndarray:
         """dL/dscores of the last forward, shape (N, K)."""
         if self.dscores is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
@@ -114,7 +119,7 @@ class MulticlassSVM(_ClassLabelLoss):
     _kernel = "multiclass_svm"
     _squared = False
 
-    def __init__(self, delta=1.0, *, dtype=np.float64):
+    def __init__(self, delta: float = 1.0, *, dtype: DTypeLike = np.float64) -> None:
         super().__init__(dtype=dtype)
         self.delta = check_scalar(delta, "delta", low=0.0, low_open=True)
 
@@ -195,7 +200,7 @@ class L1Regression(_RegressionLoss):
 
 # ---- hierarchical softmax ---------------------------------------------------------------
 
-def balanced_tree(n_classes):
+def balanced_tree(n_classes: int) -> tuple[Any, Any]:
     """A balanced binary tree over classes 0..n_classes-1 as nested pairs: a class is
     an int, an internal node a 2-tuple (left, right).  Depth ceil(log2 n_classes);
     e.g. ``balanced_tree(5) == ((0, 1), (2, (3, 4)))``."""
@@ -210,7 +215,8 @@ def balanced_tree(n_classes):
     return build(0, k)
 
 
-def compile_tree(tree, n_classes):
+def compile_tree(tree: tuple[Any, Any] | list[Any], n_classes: int
+                 ) -> tuple[tuple[Any, Any], np.ndarray, np.ndarray, np.ndarray]:
     """Check a class tree and flatten it into the arrays the kernels walk.
 
     ``tree``: nested pairs, e.g. ``((0, 1), (2, (3, 4)))``: a leaf is an integer class
@@ -227,13 +233,13 @@ def compile_tree(tree, n_classes):
     outside [0, K), repeated or missing), TypeError for a leaf that is not an integer.
     """
     k = check_positive_int(n_classes, "n_classes", minimum=2)
-    where_of = {}                         # class -> where it was found
-    path_of = [None] * k
-    children = []                         # per internal node: [left, right] as built
+    where_of: dict[int, str] = {}         # class -> where it was found
+    path_of: list[Any] = [None] * k
+    children: list[list[Any]] = []        # per internal node: [left, right] as built
     n_internal = 0
     # Iterative pre-order walk (a deep, chain-like tree must not hit Python's recursion
     # limit).  Entries: (node, where, path nodes, path codes, parent id, side).
-    stack = [(tree, "tree", (), (), -1, 0)]
+    stack: list[tuple[Any, ...]] = [(tree, "tree", (), (), -1, 0)]
     while stack:
         node, where, pn, pc, parent, side = stack.pop()
         if isinstance(node, (tuple, list)):
@@ -271,7 +277,7 @@ def compile_tree(tree, n_classes):
         raise ValueError(f"tree: class(es) {shown} missing; every class in [0, {k}) must "
                          "appear exactly once")
     # Canonical nested tuples, built bottom-up (children have larger pre-order ids).
-    built = [None] * n_internal
+    built: list[Any] = [None] * n_internal
     for ident in range(n_internal - 1, -1, -1):
         built[ident] = tuple(built[v] if kind == "node" else v
                              for kind, v in children[ident])
@@ -323,8 +329,11 @@ class HierarchicalSoftmax(HasWeights):
     """
 
 
-    def __init__(self, n_in, n_classes, *, tree=None, init="small_random", seed=None,
-                 dtype=np.float64):
+    def __init__(self, n_in: int, n_classes: int, *,
+                 tree: tuple[Any, Any] | list[Any] | None = None,
+                 init: str | Callable[..., np.ndarray] = "small_random",
+                 seed: int | np.random.Generator | np.random.RandomState | None = None,
+                 dtype: DTypeLike = np.float64) -> None:
         self.dtype = float_dtype(dtype)
         self.n_in = check_positive_int(n_in, "n_in")
         self.n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
@@ -341,10 +350,10 @@ class HierarchicalSoftmax(HasWeights):
         self.dh = None
 
     # -- loss -------------------------------------------------------------------------
-    def _check_h(self, h):
+    def _check_h(self, h: ArrayLike) -> np.ndarray:
         return check_array(h, "h", ndim=2, n_cols=self.n_in, dtype=self.dtype)
 
-    def forward(self, h, y):
+    def forward(self, h: ArrayLike, y: ArrayLike) -> float:
         """Mean of -log P(y_i | h_i) over the batch.  h (N, D), y (N,) labels in [0, K)."""
         h = self._check_h(h)
         return self._forward(h, self._check_y(y, h))
@@ -352,7 +361,7 @@ class HierarchicalSoftmax(HasWeights):
     def _check_y(self, y, h):
         return check_labels(y, "y", n_samples=h.shape[0], n_classes=self.n_classes)
 
-    def __call__(self, h, y):
+    def __call__(self, h: ArrayLike, y: ArrayLike) -> float:
         return self.forward(h, y)
 
     def _forward(self, h, y):
@@ -365,7 +374,7 @@ class HierarchicalSoftmax(HasWeights):
         self._h, self._y, self._dz, self.row_loss = h, y, dz, row_loss
         return loss
 
-    def backward(self, input_grad=True):
+    def backward(self, input_grad: bool = True) -> np.ndarray | None:
         """Write grads (dW, db) of the last forward's loss; return dL/dh (N, D), or
         None when ``input_grad`` is False (then dh is not computed)."""
         if self._dz is None:
@@ -378,7 +387,7 @@ class HierarchicalSoftmax(HasWeights):
         return dh
 
     # -- prediction -------------------------------------------------------------------
-    def log_proba(self, h):
+    def log_proba(self, h: ArrayLike) -> np.ndarray:
         """log P(c | h_i) for every class: (N, K), a new array of self.dtype.
 
         Costs O(N K depth) (every class's path), unlike the loss."""
@@ -391,11 +400,11 @@ class HierarchicalSoftmax(HasWeights):
             logp[:, cls] += _log_sigmoid(u)
         return logp
 
-    def predict_proba(self, h):
+    def predict_proba(self, h: ArrayLike) -> np.ndarray:
         """P(c | h_i): (N, K), rows summing to 1."""
         return np.exp(self.log_proba(h))
 
-    def predict(self, h):
+    def predict(self, h: ArrayLike) -> np.ndarray:
         """Most probable class per row, (N,) intp."""
         return np.argmax(self.predict_proba(h), axis=1)
 

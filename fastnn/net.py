@@ -232,7 +232,7 @@ class MLP(Sequential):
                              f"{sorted(_ACTIVATION_LAYERS)}")
         init = _DEFAULT_INIT[activation] if init is None else init
         rng = check_random_state(seed)
-        act_kwargs = {"alpha": alpha} if activation == "leaky_relu" else {}
+        act_kwargs: dict[str, Any] = {"alpha": alpha} if activation == "leaky_relu" else {}
         layers = []
         for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
             if batch_norm:

@@ -31,10 +31,19 @@ Schedules give the learning rate after t updates (t = 0 for the first step):
 ``ExponentialDecay(rate)``: ``lr * exp(-rate*t)``, ``InverseTimeDecay(rate)``:
 ``lr / (1 + rate*t)``.
 """
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _kernels, config, reference
 from ._validation import check_positive_int, check_scalar, float_dtype
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["SGD", "Momentum", "Nesterov", "Adagrad", "RMSProp", "Adam", "Optimizer",
            "Schedule", "Constant", "StepDecay", "ExponentialDecay", "InverseTimeDecay",
@@ -52,24 +61,24 @@ class Schedule:
     to it (see :meth:`bind`).  ``schedule(t)`` is the learning rate after t >= 0 updates.
     """
 
-    kind = None
+    kind: int | None = None
 
-    def __init__(self, rate=0.0, every=1):
+    def __init__(self, rate: float = 0.0, every: int = 1) -> None:
         self._rate = float(rate)
         self._every = int(every)
         self._lr0 = 1.0
 
     @property
-    def params(self):
+    def params(self) -> tuple[float, int]:
         """(rate, every): a float and an int >= 1, in the learning_rate kernel's order."""
         return (self._rate, self._every)
 
     @property
-    def lr0(self):
+    def lr0(self) -> float:
         """The learning rate at t = 0."""
         return self._lr0
 
-    def bind(self, lr0):
+    def bind(self, lr0: float) -> Self:
         """A copy of this schedule starting from learning rate lr0 (> 0)."""
         lr0 = check_scalar(lr0, "lr0", low=0.0, low_open=True)
         other = object.__new__(type(self))
@@ -77,7 +86,7 @@ class Schedule:
         other._lr0 = lr0
         return other
 
-    def __call__(self, t):
+    def __call__(self, t: int) -> float:
         """The learning rate after t updates (t: int >= 0), a Python float."""
         t = check_positive_int(t, "t", minimum=0)
         rate, every = self.params
@@ -96,7 +105,7 @@ class Constant(Schedule):
 
     kind = reference.SCHED_CONSTANT
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
 
     def __repr__(self):
@@ -109,16 +118,16 @@ class StepDecay(Schedule):
 
     kind = reference.SCHED_STEP
 
-    def __init__(self, rate=0.5, every=None):
+    def __init__(self, rate: float = 0.5, every: int | None = None) -> None:
         rate = check_scalar(rate, "rate", low=0.0, high=1.0, low_open=True)
         super().__init__(rate, check_positive_int(every, "every"))
 
     @property
-    def rate(self):
+    def rate(self) -> float:
         return self._rate
 
     @property
-    def every(self):
+    def every(self) -> int:
         return self._every
 
     def __repr__(self):
@@ -128,11 +137,11 @@ class StepDecay(Schedule):
 class _RateDecay(Schedule):
     """A decay with one rate (finite, >= 0) applied at every step."""
 
-    def __init__(self, rate):
+    def __init__(self, rate: float) -> None:
         super().__init__(check_scalar(rate, "rate", low=0.0))
 
     @property
-    def rate(self):
+    def rate(self) -> float:
         return self._rate
 
     def __repr__(self):
@@ -176,11 +185,11 @@ class Optimizer:
     t : steps taken by :meth:`step` so far
     """
 
-    kind = None
-    state_names = ()
+    kind: int | None = None
+    state_names: tuple[str, ...] = ()
     _lr_repr_name = "lr"
 
-    def __init__(self, lr, schedule, lr_name="lr"):
+    def __init__(self, lr: float, schedule: Schedule | None, lr_name: str = "lr") -> None:
         self._lr = _positive(lr, lr_name)
         if schedule is None:
             schedule = Constant()
@@ -190,39 +199,41 @@ class Optimizer:
                             f"{type(schedule).__name__}")
         self._schedule = schedule.bind(self._lr)
         self.t = 0
-        self._states = []            # per position in step()'s list: a tuple of arrays
+        # per position in step()'s list: a tuple of arrays
+        self._states: list[tuple[np.ndarray, ...]] = []
 
     @property
-    def lr(self):
+    def lr(self) -> float:
         return self._lr
 
-    def set_lr(self, lr):
+    def set_lr(self, lr: float) -> None:
         """Change the base learning rate; the schedule continues from it (at the current
         step count).  Plans built from this optimizer need ``plan.set_lr`` as well."""
         self._lr = _positive(lr, "lr")
         self._schedule = self._schedule.bind(self._lr)
 
     @property
-    def schedule(self):
+    def schedule(self) -> Schedule:
         return self._schedule
 
     @property
-    def hyper(self):
+    def hyper(self) -> tuple[float, float, float]:
         """(h1, h2, eps) as optimizer_update takes them."""
         return (0.0, 0.0, 0.0)
 
     @property
-    def n_state(self):
+    def n_state(self) -> int:
         return len(self.state_names)
 
-    def init_state(self, size, dtype):
+    def init_state(self, size: int, dtype: DTypeLike) -> tuple[np.ndarray, ...]:
         """A tuple of ``n_state`` zero arrays of shape (size,) and the given dtype
         (float32 or float64): the optimizer's state for ``size`` parameters."""
         size = check_positive_int(size, "size", minimum=0)
         dtype = float_dtype(dtype, "dtype")
         return tuple(np.zeros(size, dtype) for _ in self.state_names)
 
-    def update(self, param, grad, state, t):
+    def update(self, param: np.ndarray, grad: np.ndarray,
+               state: tuple[np.ndarray, ...] | list[np.ndarray], t: int) -> np.ndarray:
         """Step t (1-based) of one array, in place on param and the state arrays.
 
         param, grad: C-contiguous float32/float64 arrays of one shape and dtype (flat
@@ -240,7 +251,7 @@ class Optimizer:
             self.kind, param, grad, s1, s2, self._schedule(t - 1), h1, h2, eps, t,
             config._n_threads)
 
-    def step(self, params_and_grads):
+    def step(self, params_and_grads: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
         """One step of every (param, grad) pair, in place (any shapes).  State is kept
         per position in the list, so pass the same arrays in the same order each time.
 
@@ -289,14 +300,14 @@ class Optimizer:
                                 self.init_state(param.size, param.dtype)))
         return states
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """A checkpoint of what :meth:`step` keeps: {"optimizer": class name, "t": steps
         taken, "state": one dict {state name: array copy} per position}."""
         return {"optimizer": type(self).__name__, "t": self.t,
                 "state": [{name: a.copy() for name, a in zip(self.state_names, s)}
                           for s in self._states]}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` of an optimizer of the same class (arrays copied)."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
@@ -315,7 +326,7 @@ class Optimizer:
             where = f"state_dict['state'][{i}]"
             if not isinstance(entry, dict) or set(entry) != set(self.state_names):
                 raise ValueError(f"{where} must be a dict with keys {self.state_names}")
-            arrays = []
+            arrays: list[np.ndarray] = []
             for name in self.state_names:
                 a = entry[name]
                 if not isinstance(a, np.ndarray):
@@ -349,7 +360,8 @@ class SGD(Optimizer):
     state_names = ()
     _lr_repr_name = "step_size"        # as before the other optimizers came
 
-    def __init__(self, step_size=None, *, schedule=None, lr=None):
+    def __init__(self, step_size: float | None = None, *, schedule: Schedule | None = None,
+                 lr: float | None = None) -> None:
         if step_size is not None and lr is not None:
             raise TypeError("give step_size or lr, not both")
         if lr is not None:
@@ -359,7 +371,7 @@ class SGD(Optimizer):
                              "step_size")
 
     @property
-    def step_size(self):
+    def step_size(self) -> float:
         """The learning rate under the notes' name for it."""
         return self._lr
 
@@ -372,16 +384,17 @@ class Momentum(Optimizer):
     kind = reference.OPT_MOMENTUM
     state_names = ("v",)
 
-    def __init__(self, lr=1e-3, mu=0.9, *, schedule=None):
+    def __init__(self, lr: float = 1e-3, mu: float = 0.9, *,
+                 schedule: Schedule | None = None) -> None:
         super().__init__(lr, schedule)
         self._mu = _unit(mu, "mu")
 
     @property
-    def mu(self):
+    def mu(self) -> float:
         return self._mu
 
     @property
-    def hyper(self):
+    def hyper(self) -> tuple[float, float, float]:
         return (self._mu, 0.0, 0.0)
 
     def _repr_args(self):
@@ -405,16 +418,17 @@ class Adagrad(Optimizer):
     kind = reference.OPT_ADAGRAD
     state_names = ("cache",)
 
-    def __init__(self, lr=1e-3, eps=1e-8, *, schedule=None):
+    def __init__(self, lr: float = 1e-3, eps: float = 1e-8, *,
+                 schedule: Schedule | None = None) -> None:
         super().__init__(lr, schedule)
         self._eps = _positive(eps, "eps")
 
     @property
-    def eps(self):
+    def eps(self) -> float:
         return self._eps
 
     @property
-    def hyper(self):
+    def hyper(self) -> tuple[float, float, float]:
         return (0.0, 0.0, self._eps)
 
     def _repr_args(self):
@@ -431,21 +445,22 @@ class RMSProp(Optimizer):
     kind = reference.OPT_RMSPROP
     state_names = ("cache",)
 
-    def __init__(self, lr=1e-3, decay_rate=0.99, eps=1e-8, *, schedule=None):
+    def __init__(self, lr: float = 1e-3, decay_rate: float = 0.99, eps: float = 1e-8, *,
+                 schedule: Schedule | None = None) -> None:
         super().__init__(lr, schedule)
         self._decay_rate = _unit(decay_rate, "decay_rate")
         self._eps = _positive(eps, "eps")
 
     @property
-    def decay_rate(self):
+    def decay_rate(self) -> float:
         return self._decay_rate
 
     @property
-    def eps(self):
+    def eps(self) -> float:
         return self._eps
 
     @property
-    def hyper(self):
+    def hyper(self) -> tuple[float, float, float]:
         return (self._decay_rate, 0.0, self._eps)
 
     def _repr_args(self):
@@ -463,37 +478,39 @@ class Adam(Optimizer):
     kind = reference.OPT_ADAM
     state_names = ("m", "v")
 
-    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, *, schedule=None):
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, *, schedule: Schedule | None = None) -> None:
         super().__init__(lr, schedule)
         self._beta1 = _unit(beta1, "beta1")
         self._beta2 = _unit(beta2, "beta2")
         self._eps = _positive(eps, "eps")
 
     @property
-    def beta1(self):
+    def beta1(self) -> float:
         return self._beta1
 
     @property
-    def beta2(self):
+    def beta2(self) -> float:
         return self._beta2
 
     @property
-    def eps(self):
+    def eps(self) -> float:
         return self._eps
 
     @property
-    def hyper(self):
+    def hyper(self) -> tuple[float, float, float]:
         return (self._beta1, self._beta2, self._eps)
 
     def _repr_args(self):
         return f", beta1={self._beta1!r}, beta2={self._beta2!r}, eps={self._eps!r}"
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": Adagrad,
-              "rmsprop": RMSProp, "adam": Adam}
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": Adagrad,
+    "rmsprop": RMSProp, "adam": Adam}
 
 
-def get(optimizer, **kwargs):
+def get(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
     """An optimizer from its name ("sgd", "momentum", "nesterov", "adagrad", "rmsprop",
     "adam"; any case), built with ``kwargs``, or an optimizer instance (returned as is,
     and then no kwargs)."""

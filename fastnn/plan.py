@@ -18,7 +18,13 @@ batch statistics).  It is valid as long as the net's architecture is: changing a
 parameter's value needs no rebuild, while a layer added, removed or re-shaped, another
 dtype or batch size, or another backend needs a new plan (``plan.matches(...)`` tells).
 """
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _kernels, config
 from . import optim as _optim
@@ -27,6 +33,12 @@ from ._validation import check_array, check_positive_int
 from .layers import (BatchNorm, Dropout, ElementwiseActivation, Linear, Maxout, PReLU)
 from .losses import (AttributeHinge, AttributeLogistic, HierarchicalSoftmax, L1Regression,
                      L2Regression, MulticlassSVM, SoftmaxCrossEntropy, SquaredHingeSVM)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .layers import Layer
+    from .net import Sequential
 
 #: element-wise losses, by class, with the kernels' kind code (_loss_core.pxd)
 _ELEMENTWISE = {AttributeHinge: 0, AttributeLogistic: 1, L2Regression: 2, L1Regression: 3}
@@ -38,7 +50,9 @@ def _offset(flat, array):
     return start // flat.itemsize
 
 
-def regularized(net, regularizer):
+def regularized(net: Sequential, regularizer: _reg.Regularizer
+                ) -> tuple[list[tuple[_reg.Regularizer, np.ndarray, np.ndarray]],
+                           list[tuple[_reg.Regularizer, np.ndarray]]]:
     """What a step regularizes, in the order the penalties are summed:
     ([(regularizer, param, grad)], [(regularizer, W)]) from the global regularizer and
     each layer's ``regularizer`` / ``regularize_bias``.  Every layer with a weight matrix
@@ -50,11 +64,11 @@ def regularized(net, regularizer):
         r = getattr(layer, "regularizer", None)
         r = regularizer if r is None else r
         if r.has_penalty:
-            penalized.append((r, layer.W, layer.dW))
+            penalized.append((r, layer.W, layer.dW))  # type: ignore[attr-defined]  # has "W"
             if getattr(layer, "regularize_bias", False):
-                penalized.append((r, layer.b, layer.db))
+                penalized.append((r, layer.b, layer.db))  # type: ignore[attr-defined]
         if r.has_constraint:
-            constrained.append((r, layer.W))
+            constrained.append((r, layer.W))  # type: ignore[attr-defined]
     return penalized, constrained
 
 
@@ -69,7 +83,13 @@ def _signature(net, loss, batch_size):
 class _Plan:
     """What both plans share: the checks, the data binding, the optimizer state."""
 
-    def __init__(self, net, loss, optimizer, regularizer, batch_size):
+    # the bound data: arrays once bind() ran, None before (a step checks that first)
+    _X: Any
+    _y: Any
+    _w: np.ndarray | None
+
+    def __init__(self, net: Sequential, loss: Any, optimizer: str | _optim.Optimizer,
+                 regularizer: Any, batch_size: int) -> None:
         from .net import Sequential
         if not isinstance(net, Sequential):
             raise TypeError(f"net must be a fastnn Sequential or MLP, got {type(net).__name__}")
@@ -84,7 +104,7 @@ class _Plan:
         n = net.flat_params.size
         self.state = tuple(self.optimizer.init_state(n, self.dtype))
         self.loss_flat = None
-        self.loss_state = ()
+        self.loss_state: tuple[np.ndarray, ...] = ()
         if getattr(loss, "params", None):
             if loss.dtype != self.dtype:
                 raise ValueError(f"the loss has dtype {loss.dtype}, the net {self.dtype}: "
@@ -95,11 +115,11 @@ class _Plan:
         self.t = 0
         self._X = self._y = self._w = None
 
-    def set_lr(self, lr):
+    def set_lr(self, lr: float) -> None:
         """Change the optimizer's base learning rate from the next step on."""
         self.optimizer.set_lr(lr)
 
-    def learning_rate(self):
+    def learning_rate(self) -> float:
         """The learning rate the next step will use."""
         return float(self.optimizer.schedule(self.t))
 
@@ -114,7 +134,7 @@ class _Plan:
                 arrays += [layer.running_mean, layer.running_var]
         return arrays
 
-    def snapshot(self, into=None):
+    def snapshot(self, into: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything a step changes, copied: flat parameters, optimizer state, step count,
         dropout steps, batch-norm running statistics.  `into`: a previous snapshot whose
         arrays are reused (no allocation)."""
@@ -128,7 +148,7 @@ class _Plan:
         into["steps"] = [layer.step for layer in self.net.layers if hasattr(layer, "step")]
         return into
 
-    def restore(self, snap):
+    def restore(self, snap: dict[str, Any]) -> None:
         """Go back to a snapshot (in place: every pointer stays valid)."""
         for dst, src in zip(self._changing_arrays(), snap["arrays"]):
             dst[...] = src
@@ -137,7 +157,7 @@ class _Plan:
             layer.step = step
         self._set_counters(snap["t"])
 
-    def set_state(self, state, t):
+    def set_state(self, state: Iterable[ArrayLike], t: int) -> None:
         """Resume: copy optimizer state arrays (as ``plan.state`` holds them) into the
         plan and set the step count to t (the updates made so far); the dropout steps are
         read from the layers.  Shapes and dtypes must match."""
@@ -157,7 +177,7 @@ class _Plan:
     def _set_counters(self, t):
         self.t = t
 
-    def matches(self, net, loss, batch_size):
+    def matches(self, net: Sequential, loss: Any, batch_size: int) -> bool:
         """True when this plan can train (net, loss) at this batch size as it is now."""
         return self._signature == _signature(net, loss, batch_size)
 
@@ -166,7 +186,7 @@ class _Plan:
             raise RuntimeError("the net, the loss or the backend changed since this plan "
                                "was built; build a new plan (fastnn.plan.build_plan)")
 
-    def bind(self, X, y, weights=None):
+    def bind(self, X: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -> Self:
         """Check the training data once: X (N, D) becomes a C-contiguous array of the
         net's dtype (copied only when it is not one already), y the loss's targets.
 
@@ -191,12 +211,14 @@ class _Plan:
         return self.net._fused[-1][0].n_out
 
     @staticmethod
-    def _outputs(k, losses, data_losses):
+    def _outputs(k: int, losses: np.ndarray | None,
+                 data_losses: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         losses = np.empty(k) if losses is None else losses
         data_losses = np.empty(k) if data_losses is None else data_losses
         return losses, data_losses
 
-    def _check_run(self, k, indices):
+    def _check_run(self, k: int,
+                   indices: ArrayLike | None) -> tuple[int, np.ndarray | None]:
         self._check_current()
         if self._X is None:
             raise RuntimeError("bind(X, y) must be called before run")
@@ -215,14 +237,15 @@ class _Plan:
         return k, indices
 
 
-def check_data(net, loss, X, y):
+def check_data(net: Sequential, loss: Any, X: ArrayLike,
+               y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) checked for (net, loss): X (N, n_features) a C-contiguous array of the
     net's dtype (copied only when it is not one already), y the loss's targets for N
     rows of the net's output width (float targets in the net's dtype), contiguous."""
     X = check_array(X, "X", ndim=2, n_cols=net.n_features, dtype=net.dtype)
     y = loss._check_y(y, ShapeOnly(X.shape[0], net._fused[-1][0].n_out))
-    if y.dtype.kind == "f" and y.dtype != net.dtype:
-        y = y.astype(net.dtype)
+    if y.dtype.kind == "f" and y.dtype != net.dtype:  # type: ignore[union-attr]  # an array now
+        y = y.astype(net.dtype)  # type: ignore[union-attr]  # (y: _check_y's; loss is duck-typed)
     return X, np.ascontiguousarray(y)
 
 
@@ -239,7 +262,7 @@ def _weigh_rows(dscores, row_loss, w):
 class ShapeOnly:
     """Stands in for scores when only their shape is needed (target checks)."""
 
-    def __init__(self, n, k):
+    def __init__(self, n: int, k: int) -> None:
         self.shape = (n, k)
         self.ndim = 2
 
@@ -250,7 +273,8 @@ class LayerPath(_Plan):
 
     backend = "layers"
 
-    def run(self, k, indices=None, losses=None, data_losses=None):
+    def run(self, k: int, indices: ArrayLike | None = None, losses: np.ndarray | None = None,
+            data_losses: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Run k steps; returns (losses, data_losses), each step's total and data loss."""
         k, indices = self._check_run(k, indices)
         n = self._X.shape[0]
@@ -293,7 +317,7 @@ class LayerPath(_Plan):
                 layer.train(mode)
         return losses, data_losses
 
-    def sync(self):
+    def sync(self) -> None:
         """Nothing to write back: the layers were run directly."""
 
 
@@ -302,10 +326,11 @@ class CompiledPlan(_Plan):
 
     backend = "compiled"
 
-    def __init__(self, net, loss, optimizer, regularizer, batch_size):
+    def __init__(self, net: Sequential, loss: Any, optimizer: str | _optim.Optimizer,
+                 regularizer: Any, batch_size: int) -> None:
         super().__init__(net, loss, optimizer, regularizer, batch_size)
-        from . import _plan
-        self._dropouts = []
+        from . import _plan  # type: ignore[attr-defined]  # a compiled extension, no stub
+        self._dropouts: list[Dropout] = []
         ops = [self._op(layer, act, i, _plan.OP_KINDS)
                for i, (layer, act) in enumerate(net._fused)]
         loss_spec = self._loss_spec(_plan.LOSS_KINDS)
@@ -313,7 +338,8 @@ class CompiledPlan(_Plan):
         opt = self.optimizer
         rate, every = opt.schedule.params
         h1, h2, eps = opt.hyper
-        optimizer = {"kind": opt.kind, "lr": float(opt.lr), "hyper": (h1, h2, eps),
+        optimizer = {  # type: ignore[assignment]  # the parameter's name, reused for the spec
+                     "kind": opt.kind, "lr": float(opt.lr), "hyper": (h1, h2, eps),
                      "schedule": opt.schedule.kind, "rate": float(rate),
                      "every": int(every), "t": self.t}
         lp, lg = self.loss_flat if self.loss_flat is not None else (None, None)
@@ -333,7 +359,7 @@ class CompiledPlan(_Plan):
     def _regularization_spec(self, kinds):
         return regularization_spec(self.net, self.penalized, self.constrained, kinds)
 
-    def set_lr(self, lr):
+    def set_lr(self, lr: float) -> None:
         super().set_lr(lr)
         self._plan.set_lr(self.optimizer.lr)
 
@@ -344,16 +370,18 @@ class CompiledPlan(_Plan):
         self._plan.set_dropout_steps([layer.step for layer in self._dropouts])
 
     # -- running -------------------------------------------------------------------------
-    def bind(self, X, y, weights=None):
+    def bind(self, X: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -> Self:
         super().bind(X, y, weights)
         y = self._y
-        if y.dtype.kind in "iu" and y.dtype != np.intp:
-            y = y.astype(np.intp)
+        if y.dtype.kind in "iu" and y.dtype != np.intp:  # type: ignore[union-attr]  # an array
+            y = y.astype(np.intp)  # type: ignore[union-attr]  # (y: self._y, bound)
             self._y = y
         self._plan.bind_data(self._X, self._y, self._w)
         return self
 
-    def run(self, k, indices=None, losses=None, data_losses=None, n_threads=None):
+    def run(self, k: int, indices: ArrayLike | None = None, losses: np.ndarray | None = None,
+            data_losses: np.ndarray | None = None,
+            n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Run k steps; returns (losses, data_losses), each step's total and data loss
         (float64 arrays of k entries, or the arrays given, filled)."""
         k, indices = self._check_run(k, indices)
@@ -363,7 +391,7 @@ class CompiledPlan(_Plan):
         self.sync()
         return losses, data_losses
 
-    def gradient(self, indices=None, n_threads=None):
+    def gradient(self, indices: ArrayLike | None = None, n_threads: int | None = None) -> float:
         """Half a step, for data parallelism: forward, loss and backward of one batch
         (`indices`: None for the whole bound data set, or ``batch_size`` int64 rows); the
         data-loss gradient is left in ``net.flat_grads`` and the (weighted) mean data loss
@@ -379,7 +407,7 @@ class CompiledPlan(_Plan):
         self.sync()
         return out
 
-    def apply(self, n_threads=None):
+    def apply(self, n_threads: int | None = None) -> float:
         """The other half of a step, on whatever ``net.flat_grads`` holds (say, a sum
         of shard gradients over MPI ranks): penalty gradients added (once), the optimizer
         update, constraints.  Returns the penalty; the step count advances by one."""
@@ -389,7 +417,7 @@ class CompiledPlan(_Plan):
         self.sync()
         return out
 
-    def sync(self):
+    def sync(self) -> None:
         """Write the compiled plan's counters back: the step count, and the dropout steps
         to the layers.  run() does it; after an interruption (Ctrl-C arriving between
         the compiled call's return and the end of run) call it to catch up."""
@@ -399,7 +427,8 @@ class CompiledPlan(_Plan):
 
 
 # -- the compiled ops, shared by the plan and the loss evaluator (fastnn.evaluate) ---------
-def op_spec(net, layer, act, position, kinds):
+def op_spec(net: Sequential, layer: Layer, act: ElementwiseActivation | None, position: int,
+            kinds: Mapping[str, int]) -> dict[str, Any]:
     """The compiled op of `layer` (with its fused activation `act`, or None) at
     `position` in ``net._fused``: a dict of the kind codes in `kinds` (the plan's
     OP_KINDS), the sizes, and the offsets of the parameters in ``net.flat_params``."""
@@ -448,7 +477,7 @@ def _width_before(net, position):
     return net.n_features
 
 
-def loss_spec(loss, K, kinds):
+def loss_spec(loss: Any, K: int, kinds: Mapping[str, int]) -> dict[str, Any]:
     """The compiled loss of `loss` on K outputs (kind codes from `kinds`)."""
     kind = type(loss)
     if kind is SoftmaxCrossEntropy:
@@ -468,7 +497,12 @@ def loss_spec(loss, K, kinds):
     raise ValueError(f"the compiled plan cannot run the loss {kind.__name__}")
 
 
-def regularization_spec(net, penalized, constrained, kinds):
+def regularization_spec(net: Sequential,
+                        penalized: Sequence[tuple[_reg.Regularizer, np.ndarray, np.ndarray]],
+                        constrained: Sequence[tuple[_reg.Regularizer, np.ndarray]],
+                        kinds: Mapping[str, int]
+                        ) -> tuple[list[tuple[int, float, float, int, int, int]],
+                                   list[tuple[float, int, int, int]]]:
     """(penalties, constraints) of what :func:`regularized` returned, as the
     compiled plan takes them (offsets into ``net.flat_params``)."""
     flat = net.flat_params
@@ -501,7 +535,8 @@ def regularization_spec(net, penalized, constrained, kinds):
     return penalties, constraints
 
 
-def build_plan(net, loss, *, optimizer="sgd", regularizer=None, batch_size):
+def build_plan(net: Sequential, loss: Any, *, optimizer: str | _optim.Optimizer = "sgd",
+               regularizer: Any = None, batch_size: int) -> LayerPath | CompiledPlan:
     """The plan for training `net` with `loss` on the active backend: a CompiledPlan on
     the compiled backend, a LayerPath on the NumPy backend.
 

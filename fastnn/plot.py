@@ -9,12 +9,26 @@ in a notebook or in the backend the user chose (nothing here calls ``plt.show``)
 no display, changes no process-wide setting (``matplotlib.use`` is never called) and
 leaves no figure open in pyplot.  The returned Figure still displays in a notebook.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import os
+    from types import ModuleType
+
+    from .history import History
+    from .landscape import Landscape
+    from .search import Comparison, SearchResult, SweepResult
+    from .trainer import Trainer
 
 _INSTALL = "plotting needs matplotlib: pip install 'fastnn[plot]'"
 
 
-def require():
+def require() -> ModuleType:
     """Import matplotlib (only the package, not pyplot); an ImportError that says how to
     install it when it is missing.  Returns the matplotlib module."""
     try:
@@ -71,7 +85,7 @@ def _cmap(name):
 
 # ---- decision regions ----------------------------------------------------------------------
 
-def _check_plane(X):
+def _check_plane(X) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"X must have shape (N, 2) to draw a plane, got {X.shape}")
@@ -134,7 +148,9 @@ def _regions(model, X, y, path, title, xs, ys, legend):
     return _finish(fig, path)
 
 
-def decision_regions(model, X, y, path=None, *, title=None, resolution=300):
+def decision_regions(model: Any, X: ArrayLike, y: ArrayLike,
+                     path: str | os.PathLike[str] | None = None, *, title: str | None = None,
+                     resolution: int = 300) -> Any:
     """Colour the plane by the model's predicted class and scatter the 2-D data on top.
 
     model : anything with ``predict`` on (M, 2) rows: a fastnn net (class indices) or a
@@ -156,7 +172,9 @@ def decision_regions(model, X, y, path=None, *, title=None, resolution=300):
     return _regions(model, X, y, path, title, xs, ys, legend=True)
 
 
-def decision_boundary(net, X, y, path=None, *, title=None, resolution=0.02):
+def decision_boundary(net: Any, X: ArrayLike, y: ArrayLike,
+                      path: str | os.PathLike[str] | None = None, *, title: str | None = None,
+                      resolution: float = 0.02) -> Any:
     """The spiral case study's picture: like :func:`decision_regions` on a grid of step
     ``resolution`` (in data units) over the data plus 0.5 each side, without a legend.
 
@@ -189,7 +207,8 @@ def _has(values):
     return bool(np.any(np.isfinite(values)))
 
 
-def history_curves(history, path=None):
+def history_curves(history: History | Trainer,
+                   path: str | os.PathLike[str] | None = None) -> Any:
     """Training curves on three subplots sharing the epoch axis: the loss (training and,
     when recorded, validation; the training data loss too when a penalty was added),
     the metric (training and validation) and the learning rate.
@@ -224,7 +243,8 @@ def history_curves(history, path=None):
     return _finish(fig, path)
 
 
-def dead_units(history, path=None):
+def dead_units(history: History | Trainer,
+               path: str | os.PathLike[str] | None = None) -> Any:
     """The fraction of dead units (no positive output on any training row checked) of
     every hidden ReLU-family layer, epoch by epoch: one line per layer.
 
@@ -249,7 +269,8 @@ def dead_units(history, path=None):
 
 # ---- preprocessing -------------------------------------------------------------------------
 
-def preprocessing_views(X, path=None, *, eps=1e-5, same_scale=True):
+def preprocessing_views(X: ArrayLike, path: str | os.PathLike[str] | None = None, *,
+                        eps: float = 1e-5, same_scale: bool = True) -> Any:
     """The notes' preprocessing pictures for 2-D data, side by side: the original data,
     centered (mean subtracted), decorrelated (PCA: rotated into the covariance
     eigenbasis) and whitened (each component divided by sqrt(eigenvalue + eps)).
@@ -288,7 +309,9 @@ def preprocessing_views(X, path=None, *, eps=1e-5, same_scale=True):
     return _finish(fig, path)
 
 
-def loss_landscape(landscape, path=None, *, title=None, log=False, levels=12):
+def loss_landscape(landscape: Landscape, path: str | os.PathLike[str] | None = None, *,
+                   title: str | None = None, log: bool = False,
+                   levels: int | ArrayLike = 12) -> Any:
     """A loss slice from fastnn.landscape: a line for a 1-D slice (loss_line), a heat
     map with contour lines for a 2-D one (loss_plane), the current weights (offset 0)
     marked.
@@ -325,7 +348,11 @@ def loss_landscape(landscape, path=None, *, title=None, log=False, levels=12):
 
 # ---- search strategies ---------------------------------------------------------------------
 
-def search_curves(comparison, path=None, *, sweep=None, log_x=True):
+def search_curves(comparison: (Comparison | dict[str, SearchResult] | list[SearchResult]
+                                | tuple[SearchResult, ...]),
+                  path: str | os.PathLike[str] | None = None, *,
+                  sweep: SweepResult | Literal[False] | None = None,
+                  log_x: bool = True) -> Any:
     """The notes' optimization strategies side by side: the best loss so far against
     the number of loss evaluations, one line per strategy (random search, random local
     search, gradient descent...), and, when there is a step-size sweep, a second panel
@@ -367,13 +394,15 @@ def search_curves(comparison, path=None, *, sweep=None, log_x=True):
         ax.set_xscale("log")
     _label(ax, "loss evaluations", "best loss so far", "same budget of loss evaluations")
     if show_sweep:
+        # show_sweep means sweep is a SweepResult: mypy does not narrow through the flag
         ax2 = axes[1]
-        s = np.asarray(sweep.step_sizes, dtype=np.float64)
-        v = np.asarray(sweep.losses, dtype=np.float64)
+        s = np.asarray(sweep.step_sizes, dtype=np.float64)  # type: ignore[union-attr]
+        v = np.asarray(sweep.losses, dtype=np.float64)  # type: ignore[union-attr]
         pos = s > 0
         ax2.plot(s[pos], v[pos], "o-", label="loss after one step")
-        ax2.axhline(sweep.start_loss, color="0.4", linestyle="--", linewidth=1,
-                    label=f"original loss ({sweep.start_loss:.3f})")
+        ax2.axhline(sweep.start_loss,  # type: ignore[union-attr]
+                    color="0.4", linestyle="--", linewidth=1,
+                    label=f"original loss ({sweep.start_loss:.3f})")  # type: ignore[union-attr]
         ax2.set_xscale("log")
         finite = v[pos & np.isfinite(v)]
         if finite.size and np.all(finite > 0) and finite.max() > 10 * finite.min():

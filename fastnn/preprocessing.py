@@ -36,12 +36,19 @@ measure data the pipeline has not seen::
     pre = make_preprocessor(n_components=50, whiten=True)
     Z_train, Z_val, Z_test = pre.fit_transform_splits(X_train, X_val, X_test)
 """
+from __future__ import annotations
+
 import inspect
 import numbers
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._validation import all_finite
+
+if TYPE_CHECKING:
+    from typing_extensions import Self     # typing.Self from Python 3.11
 
 __all__ = ["NotFittedError", "Center", "Standardize", "RangeScale", "PCA", "Preprocessor",
            "make_preprocessor"]
@@ -56,7 +63,7 @@ class NotFittedError(ValueError, AttributeError):
 
 # ---- input checks ----------------------------------------------------------------------
 
-def _as_data(X, name="X"):
+def _as_data(X, name="X") -> np.ndarray:
     """X as a C-contiguous 2-D float array: float32 stays float32, every other real
     type (integers, booleans, float16, numbers held in an object array) becomes
     float64.  TypeError for sparse matrices and non-numbers, ValueError for complex
@@ -115,13 +122,18 @@ class _Transformer:
     readable repr and the hooks scikit-learn's tools look for.  Subclasses implement
     ``_fit(X)`` (X already checked, float64 statistics) and ``_transform(X)``."""
 
+    if TYPE_CHECKING:               # the subclasses' hooks, declared for the type checker
+        def _fit(self, X: np.ndarray) -> None: ...
+
+        def _transform(self, X: np.ndarray) -> np.ndarray: ...
+
     @classmethod
     def _param_names(cls):
         sig = inspect.signature(cls.__init__)
         return sorted(p.name for p in sig.parameters.values()
                       if p.name != "self" and p.kind != p.VAR_KEYWORD)
 
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters, by name."""
         params = {}
         for name in self._param_names():
@@ -132,7 +144,7 @@ class _Transformer:
                     params[f"{name}__{key}"] = sub
         return params
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> Self:
         """Set constructor parameters (checked at the next fit); returns self."""
         valid = self._param_names()
         for key, value in params.items():
@@ -155,7 +167,7 @@ class _Transformer:
 
     # fitting and applying
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: Any = None) -> Self:
         """Learn the statistics from X (samples x features), the training data only.
         y is ignored (it is accepted for scikit-learn pipelines).  Returns self."""
         X = _as_data(X)
@@ -164,19 +176,19 @@ class _Transformer:
         self.n_features_in_ = X.shape[1]
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Apply the statistics learned in fit to X (any split); a new array of X's
         float dtype."""
         return self._transform(self._checked(X))
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
         """fit(X) then transform(X), for the training data."""
         return self.fit(X, y).transform(X)
 
     def _check_params(self):
         pass
 
-    def _checked(self, X, name="X"):
+    def _checked(self, X, name="X") -> np.ndarray:
         if not self.__sklearn_is_fitted__():
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call "
                                  "fit on the training data before transform")
@@ -220,7 +232,7 @@ def _clone_param(value):
     return value
 
 
-def _apply(X, stat):
+def _apply(X, stat) -> np.ndarray:
     """A float64 statistic rounded once into X's dtype."""
     return stat.astype(X.dtype)
 
@@ -238,7 +250,7 @@ class Center(_Transformer):
     per_feature is False), and ``n_features_in_``.
     """
 
-    def __init__(self, per_feature=True):
+    def __init__(self, per_feature: bool = True) -> None:
         self.per_feature = per_feature
 
     def _check_params(self):
@@ -253,7 +265,7 @@ class Center(_Transformer):
     def _transform(self, X):
         return X - _apply(X, self.mean_)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """X + mean."""
         X = self._checked(X)
         return X + _apply(X, self.mean_)
@@ -273,7 +285,7 @@ class Standardize(_Transformer):
     features), both (n_features,) float64, and ``n_features_in_``.
     """
 
-    def __init__(self, center=True):
+    def __init__(self, center: bool = True) -> None:
         self.center = center
 
     def _check_params(self):
@@ -289,11 +301,12 @@ class Standardize(_Transformer):
             X = X - _apply(X, self.mean_)
         return X / _apply(X, self.scale_)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """X * std (+ mean)."""
         X = self._checked(X)
         X = X * _apply(X, self.scale_)
-        return X + _apply(X, self.mean_) if self.center else X
+        # numpy's stubs make X * ... Any, which mypy reads as X's declared ArrayLike
+        return X + _apply(X, self.mean_) if self.center else X  # type: ignore[return-value]
 
 
 class RangeScale(_Transformer):
@@ -313,7 +326,7 @@ class RangeScale(_Transformer):
     transform(X) = (X - offset_) / scale_, and ``n_features_in_``.
     """
 
-    def __init__(self, center=False):
+    def __init__(self, center: bool = False) -> None:
         self.center = center
 
     def _check_params(self):
@@ -333,7 +346,7 @@ class RangeScale(_Transformer):
     def _transform(self, X):
         return (X - _apply(X, self.offset_)) / _apply(X, self.scale_)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """X * scale_ + offset_."""
         X = self._checked(X)
         return X * _apply(X, self.scale_) + _apply(X, self.offset_)
@@ -393,7 +406,8 @@ class PCA(_Transformer):
     total variance; ``n_components_`` (k); ``n_features_in_``.  All float64.
     """
 
-    def __init__(self, n_components=None, whiten=False, eps=1e-5):
+    def __init__(self, n_components: int | float | None = None, whiten: bool = False,
+                 eps: float = 1e-5) -> None:
         self.n_components = n_components
         self.whiten = whiten
         self.eps = eps
@@ -436,7 +450,7 @@ class PCA(_Transformer):
             Z /= _apply(Z, self._divisor())
         return Z
 
-    def inverse_transform(self, Z):
+    def inverse_transform(self, Z: ArrayLike) -> np.ndarray:
         """Back to the original feature space: undo the whitening, rotate back, add the
         mean.  Exact (up to rounding) when every component is kept; with fewer, the
         result is the projection of the data onto the kept components."""
@@ -478,7 +492,12 @@ class Preprocessor(_Transformer):
     others in one call, the order the notes insist on.
     """
 
-    def __init__(self, center=True, scale=None, n_components=None, whiten=False, eps=1e-5):
+    if TYPE_CHECKING:               # set by fit
+        steps_: list[tuple[str, Center | Standardize | RangeScale | PCA]]
+
+    def __init__(self, center: bool = True, scale: str | None = None,
+                 n_components: int | float | None = None, whiten: bool = False,
+                 eps: float = 1e-5) -> None:
         self.center = center
         self.scale = scale
         self.n_components = n_components
@@ -516,7 +535,7 @@ class Preprocessor(_Transformer):
             X = step.transform(X)
         return X
 
-    def inverse_transform(self, Z):
+    def inverse_transform(self, Z: ArrayLike) -> np.ndarray:
         """Undo the steps in reverse order (see :meth:`PCA.inverse_transform` for what
         is lost when PCA keeps fewer components than features)."""
         if not self.__sklearn_is_fitted__():
@@ -529,7 +548,8 @@ class Preprocessor(_Transformer):
             Z = step.inverse_transform(Z)
         return Z
 
-    def fit_transform_splits(self, X_train, *others):
+    def fit_transform_splits(self, X_train: ArrayLike,
+                             *others: ArrayLike) -> tuple[np.ndarray, ...]:
         """Fit on X_train alone, then transform it and every other split (validation,
         test, ...) with the same statistics.  Returns a tuple: the transformed X_train,
         then the others in the order given."""
@@ -538,7 +558,9 @@ class Preprocessor(_Transformer):
             self._transform(self._checked(X, f"others[{i}]")) for i, X in enumerate(others))
 
 
-def make_preprocessor(center=True, scale=None, n_components=None, whiten=False, eps=1e-5):
+def make_preprocessor(center: bool = True, scale: str | None = None,
+                      n_components: int | float | None = None, whiten: bool = False,
+                      eps: float = 1e-5) -> Preprocessor:
     """A :class:`Preprocessor` (unfitted) with these steps; see it for the arguments.
 
     >>> pre = make_preprocessor(scale="std")                 # zero mean, unit variance

@@ -32,7 +32,11 @@ carries the notes' 1/2, the elastic net's w**2 term (as the notes write it) does
 adds penalties and applies every constraint in order.  :func:`get` turns None, a float
 (an L2 strength), a regularizer or a list into a regularizer.
 """
+from __future__ import annotations
+
 import numbers
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -48,15 +52,15 @@ class Regularizer:
     #: True when penalty_and_grad() can return non-zero or change dW.
     has_penalty = False
 
-    def penalty_and_grad(self, W, dW):
+    def penalty_and_grad(self, W: np.ndarray, dW: np.ndarray) -> float:
         """Return the penalty of W and add its gradient into dW (in place)."""
         return 0.0
 
-    def constrain(self, W):
+    def constrain(self, W: np.ndarray) -> None:
         """Project W onto the constraint set, in place (after a parameter update)."""
         return None
 
-    def penalty(self, W):
+    def penalty(self, W: np.ndarray) -> float:
         """The penalty of W alone, leaving every gradient buffer untouched."""
         if not self.has_penalty:
             return 0.0
@@ -84,18 +88,19 @@ class _Strength(Regularizer):
     """A penalty with one strength ``reg`` computed by one compiled kernel."""
 
     #: name of the kernel in fastnn._kernels.KERNELS
-    _kernel = None
+    _kernel: str | None = None
 
-    def __init__(self, reg=1e-3):
+    def __init__(self, reg: float = 1e-3) -> None:
         self.reg = check_scalar(reg, "reg", low=0.0)
         self.has_penalty = self.reg > 0
 
-    def penalty_and_grad(self, W, dW):
+    def penalty_and_grad(self, W: np.ndarray, dW: np.ndarray) -> float:
         """Return the penalty of W and add its gradient to dW, in one compiled pass."""
         if self.reg == 0.0:
             return 0.0
-        return getattr(_kernels.backend(), self._kernel)(W, dW, self.reg,
-                                                         config._n_threads)
+        # _kernel: None here, a kernel's name in every subclass
+        return getattr(_kernels.backend(), self._kernel)(  # type: ignore[arg-type]
+            W, dW, self.reg, config._n_threads)
 
     def __repr__(self):
         return f"{type(self).__name__}(reg={self.reg})"
@@ -120,12 +125,12 @@ class ElasticNet(Regularizer):
     """Elastic net, as the notes write it: ``l1 * sum(|W|) + l2 * sum(W**2)``, gradient
     ``l1 * sign(W) + 2 * l2 * W`` (no 1/2 on the squared term, unlike :class:`L2`)."""
 
-    def __init__(self, l1=1e-3, l2=1e-3):
+    def __init__(self, l1: float = 1e-3, l2: float = 1e-3) -> None:
         self.l1 = check_scalar(l1, "l1", low=0.0)
         self.l2 = check_scalar(l2, "l2", low=0.0)
         self.has_penalty = self.l1 > 0 or self.l2 > 0
 
-    def penalty_and_grad(self, W, dW):
+    def penalty_and_grad(self, W: np.ndarray, dW: np.ndarray) -> float:
         """Return the penalty and add its gradient to dW, both sums in one pass."""
         if not self.has_penalty:
             return 0.0
@@ -146,10 +151,10 @@ class MaxNorm(Regularizer):
 
     has_constraint = True
 
-    def __init__(self, c=3.0):
+    def __init__(self, c: float = 3.0) -> None:
         self.c = check_scalar(c, "c", low=0.0, low_open=True)
 
-    def constrain(self, W):
+    def constrain(self, W: np.ndarray) -> None:
         """Project every column of the 2-D W onto ||w||_2 <= c, in place."""
         _kernels.backend().max_norm_constrain(W, self.c, config._n_threads)
 
@@ -161,11 +166,14 @@ class Combined(Regularizer):
     """Several regularizers at once: penalties (and gradients) add up, constraints are
     applied in the order given, e.g. ``Combined([L2(1e-3), MaxNorm(3)])``."""
 
-    def __init__(self, regularizers):
+    parts: tuple[Regularizer, ...]
+
+    def __init__(self, regularizers: Iterable[Regularizer | float | list[Any]
+                                              | tuple[Any, ...] | None]) -> None:
         if isinstance(regularizers, Regularizer) or not hasattr(regularizers, "__iter__"):
             raise TypeError("regularizers must be a list of regularizers, got "
                             f"{type(regularizers).__name__}")
-        parts = []
+        parts: list[Regularizer] = []
         for i, r in enumerate(regularizers):
             r = get(r, f"regularizers[{i}]")
             parts.extend(r.parts if isinstance(r, Combined) else [r])
@@ -175,13 +183,13 @@ class Combined(Regularizer):
         self.has_penalty = bool(self._penalties)
         self.has_constraint = bool(self._constraints)
 
-    def penalty_and_grad(self, W, dW):
+    def penalty_and_grad(self, W: np.ndarray, dW: np.ndarray) -> float:
         total = 0.0
         for r in self._penalties:
             total += r.penalty_and_grad(W, dW)
         return total
 
-    def constrain(self, W):
+    def constrain(self, W: np.ndarray) -> None:
         for r in self._constraints:
             r.constrain(W)
 
@@ -189,7 +197,8 @@ class Combined(Regularizer):
         return f"Combined([{', '.join(map(repr, self.parts))}])"
 
 
-def get(regularizer, name="regularizer"):
+def get(regularizer: Regularizer | float | list[Any] | tuple[Any, ...] | None,
+        name: str = "regularizer") -> Regularizer:
     """A regularizer from None (:data:`NONE`), a number (an :class:`L2` strength), a
     regularizer (itself) or a list/tuple of those (:class:`Combined`)."""
     if regularizer is None:

@@ -42,15 +42,35 @@ loss: +inf is worse than every finite loss and never accepted by local search.
 ``loss_fn`` gets its own copy of the weights (writeable, C-contiguous, in the search's
 dtype): whatever it does with them, the search keeps what it evaluated.
 """
+from __future__ import annotations
+
 import contextlib
 import math
 import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, SupportsFloat, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _kernels
 from ._validation import check_array, check_positive_int, check_random_state, check_scalar
+
+if TYPE_CHECKING:
+    from .evaluate import Evaluator
+    from .net import Sequential
+
+    class _BatchedLoss(Protocol):
+        """A batched loss (see the module docstring): the (m,) losses of an (m, size)
+        batch of flattened weight arrays."""
+
+        def losses(self, batch: np.ndarray, /) -> ArrayLike: ...
+
+    #: What the searches take as ``loss_fn``: a callable W -> float or a batched loss.
+    _LossFn = Union[Callable[[np.ndarray], SupportsFloat], _BatchedLoss]
+    #: What check_random_state takes as a seed.
+    _Seed = Union[int, np.random.Generator, np.random.RandomState, None]
 
 #: The step sizes of the notes' sweep: 1e-10, 1e-9, ..., 1e-1.
 NOTES_STEP_SIZES = 10.0 ** np.arange(-10, 0)
@@ -105,12 +125,12 @@ class SearchResult:
     calls: int = 0
 
     @property
-    def tries(self):
+    def tries(self) -> int:
         """Number of tries (len(losses))."""
         return int(self.losses.shape[0])
 
     @property
-    def curve(self):
+    def curve(self) -> np.ndarray:
         """The best loss after each evaluation charged, (evaluations,) float64: the start
         (when there is one) and then ``best_so_far``.  What a plot against the number
         of loss evaluations shows."""
@@ -140,11 +160,11 @@ class SweepResult:
     best_weights: np.ndarray = field(repr=False)
 
     @property
-    def table(self):
+    def table(self) -> np.ndarray:
         """The (step size, loss) table as a (k, 2) float64 array."""
         return np.column_stack([self.step_sizes, self.losses])
 
-    def format(self):
+    def format(self) -> str:
         """The table as text, one line per step size, after the starting loss."""
         lines = [f"original loss: {self.start_loss:f}"]
         lines += [f"step size {s:.0e}: new loss {v:f}"
@@ -236,7 +256,7 @@ def _expected_shape(loss_fn):
     return None
 
 
-def _check_shape(shape, loss_fn):
+def _check_shape(shape, loss_fn) -> tuple[int, ...]:
     expected = _expected_shape(loss_fn)
     if shape is None:
         shape = expected
@@ -263,7 +283,7 @@ def _check_shape(shape, loss_fn):
     return shape
 
 
-def _check_weights(w, name, loss_fn, dtype):
+def _check_weights(w, name, loss_fn, dtype) -> np.ndarray:
     """w as a fresh C-contiguous float array (dtype: the loss's, else w's float type)."""
     if dtype is None:
         dtype = getattr(loss_fn, "dtype", None)
@@ -280,7 +300,9 @@ def _check_chunk(chunk):
 
 # ---- strategy #1: random search ----------------------------------------------------------
 
-def random_search(loss_fn, shape, tries, scale, seed=None, *, dtype=None, chunk=CHUNK):
+def random_search(loss_fn: _LossFn, shape: int | Sequence[int] | None, tries: int,
+                  scale: float, seed: _Seed = None, *, dtype: DTypeLike | None = None,
+                  chunk: int = CHUNK) -> SearchResult:
     """Strategy #1: try ``tries`` random weight arrays ``scale * N(0, 1)`` of ``shape``
     and keep the best.
 
@@ -323,14 +345,17 @@ def random_search(loss_fn, shape, tries, scale, seed=None, *, dtype=None, chunk=
             if best_i < 0 or vals[j] < best_loss:
                 best_i, best_loss, best_w = start + j, float(vals[j]), cands[j].copy()
                 accepted[start + j] = True
-    return SearchResult(method="random search", best_weights=best_w, best_loss=best_loss,
+    return SearchResult(method="random search",
+                        best_weights=best_w,  # type: ignore[arg-type]  # set by try 0
+                        best_loss=best_loss,
                         losses=losses, best_so_far=np.minimum.accumulate(losses),
                         accepted=accepted, evaluations=tries, calls=ev.calls)
 
 
 # ---- strategy #2: random local search ----------------------------------------------------
 
-def random_local_search(loss_fn, w0, tries, step, seed=None, *, chunk=CHUNK):
+def random_local_search(loss_fn: _LossFn, w0: ArrayLike, tries: int, step: float,
+                        seed: _Seed = None, *, chunk: int = CHUNK) -> SearchResult:
     """Strategy #2: from ``w0``, propose ``w + step * N(0, 1)`` ``tries`` times and move
     to a proposal only when its loss is lower than the current one.
 
@@ -368,7 +393,7 @@ def random_local_search(loss_fn, w0, tries, step, seed=None, *, chunk=CHUNK):
     losses = np.empty(tries)
     path = np.empty(tries)
     accepted = np.zeros(tries, dtype=bool)
-    draws = []                               # the noise of tries i, i+1, ..., drawn in order
+    draws: list[np.ndarray] = []             # the noise of tries i, i+1, ..., drawn in order
     label = (lambda i: f"try {i}")
     i = n_seen = n_taken = 0
     while i < tries:
@@ -402,7 +427,9 @@ def random_local_search(loss_fn, w0, tries, step, seed=None, *, chunk=CHUNK):
 
 # ---- how far to step: the step-size sweep ------------------------------------------------
 
-def step_size_sweep(loss_fn, w, grad, step_sizes=NOTES_STEP_SIZES, *, chunk=CHUNK):
+def step_size_sweep(loss_fn: _LossFn, w: ArrayLike, grad: ArrayLike,
+                    step_sizes: ArrayLike = NOTES_STEP_SIZES, *,
+                    chunk: int = CHUNK) -> SweepResult:
     """The loss after one step ``w - s * grad`` for every step size s: the notes' table
     (by default s = 1e-10, 1e-9, ..., 1e-1).  Small steps barely change the loss, large
     ones overshoot; where that happens depends on the scale of the data and the
@@ -469,7 +496,8 @@ class ModelLoss:
     Constraints (max-norm) are not applied: a search scores the weights it proposes.
     """
 
-    def __init__(self, model, loss, X, y, *, reg=None, regularizer=None):
+    def __init__(self, model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+                 reg: float | None = None, regularizer: Any = None) -> None:
         from .layers import BatchNorm, Dropout
         from .net import Sequential
         from .plan import regularized
@@ -498,7 +526,8 @@ class ModelLoss:
         self.calls = 0
         self._bn = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
         self._dropout = [layer for layer in model.layers if isinstance(layer, Dropout)]
-        self._evaluator = None      # the compiled evaluator, built by the first losses()
+        # the compiled evaluator, built by the first losses()
+        self._evaluator: Evaluator | None = None
 
     def _check_w(self, w):
         w = np.asarray(w)
@@ -536,13 +565,13 @@ class ModelLoss:
     def _data_loss(self, net):
         return float(self.loss._forward(np.ascontiguousarray(net._forward(self.X)), self.y))
 
-    def __call__(self, w):
+    def __call__(self, w: ArrayLike) -> float:
         """The loss at the flat parameter vector w (n_params,)."""
         with self._borrow(w) as net:
             data = self._data_loss(net)
             return data + sum(r.penalty(W) for r, W, _ in self._penalized)
 
-    def losses(self, batch):
+    def losses(self, batch: ArrayLike) -> np.ndarray:
         """The losses of the rows of ``batch`` (m, n_params): an (m,) float64 array,
         equal bit for bit to calling this object on each row.  On the compiled backend
         the rows are evaluated in parallel by :func:`fastnn.evaluate.build_evaluator`
@@ -560,7 +589,7 @@ class ModelLoss:
         self.calls += batch.shape[0]
         return self._evaluator.losses(batch)
 
-    def gradient(self, w):
+    def gradient(self, w: ArrayLike) -> tuple[float, np.ndarray]:
         """(loss, grad) at w: the loss as ``self(w)`` and its gradient with respect to
         the flat parameters, (n_params,) in the net's dtype (a new array), by the
         net's backward pass and the penalties' kernels."""
@@ -572,7 +601,7 @@ class ModelLoss:
                 penalty += r.penalty_and_grad(W, dW)
             return data + penalty, net.flat_grads.copy()
 
-    def accuracy(self, w):
+    def accuracy(self, w: ArrayLike) -> float:
         """The fraction of rows the net with parameters w classifies right, as
         ``model.score`` computes it (evaluation mode; class-label losses only)."""
         w = self._check_w(w)
@@ -585,7 +614,8 @@ class ModelLoss:
             net.flat_params[...] = params
 
 
-def model_loss(model, loss, X, y, *, reg=None, regularizer=None):
+def model_loss(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
+               reg: float | None = None, regularizer: Any = None) -> ModelLoss:
     """The full loss of a fastnn net as a function of its flat parameters: a
     :class:`ModelLoss`, to hand to the searches.
 
@@ -631,7 +661,7 @@ class Comparison:
     budget: int
     start_loss: float
 
-    def format(self):
+    def format(self) -> str:
         """A summary table: best loss and training accuracy per strategy."""
         lines = [f"{self.budget} loss evaluations each, from loss {self.start_loss:f}:"]
         for name, r in self.results.items():
@@ -645,8 +675,10 @@ class Comparison:
 SPIRAL_STEP_SIZES = 10.0 ** np.arange(-10, 4)
 
 
-def compare_strategies(X, y, budget=1000, seed=0, *, scale=1.0, step=0.1, step_size=1.0,
-                       reg=1e-3, dtype=np.float64, step_sizes=SPIRAL_STEP_SIZES):
+def compare_strategies(X: ArrayLike, y: ArrayLike, budget: int = 1000, seed: _Seed = 0, *,
+                       scale: float = 1.0, step: float = 0.1, step_size: float = 1.0,
+                       reg: float = 1e-3, dtype: DTypeLike = np.float64,
+                       step_sizes: ArrayLike = SPIRAL_STEP_SIZES) -> Comparison:
     """The notes' strategies on a linear softmax classifier (W (D, K), b (K,), the
     spiral case study's), each given the same budget of loss evaluations.
 

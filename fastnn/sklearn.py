@@ -46,12 +46,17 @@ train a multiclass SVM (one output per class, binary included; multilabel: a hin
 label, 'hinge' only); their ``out_activation_`` is 'identity' and they have no
 predict_proba.
 """
+from __future__ import annotations
+
 import copy
 import functools
 import numbers
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -101,7 +106,7 @@ _EXPECTED_FAILED = {
 }
 
 
-def expected_failed_checks(estimator):
+def expected_failed_checks(estimator: Any) -> dict[str, str]:
     """{check name: reason} for scikit-learn's ``check_estimator(...,
     expected_failed_checks=...)`` (also the docs' list)."""
     return dict(_EXPECTED_FAILED)
@@ -147,16 +152,21 @@ def _choice(value, name, choices):
 # ---- the shared estimator ----------------------------------------------------------------
 
 class _BaseMLP(BaseEstimator):
-    _losses = ()
+    _losses: tuple[str, ...] = ()
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, loss=None, dropout=None, batch_norm=False,
-                 init=None, callbacks=None, dtype=None, n_threads=None):
+    def __init__(self, hidden_layer_sizes: Sequence[int] = (100,), activation: str = "relu",
+                 *, solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
+                 verbose: bool | int = False, warm_start: bool = False,
+                 momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: int = 10, loss: str | None = None,
+                 dropout: float | None = None, batch_norm: bool = False, init: Any = None,
+                 callbacks: Sequence[Any] | None = None, dtype: DTypeLike | None = None,
+                 n_threads: int | None = None) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -315,7 +325,8 @@ class _BaseMLP(BaseEstimator):
         return 1.0
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike,
+            sample_weight: ArrayLike | None = None) -> _BaseMLP:
         """Fit the network to X (n_samples, n_features) and y; ``sample_weight``
         (n_samples,) weights each row's loss.  Returns self."""
         return self._fit(X, y, sample_weight, incremental=False)
@@ -721,7 +732,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return (scores > 0).astype(np.intp)
         return np.argmax(scores, axis=1).reshape(-1, 1)
 
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> MLPClassifier:
         """One epoch over (X, y), continuing the model (and its optimizer) of the previous
         calls.  ``classes`` (every label there will be) is required on the first call
         unless y is a multilabel indicator matrix.  Returns self."""
@@ -731,7 +743,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError("classes must be passed on the first call to partial_fit")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted labels: (n_samples,) of classes_' kind, or (n_samples, n_labels)
         0/1 for multilabel targets."""
         decided = self._decide(self._scores(X))
@@ -746,7 +758,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return check in ("softmax", "logistic")
 
     @available_if(_has_proba)
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities, (n_samples, n_classes) float64 rows summing to 1 (for
         multilabel targets: (n_samples, n_labels), each label's probability).
         Only with loss='log_loss'."""
@@ -766,7 +778,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.hstack([1.0 - p, p])
 
     @available_if(_has_proba)
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """log of predict_proba, computed without underflow to -inf where it can be."""
         s = self._scores(X).astype(np.float64)
         if self.out_activation_ == "softmax":
@@ -842,12 +854,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                       np.where(ss_res > 0, 0.0, 1.0))
         return float(np.mean(r2))
 
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None) -> MLPRegressor:
         """One epoch over (X, y), continuing the model (and its optimizer) of the previous
         calls.  Returns self."""
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predictions, (n_samples,) when fit saw 1-D y, else (n_samples, n_outputs)."""
         s = self._scores(X)
         return s[:, 0].copy() if self._y_1d else s

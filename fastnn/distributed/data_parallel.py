@@ -1,16 +1,27 @@
 """DataParallel: one model trained over the ranks of an MPI communicator, each step's
 batch cut on a fixed block grid (see the package docstring for the design)."""
+from __future__ import annotations
+
+import os
 import time
 import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import _kernels, config, io
 from .._validation import check_positive_int
 from ..layers import BatchNorm, Dropout
 from ..plan import CompiledPlan, build_plan
 
+if TYPE_CHECKING:
+    from ..net import Sequential
+
 __all__ = ["DataParallel", "get_comm", "block_sizes", "apportion"]
+
+_T = TypeVar("_T")
 
 
 def _mpi():
@@ -22,7 +33,7 @@ def _mpi():
     return MPI
 
 
-def get_comm(comm=None):
+def get_comm(comm: Any = None) -> Any:
     """`comm`, or MPI.COMM_WORLD (imports mpi4py, which initializes MPI)."""
     if comm is None:
         return _mpi().COMM_WORLD
@@ -31,7 +42,7 @@ def get_comm(comm=None):
     return comm
 
 
-def block_sizes(n, n_blocks):
+def block_sizes(n: int, n_blocks: int) -> list[int]:
     """The fixed grid: n_blocks nearly equal blocks of n rows (the first n % n_blocks
     blocks one row longer)."""
     if n_blocks < 1:
@@ -40,7 +51,7 @@ def block_sizes(n, n_blocks):
     return [q + (j < extra) for j in range(n_blocks)]
 
 
-def apportion(batch, sizes):
+def apportion(batch: int, sizes: Sequence[int]) -> list[int]:
     """`batch` rows split over data blocks of `sizes` rows in proportion to their sizes
     (largest remainder; ties to the lower block), in integers only, so every rank gets
     the same answer."""
@@ -94,9 +105,10 @@ class DataParallel:
     ``state``, ``snapshot`` / ``restore`` and ``matches``.
     """
 
-    def __init__(self, net, loss, *, optimizer="sgd", regularizer=None, batch_size,
-                 n_blocks=None, comm=None, reduction="ordered", sharded=False,
-                 shuffle_seed=0, epoch=0):
+    def __init__(self, net: Sequential, loss: Any, *, optimizer: Any = "sgd",
+                 regularizer: Any = None, batch_size: int, n_blocks: int | None = None,
+                 comm: Any = None, reduction: str = "ordered", sharded: bool = False,
+                 shuffle_seed: int = 0, epoch: int = 0) -> None:
         MPI = _mpi()
         self.comm = get_comm(comm)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
@@ -158,9 +170,10 @@ class DataParallel:
                         for r in range(R)]
         self._mpi_dtype = MPI.FLOAT if dt == np.float32 else MPI.DOUBLE
         self.comm_seconds = 0.0            # time spent in the reduction (for benchmarks)
-        self._grad_plans = {}
-        self._bound = None
-        self.sizes = self.starts = None
+        self._grad_plans: dict[int, CompiledPlan] = {}
+        self._bound: tuple[Any, Any, Any] | None = None
+        self.sizes: list[int] = []                    # the batch grid (_batch_grid)
+        self.starts = np.zeros(1, dtype=np.int64)
         if not self.sharded:
             self._batch_grid(block_sizes(self.batch_size, G))
 
@@ -184,7 +197,7 @@ class DataParallel:
             plan = self._grad_plans[b] = build_plan(self.net, self.loss, batch_size=b)
         return plan
 
-    def shard(self, n):
+    def shard(self, n: int) -> tuple[int, int]:
         """(start, stop): the rows of an n-row data set this rank should hold in sharded
         mode for the result not to depend on the rank count (its run of the fixed grid's
         blocks)."""
@@ -193,48 +206,49 @@ class DataParallel:
             return 0, 0
         return int(bounds[self.my_blocks[0]]), int(bounds[self.my_blocks[-1] + 1])
 
-    def shard_sizes(self):
+    def shard_sizes(self) -> list[int]:
         """Rows of each step's batch each rank computes, by rank."""
         return [sum(self.sizes[j] for j in blocks) for blocks in self.owner_blocks]
 
     # -- the plan interface ----------------------------------------------------------------
     @property
-    def t(self):
+    def t(self) -> int:
         """Updates made so far."""
         return self.plan.t
 
     @property
-    def state(self):
+    def state(self) -> tuple[np.ndarray, ...]:
         """The optimizer's state arrays (the same on every rank)."""
         return self.plan.state
 
     @property
-    def batch(self):
+    def batch(self) -> int:
         return self.batch_size
 
-    def matches(self, net, loss, batch_size):
+    def matches(self, net: Sequential, loss: Any, batch_size: int) -> bool:
         """True when this can train (net, loss) at this global batch size as it is now."""
         return self.plan.matches(net, loss, batch_size)
 
-    def set_state(self, state, t):
+    def set_state(self, state: Sequence[ArrayLike], t: int) -> None:
         self.plan.set_state(state, t)
 
-    def set_lr(self, lr):
+    def set_lr(self, lr: float) -> None:
         self.plan.set_lr(lr)
 
-    def learning_rate(self):
+    def learning_rate(self) -> float:
         return self.plan.learning_rate()
 
-    def snapshot(self, into=None):
+    def snapshot(self, into: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.plan.snapshot(into)
 
-    def restore(self, snap):
+    def restore(self, snap: dict[str, Any]) -> None:
         self.plan.restore(snap)
 
-    def sync(self):
+    def sync(self) -> None:
         """Nothing to catch up: every step ends in Python."""
 
-    def bind(self, X, y, weights=None):
+    def bind(self, X: ArrayLike, y: ArrayLike,
+             weights: ArrayLike | None = None) -> DataParallel:
         """The training data: the whole set on every rank (checked to be the same), or in
         sharded mode this rank's rows (a rank that owns no block gives none).  Checked on
         every rank; an error on one is raised on all."""
@@ -308,28 +322,29 @@ class DataParallel:
             raise kind(f"on rank {r}: {e[1]}")
         return out
 
-    def on_rank0(self, fn):
+    def on_rank0(self, fn: Callable[[], _T]) -> _T | None:
         """fn() on rank 0 only (a checkpoint write); every rank returns when it is done,
         and raises if it failed."""
         return self._agree(lambda: fn() if self.rank == 0 else None)
 
-    def epoch_rows(self, epoch):
+    def epoch_rows(self, epoch: int) -> np.ndarray:
         """Sharded mode: this rank's rows of every step of `epoch`, (steps_per_epoch,
         rows of its blocks) int64, block by block in each step, indices into its own
         rows.  Block j's rows come from its own shuffle, keyed (shuffle_seed,
         epoch * n_blocks + j): a pure function of the grid, not of the ranks."""
-        from .. import _plan
         steps, G = self.steps_per_epoch, self.n_blocks
         out = np.empty((steps, sum(self.sizes[j] for j in self.my_blocks)), dtype=np.int64)
         col = 0
         for j in self.my_blocks:
             b, m = self.sizes[j], self.data_sizes[j]
-            rows = _plan.shuffled_rows(m, steps * b, 1, self.shuffle_seed, epoch * G + j)
+            rows = _kernels.backend().shuffled_rows(m, steps * b, 1, self.shuffle_seed,
+                                                    epoch * G + j)
             out[:, col:col + b] = rows.reshape(steps, b) + self._data_starts[j]
             col += b
         return out
 
-    def run(self, k, indices=None, losses=None, data_losses=None):
+    def run(self, k: int, indices: ArrayLike | None = None, losses: np.ndarray | None = None,
+            data_losses: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """k steps, as a plan runs them.  Replicated data: indices None (every step the
         whole data set, which must be one batch) or (k * batch_size,) int64 rows of the
         data set, the same on every rank.  Sharded: indices (k, rows of this rank's
@@ -365,7 +380,7 @@ class DataParallel:
         return losses, data_losses
 
     # -- one step ----------------------------------------------------------------------------
-    def step(self, rows):
+    def step(self, rows: ArrayLike) -> tuple[float, float]:
         """One step on the global batch `rows` ((batch_size,) int64, the same on every
         rank; replicated data only): returns (loss, data_loss), the same on every rank."""
         if self.sharded:
@@ -473,14 +488,16 @@ class DataParallel:
             at += a.size
 
     # -- whole runs --------------------------------------------------------------------------
-    def fit(self, X, y, *, epochs, weights=None, checkpoint=None, checkpoint_every=1,
-            callback=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int,
+            weights: ArrayLike | None = None,
+            checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 1,
+            callback: Callable[[DataParallel], Any] | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
         """Train `epochs` epochs from self.epoch on.  Replicated data: whole global batches
         of a shuffle of the rows (the Trainer's batch order, a pure function of
         shuffle_seed and the epoch).  Sharded: :meth:`epoch_rows`.  checkpoint: a path
         rank 0 writes (atomically) after every `checkpoint_every` epochs; callback(self)
         after every epoch.  Returns the per-step (losses, data_losses)."""
-        from .. import _plan
         epochs = check_positive_int(epochs, "epochs")
         checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
         self.bind(X, y, weights)
@@ -493,8 +510,8 @@ class DataParallel:
         for e in range(epochs):
             part = slice(e * per_epoch, (e + 1) * per_epoch)
             idx = (self.epoch_rows(self.epoch) if self.sharded else
-                   _plan.shuffled_rows(self.n_rows, per_epoch * B, 1, self.shuffle_seed,
-                                       self.epoch))
+                   _kernels.backend().shuffled_rows(self.n_rows, per_epoch * B, 1,
+                                                    self.shuffle_seed, self.epoch))
             self.run(per_epoch, idx, losses[part], data_losses[part])
             self.epoch += 1
             if callback is not None:
@@ -503,7 +520,7 @@ class DataParallel:
                 self.save_checkpoint(checkpoint)
         return losses, data_losses
 
-    def save_checkpoint(self, path):
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Rank 0 writes the checkpoint (atomically, fastnn.io); every rank waits for it."""
         if self._loss_params is not None:
             raise ValueError("checkpoints do not hold a loss's own parameters (the "
@@ -515,7 +532,9 @@ class DataParallel:
                    "n_blocks": self.n_blocks, "sharded": self.sharded}))
 
     @classmethod
-    def from_checkpoint(cls, path, loss, *, regularizer=None, comm=None, **kwargs):
+    def from_checkpoint(cls, path: str | os.PathLike[str], loss: Any, *,
+                        regularizer: Any = None, comm: Any = None,
+                        **kwargs: Any) -> DataParallel:
         """Resume on any number of ranks: every rank reads the checkpoint (rank 0's
         parameters are broadcast anyway)."""
         ckpt = io.load_checkpoint(path)

@@ -4,8 +4,11 @@
 and the net has batch norm and dropout) on every rank of COMM_WORLD.  Each rank prints
 its part of each step's batch; the losses and accuracies are the same on every rank
 (and, with the ordered reduction, the same bits as a 1-rank run)."""
+from __future__ import annotations
+
 import hashlib
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +32,7 @@ def _report(comm, name, dp, losses, X, y, held=""):
     return acc
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """--quick: a tenth of the epochs (a smoke test)."""
     quick = "--quick" in (sys.argv[1:] if argv is None else argv)
     comm = get_comm()
