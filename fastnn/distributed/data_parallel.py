@@ -144,7 +144,7 @@ class DataParallel:
         self.optimizer = self.plan.optimizer
         self._stats = [a for layer in self._norms
                        for a in (layer.running_mean, layer.running_var)]
-        self._loss_params = None if self.plan.loss_flat is None else self.plan.loss_flat
+        self._loss_params = self.plan.loss_flat        # (params, grads) of a loss, or None
         for a in [net.flat_params] + self._stats + (
                 [] if self._loss_params is None else [self._loss_params[0]]):
             self.comm.Bcast(a, root=0)
@@ -160,7 +160,6 @@ class DataParallel:
         self._n_loss = 0 if self._loss_params is None else self._loss_params[1].size
         self._n_stats = sum(a.size for a in self._stats)
         width = n + self._n_loss + self._n_stats
-        self._width = width
         self._local = np.zeros((max(len(self.my_blocks), 1), width), dtype=dt)
         self._all = np.zeros((G, width), dtype=dt) if reduction == "ordered" else None
         self._sum = np.zeros(width, dtype=dt)
