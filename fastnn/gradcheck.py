@@ -217,7 +217,7 @@ def _net_numerical(ev, params, h, method, indices, n_threads, kinks=False):
 
 def net_numerical_gradient(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
                            regularizer: Any = None, h: float = 1e-5, method: str = "centered",
-                           params: ArrayLike | None = None, indices: ArrayLike | None = None,
+                           params: np.ndarray | None = None, indices: ArrayLike | None = None,
                            n_threads: int | None = None) -> np.ndarray:
     """The numerical gradient of the total loss of a whole net (fastnn.evaluate's loss:
     data loss + penalties; batch norm on batch statistics, dropout off) with respect to
@@ -451,7 +451,8 @@ class DirectionalCheck:
 
 def check_directions(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
                      reg: float | None = None, regularizer: Any = None, h: float = 1e-5,
-                     n_directions: int = 4, seed: int | np.random.Generator | None = None,
+                     n_directions: int = 4,
+                     seed: int | np.random.Generator | np.random.RandomState | None = None,
                      n_threads: int | None = None, eps: float = 1e-8) -> DirectionalCheck:
     """The fast, weaker check: the derivative along random directions.
 

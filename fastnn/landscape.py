@@ -72,7 +72,8 @@ def filter_normalize(model: Sequential, direction: ArrayLike) -> np.ndarray:
     return d
 
 
-def random_direction(model: Sequential, *, seed: int | np.random.Generator | None = None,
+def random_direction(model: Sequential, *,
+                     seed: int | np.random.Generator | np.random.RandomState | None = None,
                      filter_normalized: bool = False) -> np.ndarray:
     """A (n_params,) direction of standard normal draws (filter-normalized on request),
     in the net's dtype."""
@@ -117,7 +118,7 @@ def _grid(values, name, default) -> np.ndarray:
 def loss_line(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
               direction: ArrayLike | None = None, alphas: int | ArrayLike = 101,
               regularizer: Any = None, filter_normalized: bool = False,
-              seed: int | np.random.Generator | None = None,
+              seed: int | np.random.Generator | np.random.RandomState | None = None,
               n_threads: int | None = None) -> Landscape:
     """The loss along the ray L(W + a W1) (the notes' 1-D slice).
 
@@ -140,7 +141,7 @@ def loss_plane(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
                directions: Sequence[ArrayLike | None] | None = None,
                alphas: int | ArrayLike = 101, betas: int | ArrayLike | None = None,
                regularizer: Any = None, filter_normalized: bool = False,
-               seed: int | np.random.Generator | None = None,
+               seed: int | np.random.Generator | np.random.RandomState | None = None,
                n_threads: int | None = None) -> Landscape:
     """The loss over the plane L(W + a W1 + b W2) (the notes' 2-D slice).
 

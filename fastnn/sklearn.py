@@ -53,10 +53,13 @@ import functools
 import numbers
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
+
+if TYPE_CHECKING:
+    from typing_extensions import Self     # typing.Self from Python 3.11
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -154,8 +157,9 @@ def _choice(value, name, choices):
 class _BaseMLP(BaseEstimator):
     _losses: tuple[str, ...] = ()
 
-    def __init__(self, hidden_layer_sizes: Sequence[int] = (100,), activation: str = "relu",
-                 *, solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto",
                  learning_rate: str = "constant", learning_rate_init: float = 0.001,
                  power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
                  random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
@@ -326,7 +330,7 @@ class _BaseMLP(BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X: ArrayLike, y: ArrayLike,
-            sample_weight: ArrayLike | None = None) -> _BaseMLP:
+            sample_weight: ArrayLike | None = None) -> Self:
         """Fit the network to X (n_samples, n_features) and y; ``sample_weight``
         (n_samples,) weights each row's loss.  Returns self."""
         return self._fit(X, y, sample_weight, incremental=False)
@@ -733,7 +737,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.argmax(scores, axis=1).reshape(-1, 1)
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
-                    classes: ArrayLike | None = None) -> MLPClassifier:
+                    classes: ArrayLike | None = None) -> Self:
         """One epoch over (X, y), continuing the model (and its optimizer) of the previous
         calls.  ``classes`` (every label there will be) is required on the first call
         unless y is a multilabel indicator matrix.  Returns self."""
@@ -855,7 +859,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return float(np.mean(r2))
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike,
-                    sample_weight: ArrayLike | None = None) -> MLPRegressor:
+                    sample_weight: ArrayLike | None = None) -> Self:
         """One epoch over (X, y), continuing the model (and its optimizer) of the previous
         calls.  Returns self."""
         return self._fit(X, y, sample_weight, incremental=True)

@@ -312,7 +312,10 @@ def test_bad_fit_and_run_arguments_are_named():
     with pytest.raises(ValueError, match=r"rows must be \(8,\) integers"):
         dp.step(np.arange(9))
     sharded = DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(), batch_size=8,
-                           n_blocks=2, sharded=True).bind(X, y)
+                           n_blocks=2, sharded=True)
+    with pytest.raises(RuntimeError, match="call bind"):
+        sharded.shard_sizes()
+    sharded.bind(X, y)
     with pytest.raises(ValueError, match=r"indices must be \(1, 8\)"):
         sharded.run(1, np.zeros((1, 9), dtype=np.int64))
     with pytest.raises(ValueError, match="sizes must be >= 0 with a positive sum"):

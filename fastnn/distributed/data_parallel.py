@@ -17,6 +17,8 @@ from ..layers import BatchNorm, Dropout
 from ..plan import CompiledPlan, build_plan
 
 if TYPE_CHECKING:
+    from typing_extensions import Self     # typing.Self from Python 3.11
+
     from ..net import Sequential
 
 __all__ = ["DataParallel", "get_comm", "block_sizes", "apportion"]
@@ -207,6 +209,9 @@ class DataParallel:
 
     def shard_sizes(self) -> list[int]:
         """Rows of each step's batch each rank computes, by rank."""
+        if not self.sizes:
+            raise RuntimeError("in sharded mode the batch grid comes with the data: call "
+                               "bind (or fit) first")
         return [sum(self.sizes[j] for j in blocks) for blocks in self.owner_blocks]
 
     # -- the plan interface ----------------------------------------------------------------
@@ -533,7 +538,7 @@ class DataParallel:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], loss: Any, *,
                         regularizer: Any = None, comm: Any = None,
-                        **kwargs: Any) -> DataParallel:
+                        **kwargs: Any) -> Self:
         """Resume on any number of ranks: every rank reads the checkpoint (rank 0's
         parameters are broadcast anyway)."""
         ckpt = io.load_checkpoint(path)
