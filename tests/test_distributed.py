@@ -66,6 +66,19 @@ def test_two_ranks_equal_one_rank_bit_for_bit(tmp_path, mpiexec, opts):
     np.testing.assert_array_equal(one["losses"], two["losses"])
 
 
+@pytest.mark.parametrize("opts", [{}, {"sharded": "grid"}, {"trainer": True}],
+                         ids=["replicated", "sharded", "trainer"])
+def test_three_ranks_equal_one_rank_on_an_odd_grid(tmp_path, mpiexec, opts):
+    """3 ranks over 5 blocks of a batch of 50 (blocks of 10; 2, 2 and 1 per rank), with
+    dropout and batch norm: the 1-rank bits."""
+    kw = dict(model="dropout_bn", batch=50, n_blocks=5, epochs=2, **opts)
+    one = run(tmp_path, "one", 1, **kw)
+    three = run(tmp_path, "three", 3, mpiexec, **kw)
+    assert list(three["shards"]) == [20, 20, 10]
+    np.testing.assert_array_equal(one["params"], three["params"])
+    np.testing.assert_array_equal(one["losses"], three["losses"])
+
+
 def test_uneven_shards_full_batch(tmp_path, mpiexec):
     """301 rows, full batch, 3 blocks: rank 0 computes 201 rows, rank 1 100."""
     one = run(tmp_path, "one", 1, batch=301, n_blocks=3, epochs=4)
