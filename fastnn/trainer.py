@@ -470,7 +470,9 @@ class Trainer:
         for c in callbacks:
             if hasattr(c, "on_fit_begin"):
                 c.on_fit_begin(self)
-        reporter = _Reporter(self.verbose, rounds, history.metric_name)
+        # under MPI every rank has the same history: rank 0 alone reports it
+        quiet = self.distributed is not None and self.plan.rank != 0
+        reporter = _Reporter(0 if quiet else self.verbose, rounds, history.metric_name)
         snapshot, done, t_start = None, 0, plan.t
         try:
             for e in range(rounds):

@@ -70,7 +70,7 @@ def main(out, opts):
         else:
             trainer = Trainer(net, loss, opts.get("optimizer", "adam"), reg=1e-3,
                               batch_size=opts["batch"], seed=7 + comm.Get_rank(),
-                              verbose=0, distributed=distributed)
+                              verbose=opts.get("verbose", 0), distributed=distributed)
         history = trainer.fit(X, y, epochs=opts["epochs"], record_every=1,
                               validation_split=0.2 if opts.get("val", True) else 0.0,
                               sample_weight=w if opts.get("weights") else None)

@@ -140,6 +140,16 @@ def test_trainer_on_two_ranks_equals_one_rank(tmp_path, mpiexec):
     assert one["val_loss"].size == 3 and np.all(np.isfinite(one["val_loss"]))
 
 
+def test_only_rank_0_reports_progress(tmp_path, mpiexec):
+    out = str(tmp_path / "out.npz")
+    opts = {"batch": 64, "n_blocks": 4, "epochs": 3, "trainer": True, "verbose": 1}
+    r = subprocess.run([mpiexec, "-n", "2", sys.executable, SCRIPT, out, json.dumps(opts)],
+                       capture_output=True, text=True, timeout=120, env=_env())
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in lines] == ["epoch 0", "epoch 1", "epoch 2"]
+
+
 @pytest.mark.parametrize("trainer", [False, True], ids=["DataParallel", "Trainer"])
 def test_checkpoint_on_two_ranks_resumes_on_one_and_back(tmp_path, mpiexec, trainer):
     kw = {"model": "dropout_bn", "epochs": 2, "trainer": trainer, "val": False}
