@@ -64,3 +64,21 @@ def test_mypy_finds_no_error(tmp_path):
                                 "--ignore-missing-imports", "--cache-dir",
                                 str(tmp_path / "cache"), "--no-error-summary"])
     assert status == 0, out + err
+
+
+def test_types_import_no_optional_dependency(tmp_path):
+    """Annotations name optional packages only under TYPE_CHECKING: importing every
+    public module but fastnn.sklearn (which is scikit-learn's estimators) loads none of
+    them."""
+    import subprocess
+    import sys
+    modules = sorted(".".join(("fastnn",) + p.relative_to(PACKAGE).with_suffix("").parts)
+                     for p in _public_modules())
+    modules = [m for m in modules if m != "fastnn.sklearn"]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules) +
+            "print(sorted(m for m in ('matplotlib', 'onnx', 'onnxruntime', 'pandas', "
+            "'typing_extensions', 'mpi4py', 'sklearn', 'torch', 'tqdm') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
