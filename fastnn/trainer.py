@@ -237,7 +237,8 @@ class Trainer:
         state.pop("_metric", None)           # fit's metric callable, only used during fit
         plan = state.pop("plan", None)
         if plan is not None:       # the optimizer's progress, to resume exactly
-            state["_resume"] = ([a.copy() for a in plan.state], plan.t)
+            state["_resume"] = ([a.copy() for a in plan.state], plan.t,
+                                [a.copy() for a in plan.loss_state])
         state["plan"] = None
         return state
 
@@ -245,20 +246,31 @@ class Trainer:
         self.__dict__.update(state)
 
     def _adopt_resume(self, plan):
-        """Optimizer state and step count saved with a pickled trainer, into a new plan."""
+        """Optimizer state and step count saved with a pickled trainer (and the state of
+        a loss's own parameters, the hierarchical softmax's), into a new plan."""
         resume = self.__dict__.pop("_resume", None)
         if resume is None:
             return
-        plan.set_state(*resume)
+        state, t, *loss_state = resume
+        plan.set_state(state, t)
+        for dst, src in zip(plan.loss_state, loss_state[0] if loss_state else ()):
+            dst[...] = src
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write a checkpoint (fastnn.io, safetensors, atomic): the net, the optimizer and
         its state, the step and epoch counters, the random state of the batch order and
-        the classes; :meth:`from_checkpoint` resumes from it bit for bit."""
+        the classes; :meth:`from_checkpoint` resumes from it bit for bit.  Not for a loss
+        with parameters of its own (the hierarchical softmax): the checkpoint format has
+        no place for them or their optimizer state, so it is refused (ValueError) rather
+        than resumed with other weights."""
         from . import io
         if self.plan is None:
             raise RuntimeError("save_checkpoint needs a fitted trainer (call fit first)")
+        if getattr(self.loss, "params", None):
+            raise ValueError(f"checkpoints do not hold a loss's own parameters (the "
+                             f"{type(self.loss).__name__}'s) or their optimizer state; "
+                             "pickle the Trainer instead, or save them yourself")
         if self.distributed is not None:    # rank 0 writes, every rank waits for it
             self.plan.on_rank0(lambda: self._write_checkpoint(io, path))
         else:

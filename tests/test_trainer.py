@@ -275,6 +275,26 @@ def test_a_pickled_trainer_resumes_bit_for_bit():
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
 
 
+def test_a_loss_with_parameters_resumes_from_a_pickle_and_refuses_checkpoints(tmp_path):
+    """A hierarchical softmax's own weights and their Adam moments travel with a pickled
+    Trainer (the same bits as training on); a checkpoint, which has no place for them,
+    is refused instead of resuming with other weights."""
+    import pickle
+    from fastnn.losses import HierarchicalSoftmax
+    a = Trainer(MLP([2, 16, 8], seed=0), HierarchicalSoftmax(8, 3, seed=0), "adam",
+                batch_size=30, seed=0, verbose=0)
+    a.fit(X, Y, epochs=2)
+    b = pickle.loads(pickle.dumps(a))
+    a.fit(X, Y, epochs=2)
+    b.fit(X, Y, epochs=2)
+    np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)
+    np.testing.assert_array_equal(a.loss._own_flat()[0], b.loss._own_flat()[0])
+    np.testing.assert_array_equal(a.history_.step_loss, b.history_.step_loss)
+    with pytest.raises(ValueError, match="checkpoints do not hold a loss's own parameters"):
+        a.save_checkpoint(tmp_path / "ck.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     """With dropout and Adam: 3 epochs, a checkpoint, a new process's worth of objects,
     3 more epochs = 6 epochs in one go, bit for bit."""

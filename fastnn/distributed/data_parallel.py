@@ -226,6 +226,11 @@ class DataParallel:
         return self.plan.state
 
     @property
+    def loss_state(self) -> tuple[np.ndarray, ...]:
+        """The optimizer's state of a loss's own parameters (empty without any)."""
+        return self.plan.loss_state
+
+    @property
     def batch(self) -> int:
         return self.batch_size
 
