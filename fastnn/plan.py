@@ -338,13 +338,12 @@ class CompiledPlan(_Plan):
         opt = self.optimizer
         rate, every = opt.schedule.params
         h1, h2, eps = opt.hyper
-        optimizer = {  # type: ignore[assignment]  # the parameter's name, reused for the spec
-                     "kind": opt.kind, "lr": float(opt.lr), "hyper": (h1, h2, eps),
-                     "schedule": opt.schedule.kind, "rate": float(rate),
-                     "every": int(every), "t": self.t}
+        opt_spec = {"kind": opt.kind, "lr": float(opt.lr), "hyper": (h1, h2, eps),
+                    "schedule": opt.schedule.kind, "rate": float(rate),
+                    "every": int(every), "t": self.t}
         lp, lg = self.loss_flat if self.loss_flat is not None else (None, None)
         self._plan = _plan.Plan(self.dtype, self.batch_size, net.n_features, ops, loss_spec,
-                                penalties, constraints, optimizer, net.flat_params,
+                                penalties, constraints, opt_spec, net.flat_params,
                                 net.flat_grads, self.state, lp, lg, self.loss_state)
 
     # -- building ------------------------------------------------------------------------
@@ -367,7 +366,13 @@ class CompiledPlan(_Plan):
         """Step count and dropout steps from the layers into the compiled plan."""
         self.t = t
         self._plan.set_t(t)
-        self._plan.set_dropout_steps([layer.step for layer in self._dropouts])
+        self.set_dropout_steps([layer.step for layer in self._dropouts])
+
+    def set_dropout_steps(self, steps: Sequence[int]) -> None:
+        """The step counter of every dropout layer, in layer order, for the next step's
+        masks (the layers' own counters are written back by sync); data parallelism
+        gives each block of a batch its own."""
+        self._plan.set_dropout_steps(list(steps))
 
     # -- running -------------------------------------------------------------------------
     def bind(self, X: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -> Self:

@@ -258,7 +258,8 @@ def test_blocks_are_ghost_batches_with_their_own_dropout_masks():
     assert [layer.step for layer in net.layers if isinstance(layer, Dropout)] == [6, 6]
 
 
-def test_trainer_on_one_rank_and_one_block_is_the_plain_trainer():
+@pytest.mark.parametrize("batch_size", [32, None], ids=["mini-batch", "full-batch"])
+def test_trainer_on_one_rank_and_one_block_is_the_plain_trainer(batch_size):
     """Trainer(distributed=...) at 1 rank and n_blocks=1: the plain Trainer's history and
     weights bit for bit (validation split, dropout and batch norm included)."""
     from fastnn.trainer import Trainer
@@ -268,8 +269,8 @@ def test_trainer_on_one_rank_and_one_block_is_the_plain_trainer():
     results = []
     for distributed in (None, {"n_blocks": 1}):
         net, loss = model("dropout_bn", 1)
-        trainer = Trainer(net, loss, "adam", batch_size=32, reg=1e-3, seed=3, verbose=0,
-                          distributed=distributed)
+        trainer = Trainer(net, loss, "adam", batch_size=batch_size, reg=1e-3, seed=3,
+                          verbose=0, distributed=distributed)
         h = trainer.fit(X, y, epochs=4, validation_split=0.25, record_every=1)
         results.append((net.flat_params.copy(), h.step_loss, np.array(h.val_loss)))
     for a, b in zip(*results):

@@ -171,6 +171,8 @@ class DataParallel:
                         for r in range(R)]
         self._mpi_dtype = MPI.FLOAT if dt == np.float32 else MPI.DOUBLE
         self.comm_seconds = 0.0            # time spent in the reduction (for benchmarks)
+        self._block_losses = np.zeros(G)                  # per step: blocks' data losses
+        self._all_losses = np.zeros((R, G))
         self._grad_plans: dict[int, CompiledPlan] = {}
         self._bound: tuple[Any, Any, Any] | None = None
         self.sizes: list[int] = []                    # the batch grid (_batch_grid)
@@ -367,22 +369,23 @@ class DataParallel:
             if self.sharded or self.n_rows != B:
                 raise ValueError("without indices every step takes the whole data set, "
                                  f"which has {self.n_rows} rows, not one batch of {B}")
-            indices = np.tile(np.arange(B, dtype=np.int64), k)
-        indices = np.asarray(indices)
-        if indices.dtype.kind not in "iu":
-            raise TypeError(f"indices must be integers, got {indices.dtype}")
-        if self.sharded:
-            width = sum(self.sizes[j] for j in self.my_blocks)
-            if indices.shape != (k, width):
-                raise ValueError(f"indices must be ({k}, {width}): the rows of this rank's "
-                                 f"blocks for each step, as epoch_rows gives them; got "
-                                 f"{indices.shape}")
-            steps = indices
+            steps = np.broadcast_to(np.arange(B, dtype=np.int64), (k, B))   # no copies
         else:
-            if indices.shape != (k * B,):
-                raise ValueError(f"indices must be a ({k * B},) int64 array, got "
-                                 f"{indices.shape}")
-            steps = indices.reshape(k, B)
+            indices = np.asarray(indices)
+            if indices.dtype.kind not in "iu":
+                raise TypeError(f"indices must be integers, got {indices.dtype}")
+            if self.sharded:
+                width = sum(self.sizes[j] for j in self.my_blocks)
+                if indices.shape != (k, width):
+                    raise ValueError(f"indices must be ({k}, {width}): the rows of this "
+                                     "rank's blocks for each step, as epoch_rows gives "
+                                     f"them; got {indices.shape}")
+                steps = indices
+            else:
+                if indices.shape != (k * B,):
+                    raise ValueError(f"indices must be a ({k * B},) int64 array, got "
+                                     f"{indices.shape}")
+                steps = indices.reshape(k, B)
         nt = config.resolve_num_threads()   # a rank's share of the node (fastnn.config)
         for s in range(k):
             losses[s], data_losses[s] = self._step(steps[s], nt)
@@ -440,12 +443,13 @@ class DataParallel:
         counters = [layer.step for layer in self._dropouts]
         if self._stats:
             np.concatenate(self._stats, out=self._stats0)
-        losses = np.zeros(G)
+        losses = self._block_losses
+        losses[...] = 0
         for i, j in enumerate(self.my_blocks):
             plan = self._grad_plan(self.sizes[j])
             # block j's dropout masks: the step counter c * G + j, a pure function of
             # the global step and the block (c at G = 1: the single-process sequence)
-            plan._plan.set_dropout_steps([c * G + j for c in counters])
+            plan.set_dropout_steps([c * G + j for c in counters])
             self._put_stats(self._stats0)      # every block starts from the same state
             losses[j] = shares[j] * plan.gradient(my_rows[j], nt)
             row = self._local[i]
@@ -474,7 +478,7 @@ class DataParallel:
             else:
                 total[...] = 0
             self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
-        all_losses = np.zeros((self.size, G))
+        all_losses = self._all_losses
         self.comm.Allgather(losses, all_losses)
         self.comm_seconds += time.perf_counter() - t0
         flat_grads[...] = total[:n]
