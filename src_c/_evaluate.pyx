@@ -83,10 +83,14 @@ cdef struct EOp:
 # scalar tail).  The unperturbed pass keeps the next op's input transposed, its weights
 # transposed and every lane sum (LaneCache); a perturbation recomputes one lane sum per
 # dot across rows (fnn_small_tiny_n_lanes) and adds the cached others in tiny n's order.
+# The op after a COLS_LANES op (COLS_AFTER_LANES) uses the same cache: its weight W[u, j]
+# enters output j's dots in one lane sum (or the tail), so only that lane sum of output j
+# is recomputed; its bias b[j] recomputes none (the cached lane sums added again).
 cdef enum:
     COLS_NONE = 0
     COLS_ONE = 1
     COLS_LANES = 2
+    COLS_AFTER_LANES = 3
 
 
 cdef struct Pen:
@@ -225,6 +229,8 @@ cdef class Evaluator:
             if self.ops[i].cols == COLS_LANES and (i + 1 == self.n_ops
                                                    or self.ops[i + 1].cols != COLS_ONE):
                 self.ops[i].cols = COLS_NONE
+            if i > 0 and self.ops[i - 1].cols == COLS_LANES:
+                self.ops[i].cols = COLS_AFTER_LANES
             self._cols.append(self.ops[i].cols)
         self.lane_rows = (X.shape[0] + 7) // 8 * 8
         self.n_outputs = self.ops[self.n_ops - 1].n_out if self.n_ops else self.n_features
@@ -423,8 +429,10 @@ cdef class Evaluator:
         """How a perturbation of each op's parameters re-runs the net (with the bits of a
         whole re-run either way): "whole" from that op on, "column" its one output
         column (COLS_ONE), "lanes" its column and the lane sums of the next op's product
-        it changes (COLS_LANES)."""
-        names = {COLS_NONE: "whole", COLS_ONE: "column", COLS_LANES: "lanes"}
+        it changes (COLS_LANES), "lane" the one lane sum of its output column that a
+        weight changes (COLS_AFTER_LANES, the op after a "lanes" op)."""
+        names = {COLS_NONE: "whole", COLS_ONE: "column", COLS_LANES: "lanes",
+                 COLS_AFTER_LANES: "lane"}
         return [names[self.ops[i].cols] for i in range(self.n_ops)]
 
     def use_columns(self, bint on):
@@ -510,7 +518,7 @@ cdef void _lanes_cache(Evaluator E, Work* w, int j, const floating* P) noexcept 
         for r in range(B):
             at[u * lt + r] = h[r * k + u]
     transpose(P + b.p0, q, k, q, bt)
-    small_tiny_n_lanes(q, B, k, at, lt, bt, k, -1, <const floating*>NULL,
+    small_tiny_n_lanes(q, B, k, at, lt, bt, k, -1, -1, -1, <const floating*>NULL,
                        <floating*>w.lane_sums[j], <floating*>w.out[j + 1], q)
 
 
@@ -528,9 +536,36 @@ cdef void _lanes_rerun(Evaluator E, Work* w, int j, floating* P,
                         <const floating*>w.cout[j - 1], a.n_in, P + a.p0, a.n_out, col, tmp)
     bias_act_rows(tmp, P + a.p1 + col, B, 1, a.act, <floating>a.alpha)
     small_tiny_n_lanes(b.n_out, B, a.n_out, <const floating*>w.lane_at[j], E.lane_rows,
-                       <const floating*>w.lane_bt[j], a.n_out, col, tmp,
+                       <const floating*>w.lane_bt[j], a.n_out, -1, col, col, tmp,
                        <floating*>w.lane_sums[j], out, b.n_out)
     bias_act_rows(out, P + b.p1, B, b.n_out, b.act, <floating>b.alpha)
+
+
+cdef void _lanes_weight(Evaluator E, Work* w, int j, floating* P, Py_ssize_t e,
+                        Py_ssize_t col) noexcept nogil:
+    """COLS_AFTER_LANES op j (after COLS_LANES op j - 1) with parameter e, of output
+    column col, perturbed: that column from op j - 1's lane cache (a weight W[u, col]:
+    its one lane sum computed again with the thread's transposed weights holding P[e]),
+    its bias and activation, into w.out[j] beside the cached other columns."""
+    cdef EOp* b = &E.ops[j]
+    cdef Py_ssize_t B = E.n_rows, k = b.n_in, n = b.n_out, r
+    cdef Py_ssize_t u = k                       # a bias: no lane sum changes
+    cdef floating* bt = <floating*>w.lane_bt[j - 1]
+    cdef floating* tmp = <floating*>w.tmp
+    cdef floating* out = <floating*>w.out[j]
+    cdef floating saved = 0
+    if not b.p1 <= e < b.p1 + n:
+        u = (e - b.p0) // n
+        saved = bt[col * k + u]
+        bt[col * k + u] = P[e]
+    small_tiny_n_lanes(n, B, k, <const floating*>w.lane_at[j - 1], E.lane_rows, bt, k, col,
+                       u, -1, <const floating*>NULL, <floating*>w.lane_sums[j - 1], tmp, 1)
+    if u < k:
+        bt[col * k + u] = saved
+    bias_act_rows(tmp, P + b.p1 + col, B, 1, b.act, <floating>b.alpha)
+    memcpy(out, w.cout[j], B * n * sizeof(floating))
+    for r in range(B):
+        out[r * n + col] = tmp[r]
 
 
 cdef const floating* _run_ops(Evaluator E, Work* w, int first, floating* P, bint cached,
@@ -753,7 +788,10 @@ cdef double _perturbed(Evaluator E, Work* w, floating* P, Py_ssize_t e, int firs
             kinked[0] = (_column_kinked(E, w, first, col, <const floating*>w.tmp)
                          or _kinked(E, w, first + 1, <const floating*>w.d))
         return dl + _penalties(E, w, P, e, False)
-    if first < E.n_ops and E.ops[first].cols == COLS_ONE:
+    if first < E.n_ops and E.ops[first].cols == COLS_AFTER_LANES:
+        _lanes_weight(E, w, first, P, e, _column_of(&E.ops[first], e))
+        scores = _run_ops(E, w, first + 1, P, False, <const floating*>w.out[first])
+    elif first < E.n_ops and E.ops[first].cols == COLS_ONE:
         _affine_columns(E, w, first, <const floating*>E.X if first == 0 else
                         <const floating*>w.cout[first - 1], P, _column_of(&E.ops[first], e))
         scores = _run_ops(E, w, first + 1, P, False, <const floating*>w.out[first])

@@ -194,9 +194,10 @@ def test_spiral_numerical_gradient_equals_the_python_loop():
 @pytest.mark.parametrize("n_hidden,activation", [(20, "relu"), (37, "leaky_relu"),
                                                  (64, "relu"), (8, "relu")])
 def test_re_running_columns_and_lanes_gives_the_whole_ops_bits(n_hidden, activation, dtype):
-    """An affine op with <= 8 outputs re-runs only the perturbed column ("column"); one
-    with <= 8 inputs feeding it, its column and the next op's lane sums that column
-    changes ("lanes").  Both give the bits of re-running whole ops, and count the same
+    """An affine op with <= 8 inputs feeding one with <= 8 outputs re-runs its perturbed
+    column and the next op's lane sums that column changes ("lanes"); the next op, the
+    one lane sum of one output column that its weight changes ("lane", none for its
+    bias).  Both give the bits of re-running whole ops, and count the same
     kinks: hidden widths with and without a scalar tail after whole vectors of either
     dtype (37: 1 past 36 doubles, 5 past 32 floats; 8: one vector of floats), and 45 rows
     (not a whole number of vectors)."""
@@ -205,7 +206,7 @@ def test_re_running_columns_and_lanes_gives_the_whole_ops_bits(n_hidden, activat
     net = case_study.two_layer_net(2, n_hidden, 3, seed=0, activation=activation,
                                    dtype=dtype)
     ev = build_evaluator(net, SoftmaxCrossEntropy(dtype=dtype), X, y, regularizer=1e-3)
-    assert ev._ev.column_modes == ["lanes", "column"]
+    assert ev._ev.column_modes == ["lanes", "lane"]
     idx = np.arange(ev.n_params, dtype=np.int64)
     h = 1e-2          # large enough that some ReLU switches sides (kinks to count)
     ev._ev.use_columns(False)
@@ -230,7 +231,7 @@ def test_switching_column_modes_on_the_same_workspaces():
     ev._ev.use_columns(False)
     whole = ev._numerical(net.flat_params, idx, 1e-5, True, None, 1)
     ev._ev.use_columns(True)
-    assert ev._ev.column_modes == ["lanes", "column"]
+    assert ev._ev.column_modes == ["lanes", "lane"]
     np.testing.assert_array_equal(ev._numerical(net.flat_params, idx, 1e-5, True, None, 1),
                                   whole)
 
