@@ -116,7 +116,8 @@ cdef struct Work:
     char* hs_dz
     char* g                 # penalty gradient scratch (the widest penalized array)
     char* tmp               # the column of an AFFINE op re-run (B,), zero-padded (lane_rows)
-    char** lane_at          # per COLS_LANES op: its output transposed (n_out, lane_rows)
+    char** lane_in          # per COLS_LANES op: its input transposed (n_in, lane_rows)
+    char** lane_at          # ... its output transposed (n_out, lane_rows)
     char** lane_bt          # ... the next op's weights transposed (next n_out, n_out)
     char** lane_sums        # ... the next op's lane sums (next n_out, lanes, lane_rows)
     double* blocks          # unperturbed penalty block sums, 2 per block
@@ -178,6 +179,7 @@ cdef class Evaluator:
                 PyMem_Free(self.work[t].arg)
                 PyMem_Free(self.work[t].carg)
                 PyMem_Free(self.work[t].stats)
+                PyMem_Free(self.work[t].lane_in)
                 PyMem_Free(self.work[t].lane_at)
                 PyMem_Free(self.work[t].lane_bt)
                 PyMem_Free(self.work[t].lane_sums)
@@ -291,6 +293,7 @@ cdef class Evaluator:
             w = &self.work[t]
             w.out = <char**>PyMem_Malloc(no * sizeof(char*))
             w.cout = <char**>PyMem_Malloc(no * sizeof(char*))
+            w.lane_in = <char**>PyMem_Malloc(no * sizeof(char*))
             w.lane_at = <char**>PyMem_Malloc(no * sizeof(char*))
             w.lane_bt = <char**>PyMem_Malloc(no * sizeof(char*))
             w.lane_sums = <char**>PyMem_Malloc(no * sizeof(char*))
@@ -301,6 +304,7 @@ cdef class Evaluator:
             self.n_work = t + 1
             if (w.out == NULL or w.cout == NULL or w.z == NULL or w.arg == NULL
                     or w.carg == NULL or w.stats == NULL or w.lane_at == NULL
+                    or w.lane_in == NULL
                     or w.lane_bt == NULL or w.lane_sums == NULL):
                 raise MemoryError()
             w.P = self._new(keep, (max(self.n_params, 1),))
@@ -309,8 +313,9 @@ cdef class Evaluator:
                 w.out[i] = self._new(keep, (B, op.n_out))
                 w.cout[i] = self._new(keep, (B, op.n_out))
                 w.z[i] = w.arg[i] = w.carg[i] = w.stats[i] = NULL
-                w.lane_at[i] = w.lane_bt[i] = w.lane_sums[i] = NULL
+                w.lane_in[i] = w.lane_at[i] = w.lane_bt[i] = w.lane_sums[i] = NULL
                 if self._cols[i] == COLS_LANES:     # even while use_columns(False)
+                    w.lane_in[i] = self._new(keep, (op.n_in, self.lane_rows))
                     w.lane_at[i] = self._new(keep, (op.n_out, self.lane_rows))
                     w.lane_bt[i] = self._new(keep, (self.ops[i + 1].n_out, op.n_out))
                     w.lane_sums[i] = self._new(keep, (self.ops[i + 1].n_out, 8,
@@ -506,14 +511,19 @@ cdef void _affine_columns(Evaluator E, Work* w, int j, const floating* h, floati
 
 
 cdef void _lanes_cache(Evaluator E, Work* w, int j, const floating* P) noexcept nogil:
-    """The unperturbed pass's part of COLS_LANES op j: its output transposed (rows
-    zero-padded), the next op's weights transposed, and that op's lane sums."""
+    """The unperturbed pass's part of COLS_LANES op j: its input and output transposed
+    (rows zero-padded), the next op's weights transposed, and that op's lane sums."""
     cdef EOp* a = &E.ops[j]
     cdef EOp* b = &E.ops[j + 1]
     cdef Py_ssize_t B = E.n_rows, lt = E.lane_rows, k = a.n_out, q = b.n_out, r, u
     cdef const floating* h = <const floating*>w.cout[j]
     cdef floating* at = <floating*>w.lane_at[j]
     cdef floating* bt = <floating*>w.lane_bt[j]
+    cdef floating* xt = <floating*>w.lane_in[j]
+    cdef const floating* x = <const floating*>E.X if j == 0 else <const floating*>w.cout[j - 1]
+    for u in range(a.n_in):
+        for r in range(B):
+            xt[u * lt + r] = x[r * a.n_in + u]
     for u in range(k):
         for r in range(B):
             at[u * lt + r] = h[r * k + u]
@@ -532,8 +542,8 @@ cdef void _lanes_rerun(Evaluator E, Work* w, int j, floating* P,
     cdef Py_ssize_t B = E.n_rows
     cdef floating* tmp = <floating*>w.tmp
     cdef floating* out = <floating*>w.out[j + 1]
-    small_tiny_k_column(a.n_in, B, a.n_out, <const floating*>E.X if j == 0 else
-                        <const floating*>w.cout[j - 1], a.n_in, P + a.p0, a.n_out, col, tmp)
+    small_tiny_k_column(a.n_in, B, <const floating*>w.lane_in[j], E.lane_rows, P + a.p0,
+                        a.n_out, col, tmp)
     bias_act_rows(tmp, P + a.p1 + col, B, 1, a.act, <floating>a.alpha)
     small_tiny_n_lanes(b.n_out, B, a.n_out, <const floating*>w.lane_at[j], E.lane_rows,
                        <const floating*>w.lane_bt[j], a.n_out, -1, col, col, tmp,
