@@ -6,7 +6,8 @@
    the case study's 2-layer net after 200 training steps, by
    fastnn.gradcheck.net_numerical_gradient at 1 and 2 threads, beside the notes' loop
    (their eval_numerical_gradient with centered differences, over the notes' NumPy
-   forward pass and loss), interleaved rounds, medians; ratio = notes / fastnn.
+   forward pass and loss), interleaved rounds, medians of the time per call (calls
+   repeated back to back within a round of ~20 ms); ratio = notes / fastnn.
 2. 784-256-10 (ReLU, softmax, 64 rows of random data, float64; 203,530 parameters):
    the compiled gradient on a sample of elements of each parameter array (its cost per
    element depends only on the layer), at 1 and 2 threads, extrapolated to the whole
@@ -39,14 +40,25 @@ from fastnn.net import MLP  # noqa: E402
 from fastnn.trainer import gradient_descent  # noqa: E402
 
 
-def _median_times(fns, reps):
-    """Run every fn once per round, rounds interleaved; median seconds of each."""
+def _median_times(fns, reps, round_s=0.02):
+    """Median seconds per call of each fn, rounds interleaved.  In a round each fn runs
+    back to back enough times to last about round_s (once if one call does; the count is
+    set from a first call), as timeit's autorange does: a lone millisecond call on this
+    shared VM also pays for waking an idle core (measured: the 2-thread spiral gradient
+    took 1.4 ms called back to back but 2.6 ms after 80 ms of sleep), which is not the
+    cost of the computation."""
+    number = {}
+    for k, fn in fns.items():
+        t = time.perf_counter()
+        fn()
+        number[k] = max(1, int(round_s / max(time.perf_counter() - t, 1e-9)))
     times = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
             t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
+            for _ in range(number[k]):
+                fn()
+            times[k].append((time.perf_counter() - t) / number[k])
     return {k: statistics.median(v) for k, v in times.items()}
 
 
