@@ -15,7 +15,10 @@ Tensors (in the net's dtype):
 ``layers.<i>.running_mean``, ``layers.<i>.running_var``
     a BatchNorm's running statistics;
 ``optimizer_state.<j>``
-    (checkpoints) the j-th flat optimizer state array, e.g. a plan's Adam ``m`` and ``v``.
+    (checkpoints) the j-th flat optimizer state array, e.g. a plan's Adam ``m`` and ``v``;
+``loss_params.<name>``, ``loss_state.<j>``
+    (checkpoints of a loss with parameters of its own, the hierarchical softmax) its
+    parameters by name and their optimizer's flat state arrays.
 
 Metadata (each value a string; the structured ones are JSON):
 
@@ -26,7 +29,9 @@ mode, seed, momentum, eps, input_grad, regularize_bias, the regularizer as a sma
 description, dtype), training flag and state (a Dropout's ``step``); ``user_metadata``:
 the caller's ``metadata`` dict; ``checkpoint`` (checkpoints only): step, epoch, the
 optimizer's class and hyperparameters (schedule included), the names, shapes and dtypes
-of the optimizer state arrays, the random generator's state and the caller's ``extra``.
+of the optimizer state arrays, the random generator's state and the caller's ``extra``
+(and, only when there are any, the names, shapes and dtypes of the loss's parameters and
+of their state arrays).
 
 Writes are atomic: the bytes go to a temporary file in the target's directory, which is
 flushed, fsynced and renamed over the target (then the directory is fsynced), so a
@@ -318,6 +323,9 @@ class Checkpoint:
     rng_state : a numpy ``bit_generator.state`` dict, or None; restore it with
         ``rng.bit_generator.state = checkpoint.rng_state``
     extra : the saved ``extra`` dict ({} when none was given)
+    loss_params : {name: array} of a loss's own parameters (a hierarchical softmax's W
+        and b), {} when none were saved
+    loss_state : tuple of their optimizer's flat state arrays (a plan's ``loss_state``)
     """
 
     net: Sequential
@@ -327,6 +335,8 @@ class Checkpoint:
     epoch: int = 0
     rng_state: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    loss_params: dict[str, np.ndarray] = field(default_factory=dict)
+    loss_state: tuple[np.ndarray, ...] = ()
 
     def restore(self, plan: _P) -> _P:
         """Put the optimizer state and step count into a training plan built for this
@@ -396,7 +406,9 @@ def _rng_from_json(value, where):
 def save_checkpoint(path: PathLike, net: Sequential, *, optimizer: Any = None,
                     optimizer_state: Any = None, step: int = 0, epoch: int = 0,
                     rng_state: np.random.Generator | Mapping[str, Any] | None = None,
-                    extra: dict[str, Any] | None = None) -> None:
+                    extra: dict[str, Any] | None = None,
+                    loss_params: Mapping[str, np.ndarray] | None = None,
+                    loss_state: Any = None) -> None:
     """Save everything needed to resume training where it stopped, atomically.
 
     Parameters
@@ -413,6 +425,10 @@ def save_checkpoint(path: PathLike, net: Sequential, *, optimizer: Any = None,
     rng_state : None, a numpy Generator or its ``bit_generator.state`` dict (e.g. the
         generator that draws the minibatches)
     extra : None or a dict of JSON data
+    loss_params : None or {name: float array} of a loss's own parameters (a hierarchical
+        softmax's ``loss.params``), names letters, digits and underscores
+    loss_state : None or a tuple of float arrays: their optimizer state (a plan's
+        ``loss_state``)
     """
     arch, tensors = _architecture(net)
     opt = None if optimizer is None else _optim.get(optimizer)
@@ -426,15 +442,26 @@ def save_checkpoint(path: PathLike, net: Sequential, *, optimizer: Any = None,
     if opt is not None and len(optimizer_state) not in (0, opt.n_state):
         raise ValueError(f"optimizer_state has {len(optimizer_state)} arrays but "
                          f"{type(opt).__name__} keeps {opt.n_state} {opt.state_names}")
-    specs = []
-    for j, a in enumerate(optimizer_state):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"optimizer_state[{j}] must be a numpy array, got "
-                            f"{type(a).__name__}")
-        if a.dtype.name not in _DTYPE_CODES:
-            raise TypeError(f"optimizer_state[{j}] must be float32 or float64, got {a.dtype}")
-        tensors[f"optimizer_state.{j}"] = np.ascontiguousarray(a)
-        specs.append({"shape": list(a.shape), "dtype": a.dtype.name})
+    specs = _state_tensors(optimizer_state, "optimizer_state", tensors)
+    if loss_state is None:
+        loss_state = ()
+    if isinstance(loss_state, np.ndarray) or not isinstance(loss_state, (tuple, list)):
+        raise TypeError("loss_state must be None or a tuple of arrays, got "
+                        f"{type(loss_state).__name__}")
+    loss_specs = _state_tensors(loss_state, "loss_state", tensors)
+    if loss_params is None:
+        loss_params = {}
+    if not isinstance(loss_params, Mapping):
+        raise TypeError("loss_params must be None or a dict of arrays, got "
+                        f"{type(loss_params).__name__}")
+    for name in loss_params:
+        if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+            raise ValueError(f"loss_params names must be identifiers, got {name!r}")
+    names = list(loss_params)
+    loss_param_specs = _state_tensors([loss_params[k] for k in names], "loss_params",
+                                      tensors, names)
+    for name, spec in zip(names, loss_param_specs):
+        spec["name"] = name
     step = check_positive_int(step, "step", minimum=0)
     epoch = check_positive_int(epoch, "epoch", minimum=0)
     if isinstance(rng_state, np.random.Generator):
@@ -446,7 +473,25 @@ def save_checkpoint(path: PathLike, net: Sequential, *, optimizer: Any = None,
             "optimizer_state": specs,
             "rng_state": None if rng_state is None else _rng_json(rng_state),
             "extra": json.loads(_user_dict(extra, "extra"))}
+    if loss_param_specs or loss_specs:    # absent otherwise: older readers read the file
+        ckpt["loss_params"] = loss_param_specs
+        ckpt["loss_state"] = loss_specs
     _write(path, tensors, _header("checkpoint", arch, None, _json(ckpt, "the checkpoint")))
+
+
+def _state_tensors(arrays, what, tensors, names=None):
+    """Put float arrays into tensors as "<what>.<j>" (or "<what>.<name>"); their header
+    specs, {"shape", "dtype"} each."""
+    specs = []
+    for j, a in enumerate(arrays):
+        where = f"{what}[{j if names is None else repr(names[j])}]"
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{where} must be a numpy array, got {type(a).__name__}")
+        if a.dtype.name not in _DTYPE_CODES:
+            raise TypeError(f"{where} must be float32 or float64, got {a.dtype}")
+        tensors[f"{what}.{j if names is None else names[j]}"] = np.ascontiguousarray(a)
+        specs.append({"shape": list(a.shape), "dtype": a.dtype.name})
+    return specs
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -700,13 +745,26 @@ def _checkpoint_spec(f):
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("optimizer_state"), list):
         raise f.error("corrupt header: checkpoint must be an object with optimizer_state")
     expected = {}
-    for j, spec in enumerate(ckpt["optimizer_state"]):
-        if not (isinstance(spec, dict) and isinstance(spec.get("shape"), list)
-                and all(type(s) is int and s >= 0 for s in spec["shape"])
-                and spec.get("dtype") in _DTYPE_CODES):
-            raise f.error(f"corrupt header: checkpoint optimizer_state[{j}] must give a "
-                          "shape and a float dtype")
-        expected[f"optimizer_state.{j}"] = (tuple(spec["shape"]), spec["dtype"])
+    for key in ("optimizer_state", "loss_state", "loss_params"):
+        specs = ckpt.get(key, [])
+        if not isinstance(specs, list):
+            raise f.error(f"corrupt header: checkpoint {key} must be a list")
+        for j, spec in enumerate(specs):
+            if not (isinstance(spec, dict) and isinstance(spec.get("shape"), list)
+                    and all(type(s) is int and s >= 0 for s in spec["shape"])
+                    and spec.get("dtype") in _DTYPE_CODES):
+                raise f.error(f"corrupt header: checkpoint {key}[{j}] must give a "
+                              "shape and a float dtype")
+            name = j
+            if key == "loss_params":
+                name = spec.get("name")
+                if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+                    raise f.error(f"corrupt header: checkpoint loss_params[{j}] must have "
+                                  "an identifier as its name")
+                if f"{key}.{name}" in expected:
+                    raise f.error(f"corrupt header: checkpoint loss_params name {name!r} "
+                                  "given twice")
+            expected[f"{key}.{name}"] = (tuple(spec["shape"]), spec["dtype"])
     return ckpt, expected
 
 
@@ -808,6 +866,11 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     n_state = len(ckpt["optimizer_state"])
     state = tuple(np.array(arrays[f"optimizer_state.{j}"], dtype=spec["dtype"])
                   for j, spec in enumerate(ckpt["optimizer_state"]))
+    loss_state = tuple(np.array(arrays[f"loss_state.{j}"], dtype=spec["dtype"])
+                       for j, spec in enumerate(ckpt.get("loss_state", [])))
+    loss_params = {spec["name"]: np.array(arrays[f"loss_params.{spec['name']}"],
+                                          dtype=spec["dtype"])
+                   for spec in ckpt.get("loss_params", [])}
     opt = None
     if ckpt.get("optimizer") is not None:
         opt = _optimizer_from_spec(f, ckpt["optimizer"])
@@ -832,4 +895,5 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     except RecursionError:
         raise f.error("checkpoint: rng_state is nested too deeply") from None
     return Checkpoint(net=net, optimizer=opt, optimizer_state=state, step=step,
-                      epoch=epoch, rng_state=rng, extra=extra)
+                      epoch=epoch, rng_state=rng, extra=extra, loss_params=loss_params,
+                      loss_state=loss_state)

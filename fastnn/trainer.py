@@ -228,7 +228,7 @@ class Trainer:
         self.plan: Any = None
         self.classes_: np.ndarray | None = None
         self.history_: History | None = None
-        self._resume: tuple[Any, int] | None = None
+        self._resume: tuple[Any, ...] | None = None
         self.epoch = 0              # epochs completed over all fits
 
     # -- pickling: parameters and state, never the plan's buffers --------------------------
@@ -253,24 +253,23 @@ class Trainer:
             return
         state, t, *loss_state = resume
         plan.set_state(state, t)
-        for dst, src in zip(plan.loss_state, loss_state[0] if loss_state else ()):
+        loss_state = loss_state[0] if loss_state else ()
+        if len(loss_state) not in (0, len(plan.loss_state)):
+            raise ValueError(f"the saved state of the loss's parameters has "
+                             f"{len(loss_state)} arrays, the optimizer keeps "
+                             f"{len(plan.loss_state)}")
+        for dst, src in zip(plan.loss_state, loss_state):
             dst[...] = src
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write a checkpoint (fastnn.io, safetensors, atomic): the net, the optimizer and
         its state, the step and epoch counters, the random state of the batch order and
-        the classes; :meth:`from_checkpoint` resumes from it bit for bit.  Not for a loss
-        with parameters of its own (the hierarchical softmax): the checkpoint format has
-        no place for them or their optimizer state, so it is refused (ValueError) rather
-        than resumed with other weights."""
+        the classes, and a loss's own parameters with their optimizer state (the
+        hierarchical softmax's); :meth:`from_checkpoint` resumes from it bit for bit."""
         from . import io
         if self.plan is None:
             raise RuntimeError("save_checkpoint needs a fitted trainer (call fit first)")
-        if getattr(self.loss, "params", None):
-            raise ValueError(f"checkpoints do not hold a loss's own parameters (the "
-                             f"{type(self.loss).__name__}'s) or their optimizer state; "
-                             "pickle the Trainer instead, or save them yourself")
         if self.distributed is not None:    # rank 0 writes, every rank waits for it
             self.plan.on_rank0(lambda: self._write_checkpoint(io, path))
         else:
@@ -282,7 +281,9 @@ class Trainer:
                            optimizer_state=tuple(self.plan.state), step=self.plan.t,
                            epoch=self.epoch, rng_state=self.rng,
                            extra={"classes": classes, "batch_size": self.batch_size,
-                                  "shuffle_seed": self.shuffle_seed})
+                                  "shuffle_seed": self.shuffle_seed},
+                           loss_params=getattr(self.loss, "params", None) or None,
+                           loss_state=tuple(self.plan.loss_state))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], loss: Any = None, *,
@@ -291,9 +292,12 @@ class Trainer:
                         distributed: str | dict[str, Any] | None = None) -> Trainer:
         """A Trainer that continues a checkpoint: the next fit takes the steps an
         uninterrupted run would have taken next (same batches, dropout masks and optimizer
-        state).  Give the loss and regularizer the first run used."""
+        state).  Give the loss and regularizer the first run used; a loss with parameters
+        of its own (the hierarchical softmax, built with the same tree) gets the saved
+        ones."""
         from . import io
         ckpt = io.load_checkpoint(path)
+        _restore_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
         trainer = cls(ckpt.net, loss, ckpt.optimizer, batch_size=extra.get("batch_size"),
                       regularizer=regularizer, reg=reg, verbose=verbose,
@@ -307,7 +311,7 @@ class Trainer:
         if extra.get("shuffle_seed") is not None:
             trainer.shuffle_seed = int(extra["shuffle_seed"])
         trainer.epoch = ckpt.epoch
-        trainer._resume = (ckpt.optimizer_state, ckpt.step)
+        trainer._resume = (ckpt.optimizer_state, ckpt.step, list(ckpt.loss_state))
         return trainer
 
     # -- what kind of model --------------------------------------------------------------
@@ -725,3 +729,24 @@ class _Reporter:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def _restore_loss_params(loss, saved):
+    """Copy a checkpoint's loss parameters into `loss` (in place, so views stay valid),
+    refusing a loss that does not have exactly those parameters (names, shapes, dtype)."""
+    own = getattr(loss, "params", None) or {}
+    if not saved and not own:
+        return
+    if not saved:
+        raise ValueError(f"the checkpoint holds no parameters for the loss, but the "
+                         f"{type(loss).__name__} given has {sorted(own)}: it was not the "
+                         "loss the checkpoint was trained with")
+    if sorted(own) != sorted(saved):
+        raise ValueError(f"the checkpoint holds loss parameters {sorted(saved)}, the loss "
+                         f"given ({type(loss).__name__}) has {sorted(own) or 'none'}")
+    for name, value in saved.items():
+        if value.shape != own[name].shape or value.dtype != own[name].dtype:
+            raise ValueError(f"the checkpoint's loss parameter {name} is {value.dtype} "
+                             f"{value.shape}, the loss's is {own[name].dtype} "
+                             f"{own[name].shape}: build the loss as the first run did")
+    loss.set_params(**saved)

@@ -150,9 +150,12 @@ def test_only_rank_0_reports_progress(tmp_path, mpiexec):
     assert [ln.split(":")[0] for ln in lines] == ["epoch 0", "epoch 1", "epoch 2"]
 
 
+@pytest.mark.parametrize("model", ["dropout_bn", "hs"])
 @pytest.mark.parametrize("trainer", [False, True], ids=["DataParallel", "Trainer"])
-def test_checkpoint_on_two_ranks_resumes_on_one_and_back(tmp_path, mpiexec, trainer):
-    kw = {"model": "dropout_bn", "epochs": 2, "trainer": trainer, "val": False}
+def test_checkpoint_on_two_ranks_resumes_on_one_and_back(tmp_path, mpiexec, trainer, model):
+    """Dropout and batch norm, or a hierarchical softmax's own weights and their Adam
+    moments (the checkpoint holds them; each rank's loss starts from other weights)."""
+    kw = {"model": model, "epochs": 2, "trainer": trainer, "val": False}
     whole = run(tmp_path, "whole", 1, **{**kw, "epochs": 4})
     ck = str(tmp_path / "ck.safetensors")
     run(tmp_path, "a", 2, mpiexec, save=ck, **kw)

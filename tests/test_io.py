@@ -574,6 +574,31 @@ def test_newer_format_versions_are_refused(good, tmp_path):
     _refused(_resave(good, tmp_path / "g.safetensors", meta=garbled), "format_version")
 
 
+def test_checkpoint_keeps_a_loss_s_own_parameters_and_their_state(tmp_path):
+    net, path = MLP([2, 3], dtype=np.float32), tmp_path / "c.safetensors"
+    W = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([0.5, -1.0], dtype=np.float32)
+    state = (np.full(8, 3.0, np.float32), np.full(8, 4.0, np.float32))
+    fio.save_checkpoint(path, net, optimizer="adam", loss_params={"W": W, "b": b},
+                        loss_state=state)
+    ck = fio.load_checkpoint(path)
+    assert sorted(ck.loss_params) == ["W", "b"]
+    assert _bits(ck.loss_params["W"]) == _bits(W) and ck.loss_params["W"].shape == (2, 3)
+    assert _bits(ck.loss_params["b"]) == _bits(b)
+    assert [_bits(a) for a in ck.loss_state] == [_bits(a) for a in state]
+    # without them the header has no such entries, and the checkpoint reads back empty
+    fio.save_checkpoint(path, net)
+    assert "loss_params" not in json.loads(_header(path)["__metadata__"]["checkpoint"])
+    ck = fio.load_checkpoint(path)
+    assert ck.loss_params == {} and ck.loss_state == ()
+    with pytest.raises(ValueError, match="loss_params names must be identifiers"):
+        fio.save_checkpoint(path, net, loss_params={"W.x": W})
+    with pytest.raises(TypeError, match=r"loss_params\['W'\] must be float32 or float64"):
+        fio.save_checkpoint(path, net, loss_params={"W": W.astype(int)})
+    with pytest.raises(TypeError, match="loss_state must be None or a tuple"):
+        fio.save_checkpoint(path, net, loss_state=W)
+
+
 def test_lying_checkpoints_are_refused(tmp_path):
     net, path = MLP([2, 3]), tmp_path / "c.safetensors"
     fio.save_checkpoint(path, net, optimizer=optim.Adam(),
@@ -589,6 +614,14 @@ def test_lying_checkpoints_are_refused(tmp_path):
          "tensor optimizer_state.0 has shape (9,), the architecture says (4,)"),
         (lambda c: c.update(rng_state={"key": {"__ndarray__": [1], "dtype": "object"}}),
          "rng_state array"),
+        (lambda c: c.update(loss_state=[{"shape": [9], "dtype": "float64"}]),
+         "tensor(s) missing: loss_state.0"),
+        (lambda c: c.update(loss_params={"W": 1}), "checkpoint loss_params must be a list"),
+        (lambda c: c.update(loss_params=[{"shape": [1], "dtype": "float64",
+                                          "name": "__import__('os')"}]),
+         "loss_params[0] must have an identifier as its name"),
+        (lambda c: c.update(loss_params=[{"shape": [1], "dtype": "float64", "name": "W"}] * 2),
+         "loss_params name 'W' given twice"),
     ]
     for i, (edit, fragment) in enumerate(cases):
         def meta(m):

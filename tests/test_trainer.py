@@ -275,24 +275,44 @@ def test_a_pickled_trainer_resumes_bit_for_bit():
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
 
 
-def test_a_loss_with_parameters_resumes_from_a_pickle_and_refuses_checkpoints(tmp_path):
+def test_a_loss_with_parameters_resumes_from_a_pickle_and_a_checkpoint(tmp_path):
     """A hierarchical softmax's own weights and their Adam moments travel with a pickled
-    Trainer (the same bits as training on); a checkpoint, which has no place for them,
-    is refused instead of resuming with other weights."""
+    Trainer and in a checkpoint: either way, training on gives the bits of an
+    uninterrupted run (the checkpoint's loss is rebuilt with other initial weights)."""
     import pickle
     from fastnn.losses import HierarchicalSoftmax
     a = Trainer(MLP([2, 16, 8], seed=0), HierarchicalSoftmax(8, 3, seed=0), "adam",
                 batch_size=30, seed=0, verbose=0)
     a.fit(X, Y, epochs=2)
     b = pickle.loads(pickle.dumps(a))
+    path = tmp_path / "ck.safetensors"
+    a.save_checkpoint(path)
+    c = Trainer.from_checkpoint(path, HierarchicalSoftmax(8, 3, seed=1), verbose=0)
     a.fit(X, Y, epochs=2)
-    b.fit(X, Y, epochs=2)
-    np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)
-    np.testing.assert_array_equal(a.loss._own_flat()[0], b.loss._own_flat()[0])
-    np.testing.assert_array_equal(a.history_.step_loss, b.history_.step_loss)
-    with pytest.raises(ValueError, match="checkpoints do not hold a loss's own parameters"):
-        a.save_checkpoint(tmp_path / "ck.safetensors")
-    assert not list(tmp_path.iterdir())
+    for other in (b, c):
+        other.fit(X, Y, epochs=2)
+        np.testing.assert_array_equal(a.model.flat_params, other.model.flat_params)
+        np.testing.assert_array_equal(a.loss._own_flat()[0], other.loss._own_flat()[0])
+        np.testing.assert_array_equal(a.history_.step_loss, other.history_.step_loss)
+
+
+def test_a_checkpoint_refuses_a_loss_it_was_not_trained_with(tmp_path):
+    from fastnn.losses import HierarchicalSoftmax
+    hs = Trainer(MLP([2, 16, 8], seed=0), HierarchicalSoftmax(8, 3, seed=0), "adam",
+                 batch_size=30, seed=0, verbose=0)
+    hs.fit(X, Y, epochs=1)
+    hs.save_checkpoint(tmp_path / "hs.safetensors")
+    plain = Trainer(MLP([2, 16, 3], seed=0), batch_size=30, seed=0, verbose=0)
+    plain.fit(X, Y, epochs=1)
+    plain.save_checkpoint(tmp_path / "plain.safetensors")
+    with pytest.raises(ValueError, match=r"holds loss parameters \['W', 'b'\], the loss "
+                                         r"given \(SoftmaxCrossEntropy\) has none"):
+        Trainer.from_checkpoint(tmp_path / "hs.safetensors", SoftmaxCrossEntropy())
+    with pytest.raises(ValueError, match="holds no parameters for the loss"):
+        Trainer.from_checkpoint(tmp_path / "plain.safetensors",
+                                HierarchicalSoftmax(3, 3, seed=0))
+    with pytest.raises(ValueError, match="loss parameter W is float64 .*build the loss"):
+        Trainer.from_checkpoint(tmp_path / "hs.safetensors", HierarchicalSoftmax(8, 4))
 
 
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):

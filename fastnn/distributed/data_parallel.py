@@ -534,23 +534,26 @@ class DataParallel:
         return losses, data_losses
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
-        """Rank 0 writes the checkpoint (atomically, fastnn.io); every rank waits for it."""
-        if self._loss_params is not None:
-            raise ValueError("checkpoints do not hold a loss's own parameters (the "
-                             "hierarchical softmax's); save the loss's arrays yourself")
+        """Rank 0 writes the checkpoint (atomically, fastnn.io); every rank waits for it.
+        A loss's own parameters and their optimizer state are saved with it."""
         self.on_rank0(lambda: io.save_checkpoint(
             path, self.net, optimizer=self.plan.optimizer,
             optimizer_state=tuple(self.plan.state), step=self.plan.t, epoch=self.epoch,
             extra={"shuffle_seed": self.shuffle_seed, "batch_size": self.batch_size,
-                   "n_blocks": self.n_blocks, "sharded": self.sharded}))
+                   "n_blocks": self.n_blocks, "sharded": self.sharded},
+            loss_params=getattr(self.loss, "params", None) or None,
+            loss_state=tuple(self.plan.loss_state)))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], loss: Any, *,
                         regularizer: Any = None, comm: Any = None,
                         **kwargs: Any) -> Self:
         """Resume on any number of ranks: every rank reads the checkpoint (rank 0's
-        parameters are broadcast anyway)."""
+        parameters are broadcast anyway).  A loss with parameters of its own gets the
+        saved ones (build it as the first run did)."""
+        from ..trainer import _restore_loss_params
         ckpt = io.load_checkpoint(path)
+        _restore_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
         for key in ("shuffle_seed", "batch_size", "n_blocks"):
             if key in extra:
@@ -560,4 +563,9 @@ class DataParallel:
         dp = cls(ckpt.net, loss, optimizer=ckpt.optimizer, regularizer=regularizer,
                  comm=comm, epoch=ckpt.epoch, **kwargs)
         dp.plan.set_state(ckpt.optimizer_state, ckpt.step)
+        if len(ckpt.loss_state) not in (0, len(dp.plan.loss_state)):
+            raise ValueError(f"the checkpoint's loss state has {len(ckpt.loss_state)} "
+                             f"arrays, the optimizer keeps {len(dp.plan.loss_state)}")
+        for dst, src in zip(dp.plan.loss_state, ckpt.loss_state):
+            dst[...] = src
         return dp
