@@ -125,9 +125,15 @@ def _real(value, name, low=None, high=None, low_open=False, high_open=False):
            or (low is not None and (value < low or (low_open and value == low)))
            or (high is not None and (value > high or (high_open and value == high))))
     if bad:
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low}, "
-        hi = "" if high is None else f"{high}" + (")" if high_open else "]")
-        rng = f" in {lo}{hi}" if lo or hi else ""
+        if low is None and high is None:
+            rng = ""
+        elif high is None:
+            rng = f" {'>' if low_open else '>='} {low}"
+        elif low is None:
+            rng = f" {'<' if high_open else '<='} {high}"
+        else:
+            rng = (f" in {'(' if low_open else '['}{low}, {high}"
+                   f"{')' if high_open else ']'}")
         raise ValueError(f"{name} must be a finite number{rng}, got {value!r}")
     return value
 

@@ -330,6 +330,17 @@ def test_bad_parameters_are_refused_at_fit_naming_them(iris, param, value, exc):
         est.fit(X, y)
 
 
+@pytest.mark.parametrize("param, value, message", [
+    ("alpha", -1.0, "alpha must be a finite number >= 0.0, got -1.0"),
+    ("learning_rate_init", 0.0, "learning_rate_init must be a finite number > 0.0, got 0.0"),
+    ("momentum", 1.0, "momentum must be a finite number in [0.0, 1.0), got 1.0"),
+])
+def test_a_range_error_says_the_range(iris, param, value, message):
+    with pytest.raises(ValueError) as info:
+        MLPClassifier(**{param: value}).fit(*iris)
+    assert str(info.value) == message
+
+
 def test_regressor_refuses_classifier_losses():
     with pytest.raises(ValueError, match="loss"):
         MLPRegressor(loss="log_loss").fit(*_regression())
