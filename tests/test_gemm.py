@@ -27,6 +27,12 @@ CASES = [
     (100, 3, 300, True, False, ("small", 3)),     # h.T @ dscores
     (7, 5, 9, False, True, ("small", 1)),
     (1, 1, 1, False, False, ("small", 1)),
+    (32, 100, 10, False, False, ("small", 4)),    # 10 inputs (9 to 16: k16)
+    (300, 64, 16, False, True, ("small", 4)),
+    (10, 100, 32, True, False, ("small", 5)),     # X.T @ dz, 10 inputs (m16, ta)
+    (16, 9, 50, True, False, ("small", 5)),
+    (32, 100, 17, False, False, ("blas", 1)),     # 17 inputs: BLAS
+    (17, 100, 32, True, False, ("blas", 1)),
     (50, 40, 30, False, False, ("blas", 1)),      # no tiny side
     (64, 64, 64, True, True, ("blas", 1)),        # both transposed
     (256, 512, 784, False, False, ("blas", 4)),   # split into 4 column blocks
