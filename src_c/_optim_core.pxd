@@ -6,7 +6,9 @@
 #     vectorizes; scalars are cast to the array's dtype once (derived ones such as 1 - b1
 #     or Adam's bias corrections computed in double first) and each element is computed
 #     in the dtype with the operations, in the order, of fastnn.reference.optimizer_update,
-#     so the NumPy twin matches bit for bit;
+#     so the NumPy twin matches bit for bit.  Adagrad, RMSProp and Adam, whose divisions
+#     and square roots are most of their cost, run in fastnn_loops.inc (per-ISA clones:
+#     4 or 8 lanes instead of this module's SSE2 2), with FMA contraction off there;
 #   * threads: the n elements are cut into nt contiguous chunks (nt from threads_for); at
 #     nt == 1 the loop runs directly, with no parallel region (a one-thread prange still
 #     builds an OpenMP team).  Each element is updated alone: the result ignores nt;
@@ -15,9 +17,9 @@
 cimport cython
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, pow, sqrt, sqrtf
+from libc.math cimport exp, pow
 
-from _common cimport threads_for
+from _common cimport adagrad_update, adam_update, rmsprop_update, threads_for
 
 # Optimizer codes (fastnn.reference.OPT_* and fastnn.optim.<class>.kind mirror them).
 cdef enum:
@@ -64,14 +66,6 @@ cdef inline double schedule_lr(int kind, double lr0, double rate, long every,
     return lr0
 
 
-cdef inline floating _fsqrt(floating x) noexcept nogil:
-    # sqrtf for float: sqrt would round through double (the same value, but slower)
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
-
-
 # One loop per optimizer over elements [i0, i1).  Temporaries keep each new state value in
 # a register, so it is stored once and read back by the weight update exactly as stored.
 
@@ -107,53 +101,26 @@ cdef inline void _nesterov_range(floating* w, const floating* g, floating* v, Py
         w[i] = w[i] + (neg_m * vp + one_m * vi)
 
 
-@cython.cdivision(True)
 cdef inline void _adagrad_range(floating* w, const floating* g, floating* c, Py_ssize_t i0,
                                 Py_ssize_t i1, double lr, double eps) noexcept nogil:
-    cdef floating a = <floating>lr, e = <floating>eps
-    cdef floating gi, ci
-    cdef Py_ssize_t i
-    for i in range(i0, i1):
-        gi = g[i]
-        ci = c[i] + gi * gi
-        c[i] = ci
-        w[i] = w[i] - a * gi / (_fsqrt(ci) + e)
+    adagrad_update(w + i0, g + i0, c + i0, i1 - i0, <floating>lr, <floating>eps)
 
 
-@cython.cdivision(True)
 cdef inline void _rmsprop_range(floating* w, const floating* g, floating* c, Py_ssize_t i0,
                                 Py_ssize_t i1, double lr, double decay,
                                 double eps) noexcept nogil:
-    cdef floating a = <floating>lr, d = <floating>decay
-    cdef floating one_d = <floating>(1.0 - decay), e = <floating>eps
-    cdef floating gi, ci
-    cdef Py_ssize_t i
-    for i in range(i0, i1):
-        gi = g[i]
-        ci = d * c[i] + one_d * (gi * gi)
-        c[i] = ci
-        w[i] = w[i] - a * gi / (_fsqrt(ci) + e)
+    rmsprop_update(w + i0, g + i0, c + i0, i1 - i0, <floating>lr, <floating>decay,
+                   <floating>(1.0 - decay), <floating>eps)
 
 
-@cython.cdivision(True)
 cdef inline void _adam_range(floating* w, const floating* g, floating* m, floating* v,
                              Py_ssize_t i0, Py_ssize_t i1, double lr, double beta1,
                              double beta2, double eps, long t) noexcept nogil:
-    cdef floating a = <floating>lr, e = <floating>eps
-    cdef floating b1 = <floating>beta1, b2 = <floating>beta2
-    cdef floating one_b1 = <floating>(1.0 - beta1), one_b2 = <floating>(1.0 - beta2)
     # bias corrections 1 - beta**t in double, then cast (t >= 1 keeps them > 0)
-    cdef floating bc1 = <floating>(1.0 - pow(beta1, <double>t))
-    cdef floating bc2 = <floating>(1.0 - pow(beta2, <double>t))
-    cdef floating gi, mi, vi
-    cdef Py_ssize_t i
-    for i in range(i0, i1):
-        gi = g[i]
-        mi = b1 * m[i] + one_b1 * gi
-        vi = b2 * v[i] + one_b2 * (gi * gi)
-        m[i] = mi
-        v[i] = vi
-        w[i] = w[i] - a * (mi / bc1) / (_fsqrt(vi / bc2) + e)
+    adam_update(w + i0, g + i0, m + i0, v + i0, i1 - i0, <floating>lr, <floating>beta1,
+                <floating>beta2, <floating>(1.0 - beta1), <floating>(1.0 - beta2),
+                <floating>(1.0 - pow(beta1, <double>t)),
+                <floating>(1.0 - pow(beta2, <double>t)), <floating>eps)
 
 
 cdef inline void _update_range(int kind, floating* w, const floating* g, floating* s1,

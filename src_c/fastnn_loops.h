@@ -24,6 +24,19 @@
 #define FNN_HAVE_CLONES 0
 #endif
 
+/* Arithmetic that a NumPy twin repeats operation by operation (the optimizer updates):
+ * no product and sum may be contracted into one FMA, which the twin cannot do. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FNN_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#define FNN_NO_CONTRACT_BODY
+#elif defined(__clang__)
+#define FNN_NO_CONTRACT
+#define FNN_NO_CONTRACT_BODY _Pragma("clang fp contract(off)")
+#else
+#define FNN_NO_CONTRACT
+#define FNN_NO_CONTRACT_BODY
+#endif
+
 /* a helper inlined into each clone that calls it (so compiled for that clone's ISA) */
 #define FNN_AI __attribute__((always_inline)) static inline
 /* Calls BODY(q) with q a compile-time constant 1..8 equal to the run-time q, so that a
@@ -46,6 +59,7 @@
 #define FNN_(name) name##_f32
 #define FNN_EXP fnn_expf
 #define FNN_FMA __builtin_fmaf
+#define FNN_SQRT sqrtf
 #define FNN_LOG_GE1 fnn_logf_ge1
 #define FNN_LOG1P_UNIT fnn_log1pf_unit
 #define FNN_TANH fnn_tanhf
@@ -57,6 +71,7 @@
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_FMA
+#undef FNN_SQRT
 #undef FNN_LOG_GE1
 #undef FNN_LOG1P_UNIT
 #undef FNN_TANH
@@ -66,6 +81,7 @@
 #define FNN_(name) name##_f64
 #define FNN_EXP fnn_exp
 #define FNN_FMA __builtin_fma
+#define FNN_SQRT sqrt
 #define FNN_LOG_GE1 fnn_log_ge1
 #define FNN_LOG1P_UNIT fnn_log1p_unit
 #define FNN_TANH fnn_tanh
@@ -77,6 +93,7 @@
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_FMA
+#undef FNN_SQRT
 #undef FNN_LOG_GE1
 #undef FNN_LOG1P_UNIT
 #undef FNN_TANH
