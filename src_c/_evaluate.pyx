@@ -76,13 +76,15 @@ cdef struct EOp:
 # of the whole product.  (The tiny-k case could re-run a chunk-aligned range of columns
 # too, but measured slower than the row-blocked whole op; BLAS products re-run whole.)
 # An AFFINE op whose product runs in the tiny-k loops (at most 8 inputs, such as the
-# spiral's first layer) and whose output feeds a COLS_ONE op re-runs one column too, in
-# the form tiny k gives it (fastnn_gemm_small.inc's fnn_small_tiny_k_column), and then
-# only what that column changes in the next op's product: each of its dots is a sum of
-# lane sums (tiny n's form), and a changed input changes one lane sum per dot (or its
-# scalar tail).  The unperturbed pass keeps the next op's input transposed, its weights
-# transposed and every lane sum (LaneCache); a perturbation recomputes one lane sum per
-# dot across rows (fnn_small_tiny_n_lanes) and adds the cached others in tiny n's order.
+# spiral's first layer) and whose output feeds a tiny-n op (COLS_ONE on its own) re-runs
+# one column too, in the form tiny k gives it (fastnn_gemm_small.inc's
+# fnn_small_tiny_k_column, from its input transposed), and then only what that column
+# changes in the next op's product: each of its dots is a sum of lane sums (tiny n's
+# form), and a changed input changes one lane sum per dot (or its scalar tail).  The
+# unperturbed pass keeps the op's input transposed, its output (the next op's input)
+# transposed, the next op's weights transposed and every lane sum (Work.lane_*); a
+# perturbation recomputes one lane sum per dot across rows (fnn_small_tiny_n_lanes) and
+# adds the cached others in tiny n's order.
 # The op after a COLS_LANES op (COLS_AFTER_LANES) uses the same cache: its weight W[u, j]
 # enters output j's dots in one lane sum (or the tail), so only that lane sum of output j
 # is recomputed; its bias b[j] recomputes none (the cached lane sums added again).
@@ -115,7 +117,8 @@ cdef struct Work:
     char* row_loss
     char* hs_dz
     char* g                 # penalty gradient scratch (the widest penalized array)
-    char* tmp               # the column of an AFFINE op re-run (B,), zero-padded (lane_rows)
+    char* tmp               # the column of an AFFINE op re-run (B,), padded to lane_rows
+                            # (padding rows are computed, never stored past B)
     char** lane_in          # per COLS_LANES op: its input transposed (n_in, lane_rows)
     char** lane_at          # ... its output transposed (n_out, lane_rows)
     char** lane_bt          # ... the next op's weights transposed (next n_out, n_out)
@@ -444,6 +447,9 @@ cdef class Evaluator:
         """Re-run only the columns a perturbation changes (the default) or whole ops:
         the same bits either way (for the tests and the benchmark)."""
         cdef int i
+        if self.running:
+            raise RuntimeError("this evaluator is running (in another thread); switch "
+                               "columns between runs")
         for i in range(self.n_ops):
             if self.ops[i].kind == OP_AFFINE:
                 self.ops[i].cols = self._cols[i] if on else COLS_NONE
