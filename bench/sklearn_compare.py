@@ -5,7 +5,7 @@
 
 NAME: digits (MLPClassifier, scikit-learn's bundled 8x8 digits), diabetes (MLPRegressor,
 scikit-learn's bundled diabetes), spiral (MLPClassifier, fastnn.datasets.spiral).  Each
-case fits both libraries with identical parameters for K random_states (default 3), in
+case fits both libraries with identical parameters for K random_states (default 7), in
 alternating order, timing every fit; it prints the median fit time of each, the ratio
 (scikit-learn / fastnn: above 1, fastnn is faster) and the test scores (accuracy or R^2,
 in points = 100 x, averaged over the seeds), and checks the aims: fit >= 10x faster, test
@@ -100,7 +100,10 @@ def parse_args(argv=None):
     ap.add_argument("--only", metavar="NAME", help="comma-separated: " + ", ".join(CASES))
     ap.add_argument("--threads", type=int, default=1,
                     help="threads for fastnn and every BLAS (default 1)")
-    ap.add_argument("--seeds", type=int, default=3, help="random_states per case")
+    # the epochs a fit runs before scikit-learn's stopping rule fires differ by seed
+    # (70-100 on diabetes, for either library): 7 seeds keep the medians' ratio near
+    # the per-epoch one
+    ap.add_argument("--seeds", type=int, default=7, help="random_states per case")
     ap.add_argument("--json", metavar="PATH", help="write the raw results here")
     return ap.parse_args(argv)
 
