@@ -63,6 +63,8 @@ from .net import MLP, Sequential
 class _Resumable(Protocol):
     """What Checkpoint.restore needs of a training plan (fastnn.plan's plans, a
     DataParallel)."""
+    loss: Any
+
     def set_state(self, state: Any, t: int) -> None: ...
 
 
@@ -343,8 +345,17 @@ class Checkpoint:
         checkpoint's net (``fastnn.plan.build_plan(checkpoint.net, ...)``): the state is
         copied into ``plan.state``'s arrays, which the plan keeps pointers to, and the
         step count set, so the next step is step ``self.step + 1`` with the schedule's
-        rate and Adam's bias correction of that step.  Returns the plan."""
+        rate and Adam's bias correction of that step.  A loss with parameters of its own
+        (``plan.loss``) gets the saved ones and their optimizer state.  Returns the
+        plan."""
+        _restore_loss_params(plan.loss, self.loss_params)
+        loss_state = getattr(plan, "loss_state", ())
+        if len(self.loss_state) not in (0, len(loss_state)):
+            raise ValueError(f"the checkpoint's loss state has {len(self.loss_state)} "
+                             f"arrays, the plan's optimizer keeps {len(loss_state)}")
         plan.set_state(self.optimizer_state, self.step)
+        for dst, src in zip(loss_state, self.loss_state):
+            dst[...] = src
         return plan
 
 
@@ -492,6 +503,27 @@ def _state_tensors(arrays, what, tensors, names=None):
         tensors[f"{what}.{j if names is None else names[j]}"] = np.ascontiguousarray(a)
         specs.append({"shape": list(a.shape), "dtype": a.dtype.name})
     return specs
+
+
+def _restore_loss_params(loss, saved):
+    """Copy a checkpoint's loss parameters into `loss` (in place, so views stay valid),
+    refusing a loss that does not have exactly those parameters (names, shapes, dtype)."""
+    own = getattr(loss, "params", None) or {}
+    if not saved and not own:
+        return
+    if not saved:
+        raise ValueError(f"the checkpoint holds no parameters for the loss, but the "
+                         f"{type(loss).__name__} given has {sorted(own)}: it was not the "
+                         "loss the checkpoint was trained with")
+    if sorted(own) != sorted(saved):
+        raise ValueError(f"the checkpoint holds loss parameters {sorted(saved)}, the loss "
+                         f"given ({type(loss).__name__}) has {sorted(own) or 'none'}")
+    for name, value in saved.items():
+        if value.shape != own[name].shape or value.dtype != own[name].dtype:
+            raise ValueError(f"the checkpoint's loss parameter {name} is {value.dtype} "
+                             f"{value.shape}, the loss's is {own[name].dtype} "
+                             f"{own[name].shape}: build the loss as the first run did")
+    loss.set_params(**saved)
 
 
 # ---- reading ---------------------------------------------------------------------------

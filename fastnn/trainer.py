@@ -297,7 +297,7 @@ class Trainer:
         ones."""
         from . import io
         ckpt = io.load_checkpoint(path)
-        _restore_loss_params(loss, ckpt.loss_params)
+        io._restore_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
         trainer = cls(ckpt.net, loss, ckpt.optimizer, batch_size=extra.get("batch_size"),
                       regularizer=regularizer, reg=reg, verbose=verbose,
@@ -730,23 +730,3 @@ class _Reporter:
         if self.bar is not None:
             self.bar.close()
 
-
-def _restore_loss_params(loss, saved):
-    """Copy a checkpoint's loss parameters into `loss` (in place, so views stay valid),
-    refusing a loss that does not have exactly those parameters (names, shapes, dtype)."""
-    own = getattr(loss, "params", None) or {}
-    if not saved and not own:
-        return
-    if not saved:
-        raise ValueError(f"the checkpoint holds no parameters for the loss, but the "
-                         f"{type(loss).__name__} given has {sorted(own)}: it was not the "
-                         "loss the checkpoint was trained with")
-    if sorted(own) != sorted(saved):
-        raise ValueError(f"the checkpoint holds loss parameters {sorted(saved)}, the loss "
-                         f"given ({type(loss).__name__}) has {sorted(own) or 'none'}")
-    for name, value in saved.items():
-        if value.shape != own[name].shape or value.dtype != own[name].dtype:
-            raise ValueError(f"the checkpoint's loss parameter {name} is {value.dtype} "
-                             f"{value.shape}, the loss's is {own[name].dtype} "
-                             f"{own[name].shape}: build the loss as the first run did")
-    loss.set_params(**saved)

@@ -599,6 +599,32 @@ def test_checkpoint_keeps_a_loss_s_own_parameters_and_their_state(tmp_path):
         fio.save_checkpoint(path, net, loss_state=W)
 
 
+def test_checkpoint_restore_puts_a_loss_s_weights_and_state_into_a_plan(tmp_path):
+    """A plan with a hierarchical softmax, checkpointed by hand and restored into a
+    plan built from the checkpoint's net and a loss with other weights, takes the
+    uninterrupted run's next steps bit for bit."""
+    from fastnn.losses import HierarchicalSoftmax
+    from fastnn.plan import build_plan
+    X, y = spiral(40, 3, seed=0)
+    idx = np.random.default_rng(0).integers(0, X.shape[0], 6 * 20).astype(np.int64)
+
+    def plan(net, loss):
+        return build_plan(net, loss, optimizer="adam", batch_size=20).bind(X, y)
+    whole = plan(MLP([2, 8, 6], seed=0), HierarchicalSoftmax(6, 3, seed=0))
+    whole.run(6, idx)
+    first = plan(MLP([2, 8, 6], seed=0), HierarchicalSoftmax(6, 3, seed=0))
+    first.run(3, idx[:60])
+    path = tmp_path / "c.safetensors"
+    fio.save_checkpoint(path, first.net, optimizer="adam", optimizer_state=first.state,
+                        step=first.t, loss_params=first.loss.params,
+                        loss_state=first.loss_state)
+    ck = fio.load_checkpoint(path)
+    again = ck.restore(plan(ck.net, HierarchicalSoftmax(6, 3, seed=5)))
+    again.run(3, idx[60:])
+    assert _bits(again.net.flat_params) == _bits(whole.net.flat_params)
+    assert _bits(again.loss._own_flat()[0]) == _bits(whole.loss._own_flat()[0])
+
+
 def test_lying_checkpoints_are_refused(tmp_path):
     net, path = MLP([2, 3]), tmp_path / "c.safetensors"
     fio.save_checkpoint(path, net, optimizer=optim.Adam(),

@@ -551,9 +551,8 @@ class DataParallel:
         """Resume on any number of ranks: every rank reads the checkpoint (rank 0's
         parameters are broadcast anyway).  A loss with parameters of its own gets the
         saved ones (build it as the first run did)."""
-        from ..trainer import _restore_loss_params
         ckpt = io.load_checkpoint(path)
-        _restore_loss_params(loss, ckpt.loss_params)
+        io._restore_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
         for key in ("shuffle_seed", "batch_size", "n_blocks"):
             if key in extra:
