@@ -347,15 +347,10 @@ class Checkpoint:
         step count set, so the next step is step ``self.step + 1`` with the schedule's
         rate and Adam's bias correction of that step.  A loss with parameters of its own
         (``plan.loss``) gets the saved ones and their optimizer state.  Returns the
-        plan."""
-        _restore_loss_params(plan.loss, self.loss_params)
-        loss_state = getattr(plan, "loss_state", ())
-        if len(self.loss_state) not in (0, len(loss_state)):
-            raise ValueError(f"the checkpoint's loss state has {len(self.loss_state)} "
-                             f"arrays, the plan's optimizer keeps {len(loss_state)}")
-        plan.set_state(self.optimizer_state, self.step)
-        for dst, src in zip(loss_state, self.loss_state):
-            dst[...] = src
+        plan.  Everything is checked before anything is copied: a refusal (ValueError)
+        leaves the plan and its loss as they were."""
+        _resume_plan(plan, self.optimizer_state, self.step, plan.loss, self.loss_params,
+                     self.loss_state)
         return plan
 
 
@@ -471,6 +466,7 @@ def save_checkpoint(path: PathLike, net: Sequential, *, optimizer: Any = None,
     names = list(loss_params)
     loss_param_specs = _state_tensors([loss_params[k] for k in names], "loss_params",
                                       tensors, names)
+    _check_loss_layout(loss_param_specs, loss_specs, opt, ValueError)
     for name, spec in zip(names, loss_param_specs):
         spec["name"] = name
     step = check_positive_int(step, "step", minimum=0)
@@ -490,6 +486,28 @@ def save_checkpoint(path: PathLike, net: Sequential, *, optimizer: Any = None,
     _write(path, tensors, _header("checkpoint", arch, None, _json(ckpt, "the checkpoint")))
 
 
+def _check_loss_layout(param_specs, state_specs, opt, error):
+    """A loss's parameters and their optimizer state agree: one dtype for all, each
+    state array as long as the parameters together, as many as the optimizer keeps (or
+    none without an optimizer); no state without parameters.  error(message) makes the
+    exception to raise."""
+    if not param_specs:
+        if state_specs:
+            raise error("loss_state given without loss_params")
+        return
+    dtypes = {spec["dtype"] for spec in param_specs + state_specs}
+    if len(dtypes) > 1:
+        raise error(f"loss_params and loss_state mix dtypes {sorted(dtypes)}")
+    size = sum(int(np.prod(spec["shape"], dtype=np.int64)) for spec in param_specs)
+    for j, spec in enumerate(state_specs):
+        if list(spec["shape"]) != [size]:
+            raise error(f"loss_state[{j}] has shape {tuple(spec['shape'])}, not ({size},) "
+                        "(the loss's parameters, flat)")
+    if opt is not None and len(state_specs) != opt.n_state:
+        raise error(f"loss_state has {len(state_specs)} arrays but {type(opt).__name__} "
+                    f"keeps {opt.n_state} per parameter")
+
+
 def _state_tensors(arrays, what, tensors, names=None):
     """Put float arrays into tensors as "<what>.<j>" (or "<what>.<name>"); their header
     specs, {"shape", "dtype"} each."""
@@ -505,9 +523,9 @@ def _state_tensors(arrays, what, tensors, names=None):
     return specs
 
 
-def _restore_loss_params(loss, saved):
-    """Copy a checkpoint's loss parameters into `loss` (in place, so views stay valid),
-    refusing a loss that does not have exactly those parameters (names, shapes, dtype)."""
+def _check_loss_params(loss, saved):
+    """Refuse a loss that does not have exactly the checkpoint's loss parameters (names,
+    shapes, dtype).  Changes nothing."""
     own = getattr(loss, "params", None) or {}
     if not saved and not own:
         return
@@ -523,7 +541,40 @@ def _restore_loss_params(loss, saved):
             raise ValueError(f"the checkpoint's loss parameter {name} is {value.dtype} "
                              f"{value.shape}, the loss's is {own[name].dtype} "
                              f"{own[name].shape}: build the loss as the first run did")
-    loss.set_params(**saved)
+
+
+def _restore_loss_params(loss, saved):
+    """_check_loss_params, then copy the saved values into `loss` (in place, so views
+    stay valid)."""
+    _check_loss_params(loss, saved)
+    if saved:
+        loss.set_params(**saved)
+
+
+def _check_loss_state(dst, src):
+    """Refuse saved loss optimizer state `src` that does not fit a plan's `dst` arrays
+    (count, shapes, dtypes); an empty `src` fits only an empty `dst`.  Changes nothing."""
+    if len(src) != len(dst):
+        raise ValueError(f"the saved optimizer state of the loss's parameters has "
+                         f"{len(src)} arrays, the plan's optimizer keeps {len(dst)}")
+    for j, (d, a) in enumerate(zip(dst, src)):
+        if np.shape(a) != d.shape or np.asarray(a).dtype != d.dtype:
+            raise ValueError(f"loss_state[{j}] is {np.asarray(a).dtype} {np.shape(a)}, the "
+                             f"plan's {d.dtype} {d.shape}")
+
+
+def _resume_plan(plan, state, t, loss, loss_params, loss_state):
+    """Everything checked first, then copied: a plan's optimizer state and step count,
+    a loss's own parameters (None: leave the loss's as they are) and their optimizer
+    state.  A refusal changes nothing."""
+    if loss_params is not None:
+        _check_loss_params(loss, loss_params)
+    _check_loss_state(tuple(getattr(plan, "loss_state", ())), tuple(loss_state))
+    plan.set_state(state, t)                 # (checks its arrays before copying)
+    if loss_params is not None:
+        _restore_loss_params(loss, loss_params)
+    for d, a in zip(getattr(plan, "loss_state", ()), loss_state):
+        d[...] = a
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -890,7 +941,7 @@ def _optimizer_from_spec(f, spec):
 def load_checkpoint(path: PathLike) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint`: returns a
     :class:`Checkpoint` (net, optimizer, optimizer_state, step, epoch, rng_state,
-    extra).  ``Checkpoint.restore(plan)`` puts the state into a plan built for its net.
+    extra, loss_params, loss_state).  ``Checkpoint.restore(plan)`` puts the state into a plan built for its net.
 
     Raises ValueError as :func:`load` does, and for a model file (no optimizer state).
     """
@@ -909,6 +960,8 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
         if n_state not in (0, opt.n_state):
             raise f.error(f"checkpoint holds {n_state} optimizer state arrays but "
                           f"{type(opt).__name__} keeps {opt.n_state}")
+    _check_loss_layout(ckpt.get("loss_params", []), ckpt.get("loss_state", []), opt,
+                       lambda msg: f.error(f"checkpoint: {msg}"))
     try:
         step = check_positive_int(_check_type(ckpt.get("step"), "int", "step"), "step",
                                   minimum=0)

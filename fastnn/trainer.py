@@ -246,20 +246,17 @@ class Trainer:
         self.__dict__.update(state)
 
     def _adopt_resume(self, plan):
-        """Optimizer state and step count saved with a pickled trainer (and the state of
-        a loss's own parameters, the hierarchical softmax's), into a new plan."""
-        resume = self.__dict__.pop("_resume", None)
+        """Optimizer state and step count saved with a pickled trainer or a checkpoint
+        (and a loss's own parameters and their state, the hierarchical softmax's), into a
+        new plan: all checked before anything is copied, and kept for the next try when
+        refused."""
+        from . import io
+        resume = self.__dict__.get("_resume")
         if resume is None:
             return
-        state, t, *loss_state = resume
-        plan.set_state(state, t)
-        loss_state = loss_state[0] if loss_state else ()
-        if len(loss_state) not in (0, len(plan.loss_state)):
-            raise ValueError(f"the saved state of the loss's parameters has "
-                             f"{len(loss_state)} arrays, the optimizer keeps "
-                             f"{len(plan.loss_state)}")
-        for dst, src in zip(plan.loss_state, loss_state):
-            dst[...] = src
+        state, t, *rest = resume
+        io._resume_plan(plan, state, t, self.loss, None, tuple(rest[0]) if rest else ())
+        del self.__dict__["_resume"]
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
@@ -297,7 +294,7 @@ class Trainer:
         ones."""
         from . import io
         ckpt = io.load_checkpoint(path)
-        io._restore_loss_params(loss, ckpt.loss_params)
+        io._check_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
         trainer = cls(ckpt.net, loss, ckpt.optimizer, batch_size=extra.get("batch_size"),
                       regularizer=regularizer, reg=reg, verbose=verbose,
@@ -312,6 +309,7 @@ class Trainer:
             trainer.shuffle_seed = int(extra["shuffle_seed"])
         trainer.epoch = ckpt.epoch
         trainer._resume = (ckpt.optimizer_state, ckpt.step, list(ckpt.loss_state))
+        io._restore_loss_params(loss, ckpt.loss_params)     # (checked above: cannot fail)
         return trainer
 
     # -- what kind of model --------------------------------------------------------------
@@ -454,15 +452,17 @@ class Trainer:
         rounds = -(-epochs // record_every)
         self.classes_ = classes     # every argument checked: the labels are fixed now
         if self.plan is None or not self.plan.matches(self.model, self.loss, batch):
+            plan: Any
             if self.distributed is not None:
                 from .distributed import DataParallel
-                self.plan = DataParallel(self.model, self.loss, optimizer=self.optimizer,
+                plan = DataParallel(self.model, self.loss, optimizer=self.optimizer,
                                          regularizer=self.regularizer, batch_size=batch,
                                          shuffle_seed=self.shuffle_seed, **self.distributed)
             else:
-                self.plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
+                plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
                                        regularizer=self.regularizer, batch_size=batch)
-            self._adopt_resume(self.plan)
+            self._adopt_resume(plan)        # (refused: no plan kept, the state kept)
+            self.plan = plan
         plan = self.plan.bind(X, y, w)
         callbacks = list(callbacks)
         for c in callbacks:

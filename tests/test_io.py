@@ -625,6 +625,61 @@ def test_checkpoint_restore_puts_a_loss_s_weights_and_state_into_a_plan(tmp_path
     assert _bits(again.loss._own_flat()[0]) == _bits(whole.loss._own_flat()[0])
 
 
+def test_a_loss_s_state_must_fit_its_parameters_and_the_optimizer(tmp_path):
+    net, path = MLP([2, 3]), tmp_path / "c.safetensors"
+    W, b = np.ones((2, 3)), np.zeros(2)
+    ok = (np.zeros(8), np.zeros(8))
+    with pytest.raises(ValueError, match=r"loss_state has 1 arrays but Adam keeps 2"):
+        fio.save_checkpoint(path, net, optimizer="adam", loss_params={"W": W, "b": b},
+                            loss_state=ok[:1])
+    with pytest.raises(ValueError, match=r"loss_state\[0\] has shape \(1,\), not \(8,\)"):
+        fio.save_checkpoint(path, net, optimizer="adam", loss_params={"W": W, "b": b},
+                            loss_state=(np.zeros(1), np.zeros(1)))
+    with pytest.raises(ValueError, match="mix dtypes"):
+        fio.save_checkpoint(path, net, loss_params={"W": W, "b": b},
+                            loss_state=(np.zeros(8, np.float32),))
+    with pytest.raises(ValueError, match="loss_state given without loss_params"):
+        fio.save_checkpoint(path, net, loss_state=ok)
+    assert not path.exists()
+    # a file that drops one of Adam's two loss-state arrays, header and tensor alike
+    fio.save_checkpoint(path, net, optimizer="adam", loss_params={"W": W, "b": b},
+                        loss_state=ok)
+
+    def meta(m):
+        ck = json.loads(m["checkpoint"])
+        ck["loss_state"].pop()
+        m["checkpoint"] = json.dumps(ck)
+
+    bad = _resave(path, tmp_path / "bad.safetensors", meta=meta,
+                  tensors=lambda t: t.pop("loss_state.1"))
+    with pytest.raises(ValueError, match=r"bad\.safetensors.*loss_state has 1 arrays but "
+                                         r"Adam keeps 2"):
+        fio.load_checkpoint(bad)
+
+
+def test_a_refused_restore_changes_nothing(tmp_path):
+    """A checkpoint of an Adam plan with a hierarchical softmax, restored into an SGD plan
+    (whose loss keeps no optimizer state): refused before the plan's state or the loss's
+    weights change."""
+    from fastnn.losses import HierarchicalSoftmax
+    from fastnn.plan import build_plan
+    X, y = spiral(20, 3, seed=0)
+    first = build_plan(MLP([2, 8, 6], seed=0), HierarchicalSoftmax(6, 3, seed=0),
+                       optimizer="adam", batch_size=60).bind(X, y)
+    first.run(2)
+    path = tmp_path / "c.safetensors"
+    fio.save_checkpoint(path, first.net, optimizer="adam", optimizer_state=first.state,
+                        step=first.t, loss_params=first.loss.params,
+                        loss_state=first.loss_state)
+    ck = fio.load_checkpoint(path)
+    other = build_plan(ck.net, HierarchicalSoftmax(6, 3, seed=5), optimizer="sgd",
+                       batch_size=60)
+    before = (_bits(other.loss._own_flat()[0]), other.t)
+    with pytest.raises(ValueError, match="has 2 arrays, the plan's optimizer keeps 0"):
+        ck.restore(other)
+    assert (_bits(other.loss._own_flat()[0]), other.t) == before
+
+
 def test_lying_checkpoints_are_refused(tmp_path):
     net, path = MLP([2, 3]), tmp_path / "c.safetensors"
     fio.save_checkpoint(path, net, optimizer=optim.Adam(),

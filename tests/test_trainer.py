@@ -315,6 +315,18 @@ def test_a_checkpoint_refuses_a_loss_it_was_not_trained_with(tmp_path):
         Trainer.from_checkpoint(tmp_path / "hs.safetensors", HierarchicalSoftmax(8, 4))
 
 
+def test_a_refused_resume_is_kept_and_refused_again():
+    """State that does not fit the new plan is refused at fit, and the next fit refuses
+    it again rather than training from fresh state (no plan is kept)."""
+    t = Trainer(MLP([2, 8, 3], seed=0), optimizer="adam", batch_size=30, seed=0,
+                verbose=0)
+    t._resume = ((np.zeros(3), np.zeros(3)), 5, [])      # as a pickle would carry it
+    for _ in range(2):
+        with pytest.raises(ValueError, match="state"):
+            t.fit(X, Y, epochs=1)
+        assert t.plan is None and t._resume is not None
+
+
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     """With dropout and Adam: 3 epochs, a checkpoint, a new process's worth of objects,
     3 more epochs = 6 epochs in one go, bit for bit."""

@@ -552,7 +552,7 @@ class DataParallel:
         parameters are broadcast anyway).  A loss with parameters of its own gets the
         saved ones (build it as the first run did)."""
         ckpt = io.load_checkpoint(path)
-        io._restore_loss_params(loss, ckpt.loss_params)
+        io._check_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
         for key in ("shuffle_seed", "batch_size", "n_blocks"):
             if key in extra:
@@ -561,10 +561,8 @@ class DataParallel:
             kwargs.setdefault("sharded", bool(extra["sharded"]))
         dp = cls(ckpt.net, loss, optimizer=ckpt.optimizer, regularizer=regularizer,
                  comm=comm, epoch=ckpt.epoch, **kwargs)
-        dp.plan.set_state(ckpt.optimizer_state, ckpt.step)
-        if len(ckpt.loss_state) not in (0, len(dp.plan.loss_state)):
-            raise ValueError(f"the checkpoint's loss state has {len(ckpt.loss_state)} "
-                             f"arrays, the optimizer keeps {len(dp.plan.loss_state)}")
-        for dst, src in zip(dp.plan.loss_state, ckpt.loss_state):
-            dst[...] = src
+        io._resume_plan(dp.plan, ckpt.optimizer_state, ckpt.step, loss, ckpt.loss_params,
+                        ckpt.loss_state)
+        # rank 0's loss weights were broadcast when dp was built; every rank read the
+        # same file, so every rank holds the same weights again
         return dp
