@@ -65,7 +65,7 @@ class _Resumable(Protocol):
     DataParallel)."""
     loss: Any
 
-    def set_state(self, state: Any, t: int) -> None: ...
+    def set_state(self, state: Any, t: int, loss_state: Any = None) -> None: ...
 
 
 _P = TypeVar("_P", bound=_Resumable)
@@ -551,30 +551,15 @@ def _restore_loss_params(loss, saved):
         loss.set_params(**saved)
 
 
-def _check_loss_state(dst, src):
-    """Refuse saved loss optimizer state `src` that does not fit a plan's `dst` arrays
-    (count, shapes, dtypes); an empty `src` fits only an empty `dst`.  Changes nothing."""
-    if len(src) != len(dst):
-        raise ValueError(f"the saved optimizer state of the loss's parameters has "
-                         f"{len(src)} arrays, the plan's optimizer keeps {len(dst)}")
-    for j, (d, a) in enumerate(zip(dst, src)):
-        if np.shape(a) != d.shape or np.asarray(a).dtype != d.dtype:
-            raise ValueError(f"loss_state[{j}] is {np.asarray(a).dtype} {np.shape(a)}, the "
-                             f"plan's {d.dtype} {d.shape}")
-
-
 def _resume_plan(plan, state, t, loss, loss_params, loss_state):
     """Everything checked first, then copied: a plan's optimizer state and step count,
     a loss's own parameters (None: leave the loss's as they are) and their optimizer
     state.  A refusal changes nothing."""
     if loss_params is not None:
         _check_loss_params(loss, loss_params)
-    _check_loss_state(tuple(getattr(plan, "loss_state", ())), tuple(loss_state))
-    plan.set_state(state, t)                 # (checks its arrays before copying)
+    plan.set_state(state, t, loss_state)     # (checks every array before copying)
     if loss_params is not None:
         _restore_loss_params(loss, loss_params)
-    for d, a in zip(getattr(plan, "loss_state", ()), loss_state):
-        d[...] = a
 
 
 # ---- reading ---------------------------------------------------------------------------

@@ -80,6 +80,21 @@ def _signature(net, loss, batch_size):
             _kernels.get_backend())
 
 
+def _state_pairs(dst: tuple[np.ndarray, ...], src: Iterable[ArrayLike],
+                 what: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(plan array, saved array) pairs of optimizer state, refused (ValueError) unless
+    there are as many as the plan keeps, each of the plan's shape and dtype."""
+    arrays = tuple(np.asarray(a) for a in src)
+    if len(arrays) != len(dst):
+        raise ValueError(f"{what} has {len(arrays)} arrays, the plan's optimizer keeps "
+                         f"{len(dst)}")
+    for j, (d, a) in enumerate(zip(dst, arrays)):
+        if d.shape != a.shape or d.dtype != a.dtype:
+            raise ValueError(f"{what}[{j}] is {a.dtype} {a.shape}, the plan's "
+                             f"{d.dtype} {d.shape}")
+    return list(zip(dst, arrays))
+
+
 class _Plan:
     """What both plans share: the checks, the data binding, the optimizer state."""
 
@@ -157,22 +172,20 @@ class _Plan:
             layer.step = step
         self._set_counters(snap["t"])
 
-    def set_state(self, state: Iterable[ArrayLike], t: int) -> None:
+    def set_state(self, state: Iterable[ArrayLike], t: int,
+                  loss_state: Iterable[ArrayLike] | None = None) -> None:
         """Resume: copy optimizer state arrays (as ``plan.state`` holds them) into the
         plan and set the step count to t (the updates made so far); the dropout steps are
-        read from the layers.  Shapes and dtypes must match."""
-        state = tuple(state)
-        if len(state) != len(self.state):
-            raise ValueError(f"the plan's optimizer keeps {len(self.state)} state arrays, "
-                             f"got {len(state)}")
-        for j, (dst, src) in enumerate(zip(self.state, state)):
-            src = np.asarray(src)
-            if dst.shape != src.shape or dst.dtype != src.dtype:
-                raise ValueError(f"state[{j}] is {src.dtype} {src.shape}, the plan's "
-                                 f"{dst.dtype} {dst.shape}")
-        for dst, src in zip(self.state, state):
+        read from the layers.  loss_state: None (left as it is) or the state of a loss's
+        own parameters, as ``plan.loss_state`` holds it.  Shapes and dtypes must match;
+        everything is checked before anything is copied."""
+        pairs = _state_pairs(self.state, state, "state")
+        if loss_state is not None:
+            pairs += _state_pairs(self.loss_state, loss_state, "loss_state")
+        t = check_positive_int(t, "t", minimum=0)
+        for dst, src in pairs:
             dst[...] = src
-        self._set_counters(check_positive_int(t, "t", minimum=0))
+        self._set_counters(t)
 
     def _set_counters(self, t):
         self.t = t

@@ -240,8 +240,9 @@ class DataParallel:
         """True when this can train (net, loss) at this global batch size as it is now."""
         return self.plan.matches(net, loss, batch_size)
 
-    def set_state(self, state: Sequence[ArrayLike], t: int) -> None:
-        self.plan.set_state(state, t)
+    def set_state(self, state: Sequence[ArrayLike], t: int,
+                  loss_state: Sequence[ArrayLike] | None = None) -> None:
+        self.plan.set_state(state, t, loss_state)
 
     def set_lr(self, lr: float) -> None:
         self.plan.set_lr(lr)
