@@ -36,6 +36,7 @@ from cases import Candidate, Case, REG, STEP_SIZE, spiral_problem, torch, F
 
 from fastnn import case_study, config
 from fastnn import plan as fplan
+from fastnn._runtime import gemm_grid
 from fastnn.losses import SoftmaxCrossEntropy
 from fastnn.net import MLP
 from fastnn.optim import SGD, Adam
@@ -495,24 +496,6 @@ def _mlp_gemms_numpy():
     return make
 
 
-# fastnn's block grid (src_c/_common.pxd gemm_blocks / gemm_edge), replicated here
-GEMM_SPLIT_MIN_WORK, GEMM_MIN_BLOCK, GEMM_MAX_BLOCKS, GEMM_ALIGN = 1 << 22, 64, 32, 16
-
-
-def gemm_blocks(m, n, k):
-    side = max(m, n)
-    if m * n * k < GEMM_SPLIT_MIN_WORK:
-        return 1
-    return max(1, min(side // GEMM_MIN_BLOCK, GEMM_MAX_BLOCKS))
-
-
-def gemm_edge(side, nb, i):
-    if i >= nb:
-        return side
-    e = (side * i // nb + GEMM_ALIGN - 1) // GEMM_ALIGN * GEMM_ALIGN
-    return min(e, side)
-
-
 def scipy_openblas():
     """ctypes handles on the OpenBLAS scipy's cython_blas calls (the one fastnn's
     kernels use): (cblas_sgemm, set_num_threads, get_num_threads), or None."""
@@ -536,10 +519,12 @@ def scipy_openblas():
 
 
 def _mlp_gemms_grid(n_threads=None):
-    """The 8 GEMMs as fastnn runs them: each cut into fastnn's shape-only block grid,
+    """The 8 GEMMs as fastnn runs them: each cut into fastnn's shape-only block grid
+    (asked of the compiled team_gemm's own gemm_blocks / gemm_edge, not re-derived here),
     every block one single-threaded call of scipy's OpenBLAS sgemm (through ctypes,
-    which releases the GIL), the blocks of each GEMM shared statically by n_threads
-    Python threads, as OpenMP's static schedule shares them.  No synchronization
+    which releases the GIL), the blocks of each GEMM shared in contiguous runs by
+    n_threads Python threads (fastnn's team takes them dynamically; at one thread the
+    order is the same).  No synchronization
     between the GEMMs (their operands are fixed): a lower bound on any step that does
     these products this way."""
     def make():
@@ -556,13 +541,12 @@ def _mlp_gemms_grid(n_threads=None):
             A, Bm, C = bufs[a], bufs[b], bufs[c]
             lda, ldb, ldc = A.shape[1], Bm.shape[1], C.shape[1]
             isz = C.itemsize
-            nb = gemm_blocks(m, n, k)
-            by_cols = n >= m
-            side = n if by_cols else m
+            by_cols, edges = gemm_grid(m, n, k)
+            nb = len(edges) - 1
             team = min(nt, nb)
             chunk = -(-nb // team)
             for blk in range(nb):
-                lo, hi = gemm_edge(side, nb, blk), gemm_edge(side, nb, blk + 1)
+                lo, hi = edges[blk], edges[blk + 1]
                 if hi <= lo:
                     continue
                 if by_cols:
@@ -606,7 +590,7 @@ def _mlp_gemms_grid(n_threads=None):
 def _grid_description():
     parts = []
     for ta, tb, m, n, k, *_ in mlp_gemm_shapes():
-        parts.append(f"{m}x{n}x{k}:{gemm_blocks(m, n, k)}")
+        parts.append(f"{m}x{n}x{k}:{len(gemm_grid(m, n, k)[1]) - 1}")
     return " ".join(parts)
 
 

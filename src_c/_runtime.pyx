@@ -6,7 +6,7 @@ from cython cimport floating
 from _common cimport (FNN_HAVE_CLONES, FNN_HAVE_OPENMP, FNN_PARALLEL_MIN_WORK, check,
                       check_blas_dims, check_disjoint, check_float, check_same_shape,
                       check_shape, dgemm, exp_inplace, fnn_blas_controlled,
-                      fnn_small_gemm_case, FNN_SMALL_NONE, gemm_blocks)
+                      fnn_small_gemm_case, FNN_SMALL_NONE, gemm_blocks, gemm_edge)
 from _dispatch cimport team_gemm_any
 
 cnp.import_array()
@@ -83,6 +83,19 @@ def gemm_path(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint trans_a=False,
     if nb == 1 and case != FNN_SMALL_NONE:
         return ("small", case)
     return ("blas", nb)
+
+
+def gemm_grid(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k):
+    """The block grid team_gemm cuts an (m, n, k) product into when it goes to BLAS:
+    (by_cols, edges), block i being C's columns (by_cols) or rows [edges[i], edges[i+1]).
+    The one definition (_common.pxd's gemm_blocks and gemm_edge), for benchmarks that
+    time the blocks' BLAS calls alone."""
+    if m < 0 or n < 0 or k < 0:
+        raise ValueError(f"m, n and k must be >= 0, got {(m, n, k)}")
+    cdef int nb = gemm_blocks(m, n, k)
+    cdef bint by_cols = n >= m
+    cdef Py_ssize_t side = n if by_cols else m
+    return bool(by_cols), tuple(gemm_edge(side, nb, i) for i in range(nb + 1))
 
 
 def matmul(cnp.ndarray a not None, cnp.ndarray b not None, cnp.ndarray out not None,

@@ -68,6 +68,22 @@ def test_tiny_n_forms_each_row_the_same_in_a_group_or_alone(n, dtype):
         np.testing.assert_array_equal(got[i:i + 1], alone)
 
 
+@pytest.mark.parametrize("m,n,k,ta,tb,path", [c for c in CASES if c[5][0] == "blas"]
+                         + [(256, 1024, 1024, False, True, ("blas", 8)),
+                            (1024, 1024, 256, True, False, ("blas", 8)),
+                            (4096, 64, 4096, False, False, ("blas", 16))])
+def test_the_grid_cuts_the_longer_side_into_aligned_blocks(m, n, k, ta, tb, path):
+    by_cols, edges = _runtime.gemm_grid(m, n, k)
+    assert by_cols == (n >= m)
+    side = n if by_cols else m
+    assert len(edges) - 1 == path[1]
+    assert edges[0] == 0 and edges[-1] == side
+    assert all(lo < hi for lo, hi in zip(edges, edges[1:]))
+    assert all(e % 16 == 0 for e in edges[:-1])
+    with pytest.raises(ValueError, match="m, n and k"):
+        _runtime.gemm_grid(-1, n, k)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m,n,k,ta,tb,path", [c for c in CASES if c[5][0] == "blas"])
 def test_same_bits_at_1_and_2_threads(m, n, k, ta, tb, path, dtype):
