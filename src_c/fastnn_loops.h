@@ -56,6 +56,7 @@
 #define FNN_LANES 16
 
 #define T float
+#define FNN_T_IS_FLOAT 1
 #define FNN_(name) name##_f32
 #define FNN_EXP fnn_expf
 #define FNN_FMA __builtin_fmaf
@@ -68,6 +69,7 @@
 #include "fastnn_gemm_small.inc"
 #include "fastnn_two_layer.inc"
 #undef T
+#undef FNN_T_IS_FLOAT
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_FMA
@@ -78,6 +80,7 @@
 #undef FNN_SIGMOID
 
 #define T double
+#define FNN_T_IS_FLOAT 0
 #define FNN_(name) name##_f64
 #define FNN_EXP fnn_exp
 #define FNN_FMA __builtin_fma
@@ -90,6 +93,7 @@
 #include "fastnn_gemm_small.inc"
 #include "fastnn_two_layer.inc"
 #undef T
+#undef FNN_T_IS_FLOAT
 #undef FNN_
 #undef FNN_EXP
 #undef FNN_FMA
