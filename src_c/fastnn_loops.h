@@ -37,6 +37,18 @@
 #define FNN_NO_CONTRACT_BODY
 #endif
 
+/* A shuffle of two vectors' lanes by constant indices: clang's __builtin_shufflevector
+ * (GCC has it from 12 on), else GCC's __builtin_shuffle with the indices as a vector of
+ * mask_t, an integer vector type of the operands' lane count and width. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define FNN_SHUFFLE(mask_t, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#endif
+#endif
+#ifndef FNN_SHUFFLE
+#define FNN_SHUFFLE(mask_t, a, b, ...) __builtin_shuffle(a, b, (mask_t){__VA_ARGS__})
+#endif
+
 /* a helper inlined into each clone that calls it (so compiled for that clone's ISA) */
 #define FNN_AI __attribute__((always_inline)) static inline
 /* Calls BODY(q) with q a compile-time constant 1..8 equal to the run-time q, so that a
