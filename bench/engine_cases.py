@@ -524,9 +524,8 @@ def _mlp_gemms_grid(n_threads=None):
     every block one single-threaded call of scipy's OpenBLAS sgemm (through ctypes,
     which releases the GIL), the blocks of each GEMM shared in contiguous runs by
     n_threads Python threads (fastnn's team takes them dynamically; at one thread the
-    order is the same).  No synchronization
-    between the GEMMs (their operands are fixed): a lower bound on any step that does
-    these products this way."""
+    order is the same).  No synchronization between the GEMMs (their operands are
+    fixed): a lower bound on any step that does these products this way."""
     def make():
         blas = scipy_openblas()
         if blas is None:

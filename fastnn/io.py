@@ -543,14 +543,6 @@ def _check_loss_params(loss, saved):
                              f"{own[name].shape}: build the loss as the first run did")
 
 
-def _restore_loss_params(loss, saved):
-    """_check_loss_params, then copy the saved values into `loss` (in place, so views
-    stay valid)."""
-    _check_loss_params(loss, saved)
-    if saved:
-        loss.set_params(**saved)
-
-
 def _resume_plan(plan, state, t, loss, loss_params, loss_state):
     """Everything checked first, then copied: a plan's optimizer state and step count,
     a loss's own parameters (None: leave the loss's as they are) and their optimizer
@@ -558,8 +550,8 @@ def _resume_plan(plan, state, t, loss, loss_params, loss_state):
     if loss_params is not None:
         _check_loss_params(loss, loss_params)
     plan.set_state(state, t, loss_state)     # (checks every array before copying)
-    if loss_params is not None:
-        _restore_loss_params(loss, loss_params)
+    if loss_params:
+        loss.set_params(**loss_params)       # in place, so views stay valid
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -926,7 +918,8 @@ def _optimizer_from_spec(f, spec):
 def load_checkpoint(path: PathLike) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint`: returns a
     :class:`Checkpoint` (net, optimizer, optimizer_state, step, epoch, rng_state,
-    extra, loss_params, loss_state).  ``Checkpoint.restore(plan)`` puts the state into a plan built for its net.
+    extra, loss_params, loss_state).  ``Checkpoint.restore(plan)`` puts the state into a
+    plan built for its net.
 
     Raises ValueError as :func:`load` does, and for a model file (no optimizer state).
     """

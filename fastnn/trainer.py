@@ -309,7 +309,8 @@ class Trainer:
             trainer.shuffle_seed = int(extra["shuffle_seed"])
         trainer.epoch = ckpt.epoch
         trainer._resume = (ckpt.optimizer_state, ckpt.step, list(ckpt.loss_state))
-        io._restore_loss_params(loss, ckpt.loss_params)     # (checked above: cannot fail)
+        if ckpt.loss_params:                   # (checked above, before building)
+            loss.set_params(**ckpt.loss_params)
         return trainer
 
     # -- what kind of model --------------------------------------------------------------
@@ -456,11 +457,11 @@ class Trainer:
             if self.distributed is not None:
                 from .distributed import DataParallel
                 plan = DataParallel(self.model, self.loss, optimizer=self.optimizer,
-                                         regularizer=self.regularizer, batch_size=batch,
-                                         shuffle_seed=self.shuffle_seed, **self.distributed)
+                                    regularizer=self.regularizer, batch_size=batch,
+                                    shuffle_seed=self.shuffle_seed, **self.distributed)
             else:
                 plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
-                                       regularizer=self.regularizer, batch_size=batch)
+                                  regularizer=self.regularizer, batch_size=batch)
             self._adopt_resume(plan)        # (refused: no plan kept, the state kept)
             self.plan = plan
         plan = self.plan.bind(X, y, w)
