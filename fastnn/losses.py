@@ -408,6 +408,15 @@ class HierarchicalSoftmax(HasWeights):
         """Most probable class per row, (N,) intp."""
         return np.argmax(self.predict_proba(h), axis=1)
 
+    @property
+    def branches(self) -> list[str]:
+        """The tree as each class's turns from the root, ``'L'`` (left) and ``'R'``
+        (right): entry c is class c's path, e.g. ``['LL', 'LR', 'RL', 'RRL', 'RRR']`` for
+        ``((0, 1), (2, (3, 4)))``.  Equal exactly for equal trees, and plain strings, so
+        a checkpoint can record the tree its weights belong to."""
+        turn = np.where(self.codes > 0, "R", "L")
+        return ["".join(turn[c, :self.depths[c]]) for c in range(self.n_classes)]
+
     def __repr__(self):
         return (f"HierarchicalSoftmax({self.n_in}, {self.n_classes}, "
                 f"dtype={self.dtype.name})")

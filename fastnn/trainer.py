@@ -274,11 +274,13 @@ class Trainer:
 
     def _write_checkpoint(self, io, path):
         classes = None if self.classes_ is None else self.classes_.tolist()
+        extra = {"classes": classes, "batch_size": self.batch_size,
+                 "shuffle_seed": self.shuffle_seed}
+        if hasattr(self.loss, "branches"):      # the tree a hierarchical softmax's W fits
+            extra["loss_branches"] = self.loss.branches
         io.save_checkpoint(path, self.model, optimizer=self.optimizer,
                            optimizer_state=tuple(self.plan.state), step=self.plan.t,
-                           epoch=self.epoch, rng_state=self.rng,
-                           extra={"classes": classes, "batch_size": self.batch_size,
-                                  "shuffle_seed": self.shuffle_seed},
+                           epoch=self.epoch, rng_state=self.rng, extra=extra,
                            loss_params=getattr(self.loss, "params", None) or None,
                            loss_state=tuple(self.plan.loss_state))
 
@@ -296,6 +298,13 @@ class Trainer:
         ckpt = io.load_checkpoint(path)
         io._check_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
+        saved_tree = extra.get("loss_branches")
+        if saved_tree is not None and getattr(loss, "branches", None) != saved_tree:
+            # same shapes, other tree: each node's weights would classify another split
+            raise ValueError(f"the checkpoint's hierarchical softmax was trained on the "
+                             f"tree with class paths {_shorten(saved_tree)}, the loss "
+                             f"given has {_shorten(getattr(loss, 'branches', None))}: "
+                             "build it with the first run's tree")
         trainer = cls(ckpt.net, loss, ckpt.optimizer, batch_size=extra.get("batch_size"),
                       regularizer=regularizer, reg=reg, verbose=verbose,
                       distributed=distributed)
@@ -731,3 +740,11 @@ class _Reporter:
         if self.bar is not None:
             self.bar.close()
 
+
+
+def _shorten(branches, shown=6):
+    """A tree's class paths (HierarchicalSoftmax.branches) for a message: the first few."""
+    if not isinstance(branches, list):
+        return "none" if branches is None else repr(branches)[:80]
+    more = f", ... ({len(branches)} classes)" if len(branches) > shown else ""
+    return "[" + ", ".join(map(repr, branches[:shown])) + more + "]"

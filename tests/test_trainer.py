@@ -313,6 +313,22 @@ def test_a_checkpoint_refuses_a_loss_it_was_not_trained_with(tmp_path):
                                 HierarchicalSoftmax(3, 3, seed=0))
     with pytest.raises(ValueError, match="loss parameter W is float64 .*build the loss"):
         Trainer.from_checkpoint(tmp_path / "hs.safetensors", HierarchicalSoftmax(8, 4))
+    # the same shapes on another tree: node 1 would split other classes
+    with pytest.raises(ValueError, match=r"tree with class paths \['L', 'RL', 'RR'\], the "
+                                         r"loss given has \['LL', 'LR', 'R'\]"):
+        Trainer.from_checkpoint(tmp_path / "hs.safetensors",
+                                HierarchicalSoftmax(8, 3, tree=((0, 1), 2)))
+    again = Trainer.from_checkpoint(tmp_path / "hs.safetensors",      # balanced_tree(3)
+                                    HierarchicalSoftmax(8, 3, tree=(0, (1, 2))))
+    np.testing.assert_array_equal(again.loss.W, hs.loss.W)
+
+
+def test_branches_name_each_class_path():
+    from fastnn.losses import HierarchicalSoftmax
+    hs = HierarchicalSoftmax(4, 5, tree=((0, 1), (2, (3, 4))))
+    assert hs.branches == ["LL", "LR", "RL", "RRL", "RRR"]
+    assert HierarchicalSoftmax(4, 5).branches == hs.branches      # balanced_tree(5)
+    assert HierarchicalSoftmax(4, 3, tree=(2, (0, 1))).branches == ["RL", "RR", "L"]
 
 
 def test_a_refused_resume_is_kept_and_refused_again():
