@@ -348,7 +348,9 @@ class Checkpoint:
         rate and Adam's bias correction of that step.  A loss with parameters of its own
         (``plan.loss``) gets the saved ones and their optimizer state.  Returns the
         plan.  Everything is checked before anything is copied: a refusal (ValueError)
-        leaves the plan and its loss as they were."""
+        leaves the plan and its loss as they were; so does a hierarchical softmax built
+        on another tree than the one the checkpoint's ``extra`` records."""
+        _check_loss_tree(plan.loss, self.extra)
         _resume_plan(plan, self.optimizer_state, self.step, plan.loss, self.loss_params,
                      self.loss_state)
         return plan
@@ -541,6 +543,43 @@ def _check_loss_params(loss, saved):
             raise ValueError(f"the checkpoint's loss parameter {name} is {value.dtype} "
                              f"{value.shape}, the loss's is {own[name].dtype} "
                              f"{own[name].shape}: build the loss as the first run did")
+
+
+def _loss_tree_extra(loss):
+    """What a checkpoint's ``extra`` records of a hierarchical softmax: its tree as a
+    pre-order walk (``loss_tree``; W's shape is the same for every tree over K classes,
+    so the parameters alone cannot tell a resume on another tree).  {} for other losses."""
+    from .losses import HierarchicalSoftmax
+    return {"loss_tree": loss.preorder} if isinstance(loss, HierarchicalSoftmax) else {}
+
+
+def _check_loss_tree(loss, extra, path=None):
+    """Refuse a hierarchical softmax built on another tree than the checkpoint's.  A
+    checkpoint without ``loss_tree`` (written before fastnn recorded it) is not checked;
+    run after _check_loss_params, which has refused a loss without the saved weights."""
+    from .losses import HierarchicalSoftmax, class_branches, compile_tree, tree_from_preorder
+    saved = extra.get("loss_tree")
+    if saved is None or not isinstance(loss, HierarchicalSoftmax):
+        return
+    try:
+        if not isinstance(saved, list):
+            raise ValueError(f"a {type(saved).__name__}")
+        _, _, codes, depths = compile_tree(tree_from_preorder(saved), loss.n_classes)
+    except (ValueError, TypeError) as e:
+        where = "" if path is None else f"{os.fspath(path)}: "
+        raise ValueError(f"{where}corrupt checkpoint: its loss_tree is not a "
+                         f"tree over {loss.n_classes} classes ({e})") from None
+    theirs, ours = class_branches(codes, depths), loss.branches
+    for c, (a, b) in enumerate(zip(theirs, ours)):
+        if a != b:
+            raise ValueError(f"the checkpoint's hierarchical softmax was trained on another "
+                             f"tree: class {c}'s path from the root is {_cut(a)} there and "
+                             f"{_cut(b)} in the loss given (L/R: left/right turns); build "
+                             "the loss with the first run's tree")
+
+
+def _cut(branch, keep=20):
+    return repr(branch) if len(branch) <= keep else repr(branch[:keep]) + f"... ({len(branch)})"
 
 
 def _resume_plan(plan, state, t, loss, loss_params, loss_state):

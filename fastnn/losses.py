@@ -20,7 +20,7 @@ Regression (y: (N, M) real targets, or (N,) when M == 1):
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -213,6 +213,59 @@ def balanced_tree(n_classes: int) -> tuple[Any, Any]:
         return (build(lo, mid), build(mid, hi))
 
     return build(0, k)
+
+
+def tree_preorder(tree: tuple[Any, Any] | list[Any]) -> list[int]:
+    """A class tree (nested pairs of class indices) as its pre-order walk: -1 for each
+    internal node, the class for each leaf.  Iterative, so a chain-shaped tree of any
+    depth is fine.  The tree is not checked (see :func:`compile_tree`)."""
+    out: list[int] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (tuple, list)):
+            out.append(-1)
+            stack.extend(reversed(node))
+        else:
+            out.append(int(node))
+    return out
+
+
+def tree_from_preorder(walk: Sequence[int]) -> tuple[Any, Any]:
+    """The nested pairs of a pre-order walk (:func:`tree_preorder`'s inverse).  Raises
+    ValueError when ``walk`` is not the walk of a binary tree with two or more leaves."""
+    walk = list(walk)
+    if len(walk) < 3 or walk[0] != -1:
+        raise ValueError("a tree walk starts with its root node (-1) and has at least 3 "
+                         f"entries, got {walk[:5]!r}")
+    # each open node collects its two children; a finished one becomes its parent's child
+    open_nodes: list[list[Any]] = []
+    for i, v in enumerate(walk):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < -1:
+            raise ValueError(f"a tree walk holds -1 or class indices, got {v!r} at {i}")
+        if v == -1:
+            open_nodes.append([])
+            continue
+        done: Any = int(v)
+        while True:
+            if not open_nodes:
+                raise ValueError(f"the tree walk goes on past its root's end at {i}")
+            open_nodes[-1].append(done)
+            if len(open_nodes[-1]) < 2:
+                break
+            done = tuple(open_nodes.pop())
+            if not open_nodes:
+                if i != len(walk) - 1:
+                    raise ValueError(f"the tree walk goes on past its root's end at {i}")
+                return done
+    raise ValueError("the tree walk ends before its tree is complete")
+
+
+def class_branches(codes: np.ndarray, depths: np.ndarray) -> list[str]:
+    """Each class's root-to-leaf turns as 'L'/'R' strings, from :func:`compile_tree`'s
+    codes and depths."""
+    turn = np.where(codes > 0, "R", "L")
+    return ["".join(turn[c, :depths[c]]) for c in range(len(depths))]
 
 
 def compile_tree(tree: tuple[Any, Any] | list[Any], n_classes: int
@@ -409,13 +462,19 @@ class HierarchicalSoftmax(HasWeights):
         return np.argmax(self.predict_proba(h), axis=1)
 
     @property
+    def preorder(self) -> list[int]:
+        """The tree as its pre-order walk: -1 for an internal node, c for the leaf of
+        class c; e.g. ``[-1, -1, 0, 1, -1, 2, -1, 3, 4]`` for ``((0, 1), (2, (3, 4)))``.
+        2K - 1 integers, equal exactly for equal trees (:func:`tree_from_preorder`
+        rebuilds it): what a checkpoint records of the tree its weights belong to."""
+        return tree_preorder(self.tree)
+
+    @property
     def branches(self) -> list[str]:
-        """The tree as each class's turns from the root, ``'L'`` (left) and ``'R'``
-        (right): entry c is class c's path, e.g. ``['LL', 'LR', 'RL', 'RRL', 'RRR']`` for
-        ``((0, 1), (2, (3, 4)))``.  Equal exactly for equal trees, and plain strings, so
-        a checkpoint can record the tree its weights belong to."""
-        turn = np.where(self.codes > 0, "R", "L")
-        return ["".join(turn[c, :self.depths[c]]) for c in range(self.n_classes)]
+        """Each class's turns from the root, ``'L'`` (left) and ``'R'`` (right): entry c
+        is class c's path, e.g. ``['LL', 'LR', 'RL', 'RRL', 'RRR']`` for
+        ``((0, 1), (2, (3, 4)))``."""
+        return class_branches(self.codes, self.depths)
 
     def __repr__(self):
         return (f"HierarchicalSoftmax({self.n_in}, {self.n_classes}, "

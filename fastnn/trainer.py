@@ -263,7 +263,8 @@ class Trainer:
         """Write a checkpoint (fastnn.io, safetensors, atomic): the net, the optimizer and
         its state, the step and epoch counters, the random state of the batch order and
         the classes, and a loss's own parameters with their optimizer state (the
-        hierarchical softmax's); :meth:`from_checkpoint` resumes from it bit for bit."""
+        hierarchical softmax's, with its tree as ``extra["loss_tree"]``);
+        :meth:`from_checkpoint` resumes from it bit for bit."""
         from . import io
         if self.plan is None:
             raise RuntimeError("save_checkpoint needs a fitted trainer (call fit first)")
@@ -276,8 +277,7 @@ class Trainer:
         classes = None if self.classes_ is None else self.classes_.tolist()
         extra = {"classes": classes, "batch_size": self.batch_size,
                  "shuffle_seed": self.shuffle_seed}
-        if hasattr(self.loss, "branches"):      # the tree a hierarchical softmax's W fits
-            extra["loss_branches"] = self.loss.branches
+        extra.update(io._loss_tree_extra(self.loss))
         io.save_checkpoint(path, self.model, optimizer=self.optimizer,
                            optimizer_state=tuple(self.plan.state), step=self.plan.t,
                            epoch=self.epoch, rng_state=self.rng, extra=extra,
@@ -293,18 +293,13 @@ class Trainer:
         uninterrupted run would have taken next (same batches, dropout masks and optimizer
         state).  Give the loss and regularizer the first run used; a loss with parameters
         of its own (the hierarchical softmax, built with the same tree) gets the saved
-        ones."""
+        ones; a hierarchical softmax on another tree is refused (ValueError), except
+        against a checkpoint written before fastnn recorded the tree."""
         from . import io
         ckpt = io.load_checkpoint(path)
         io._check_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
-        saved_tree = extra.get("loss_branches")
-        if saved_tree is not None and getattr(loss, "branches", None) != saved_tree:
-            # same shapes, other tree: each node's weights would classify another split
-            raise ValueError(f"the checkpoint's hierarchical softmax was trained on the "
-                             f"tree with class paths {_shorten(saved_tree)}, the loss "
-                             f"given has {_shorten(getattr(loss, 'branches', None))}: "
-                             "build it with the first run's tree")
+        io._check_loss_tree(loss, extra, path)
         trainer = cls(ckpt.net, loss, ckpt.optimizer, batch_size=extra.get("batch_size"),
                       regularizer=regularizer, reg=reg, verbose=verbose,
                       distributed=distributed)
@@ -739,12 +734,3 @@ class _Reporter:
     def close(self):
         if self.bar is not None:
             self.bar.close()
-
-
-
-def _shorten(branches, shown=6):
-    """A tree's class paths (HierarchicalSoftmax.branches) for a message: the first few."""
-    if not isinstance(branches, list):
-        return "none" if branches is None else repr(branches)[:80]
-    more = f", ... ({len(branches)} classes)" if len(branches) > shown else ""
-    return "[" + ", ".join(map(repr, branches[:shown])) + more + "]"

@@ -197,6 +197,25 @@ def test_one_block_is_the_plain_plan(kind):
         np.testing.assert_array_equal(dp.plan.loss_flat[0], plan.loss_flat[0])
 
 
+def test_a_checkpoint_refuses_a_hierarchical_softmax_on_another_tree(tmp_path):
+    """In process (1 rank): DataParallel's checkpoint records the loss's tree as the
+    Trainer's does, and its from_checkpoint refuses another tree of the same shapes."""
+    from fastnn.distributed import DataParallel
+    from fastnn.losses import HierarchicalSoftmax
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mpi_script import data, model
+    X, y, _ = data()
+    net, loss = model("hs", 1)
+    dp = DataParallel(net, loss, optimizer="adam", batch_size=64, n_blocks=1)
+    dp.fit(X, y, epochs=1)
+    path = tmp_path / "hs.safetensors"
+    dp.save_checkpoint(path)
+    with pytest.raises(ValueError, match="trained on another tree: class 0's path"):
+        DataParallel.from_checkpoint(path, HierarchicalSoftmax(8, 3, tree=((0, 1), 2)))
+    again = DataParallel.from_checkpoint(path, HierarchicalSoftmax(8, 3))
+    np.testing.assert_array_equal(again.plan.loss_flat[0], dp.plan.loss_flat[0])
+
+
 @pytest.mark.parametrize("kind", ["mlp", "hs"])
 def test_blocks_agree_with_one_gemm_to_rounding(kind):
     """4 blocks differ from one GEMM over the batch only by rounding (float64: rtol

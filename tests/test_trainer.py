@@ -314,8 +314,8 @@ def test_a_checkpoint_refuses_a_loss_it_was_not_trained_with(tmp_path):
     with pytest.raises(ValueError, match="loss parameter W is float64 .*build the loss"):
         Trainer.from_checkpoint(tmp_path / "hs.safetensors", HierarchicalSoftmax(8, 4))
     # the same shapes on another tree: node 1 would split other classes
-    with pytest.raises(ValueError, match=r"tree with class paths \['L', 'RL', 'RR'\], the "
-                                         r"loss given has \['LL', 'LR', 'R'\]"):
+    with pytest.raises(ValueError, match=r"trained on another tree: class 0's path from the "
+                                         r"root is 'L' there and 'LL' in the loss given"):
         Trainer.from_checkpoint(tmp_path / "hs.safetensors",
                                 HierarchicalSoftmax(8, 3, tree=((0, 1), 2)))
     again = Trainer.from_checkpoint(tmp_path / "hs.safetensors",      # balanced_tree(3)
@@ -323,12 +323,57 @@ def test_a_checkpoint_refuses_a_loss_it_was_not_trained_with(tmp_path):
     np.testing.assert_array_equal(again.loss.W, hs.loss.W)
 
 
-def test_branches_name_each_class_path():
+def test_a_checkpoint_without_a_tree_or_with_a_corrupt_one(tmp_path):
+    """A checkpoint written before fastnn recorded the tree resumes unchecked; a
+    loss_tree that is no tree over the loss's classes is refused as corrupt."""
+    from fastnn import io
     from fastnn.losses import HierarchicalSoftmax
+    hs = Trainer(MLP([2, 16, 8], seed=0), HierarchicalSoftmax(8, 3, seed=0), "adam",
+                 batch_size=30, seed=0, verbose=0)
+    hs.fit(X, Y, epochs=1)
+    path = tmp_path / "hs.safetensors"
+    hs.save_checkpoint(path)
+    ck = io.load_checkpoint(path)
+    assert ck.extra["loss_tree"] == [-1, 0, -1, 1, 2]
+
+    def rewrite(tree):
+        extra = {k: v for k, v in ck.extra.items() if k != "loss_tree"}
+        if tree is not None:
+            extra["loss_tree"] = tree
+        io.save_checkpoint(path, ck.net, optimizer=ck.optimizer,
+                           optimizer_state=ck.optimizer_state, step=ck.step,
+                           epoch=ck.epoch, rng_state=ck.rng_state, extra=extra,
+                           loss_params=ck.loss_params, loss_state=ck.loss_state)
+    rewrite(None)
+    old = Trainer.from_checkpoint(path, HierarchicalSoftmax(8, 3, tree=((0, 1), 2)))
+    np.testing.assert_array_equal(old.loss.W, hs.loss.W)
+    for bad in ([-1, 0, 1, 2], [-1, 0, -1, 1], [-1, 0, -1, 1, 1], "tree", [-1, 0, 7]):
+        rewrite(bad)
+        with pytest.raises(ValueError, match="corrupt checkpoint: its loss_tree is not a "
+                                             "tree over 3 classes"):
+            Trainer.from_checkpoint(path, HierarchicalSoftmax(8, 3))
+
+
+def test_a_tree_walk_round_trips():
+    from fastnn.losses import (HierarchicalSoftmax, balanced_tree, tree_from_preorder,
+                               tree_preorder)
     hs = HierarchicalSoftmax(4, 5, tree=((0, 1), (2, (3, 4))))
+    assert hs.preorder == [-1, -1, 0, 1, -1, 2, -1, 3, 4]
     assert hs.branches == ["LL", "LR", "RL", "RRL", "RRR"]
     assert HierarchicalSoftmax(4, 5).branches == hs.branches      # balanced_tree(5)
     assert HierarchicalSoftmax(4, 3, tree=(2, (0, 1))).branches == ["RL", "RR", "L"]
+    chain = 0
+    for c in range(1, 3000):              # deeper than Python's recursion limit
+        chain = (chain, c)
+    for tree in (balanced_tree(37), (1, 0)):
+        assert tree_from_preorder(tree_preorder(tree)) == tree
+    walk = tree_preorder(chain)           # (tuple == recurses: compare the walks)
+    assert walk == [-1] * 2999 + list(range(3000))
+    assert tree_preorder(tree_from_preorder(walk)) == walk
+    assert HierarchicalSoftmax(2, 3000, tree=chain).branches[0] == "L" * 2999
+    for bad in ([], [0], [-1, 0], [-1, 0, 1, 2], [0, -1, 1], [-1, 0, -2], [-1, 0, 1.5]):
+        with pytest.raises(ValueError, match="tree walk"):
+            tree_from_preorder(bad)
 
 
 def test_a_refused_resume_is_kept_and_refused_again():

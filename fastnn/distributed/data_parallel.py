@@ -541,7 +541,8 @@ class DataParallel:
             path, self.net, optimizer=self.plan.optimizer,
             optimizer_state=tuple(self.plan.state), step=self.plan.t, epoch=self.epoch,
             extra={"shuffle_seed": self.shuffle_seed, "batch_size": self.batch_size,
-                   "n_blocks": self.n_blocks, "sharded": self.sharded},
+                   "n_blocks": self.n_blocks, "sharded": self.sharded,
+                   **io._loss_tree_extra(self.loss)},
             loss_params=getattr(self.loss, "params", None) or None,
             loss_state=tuple(self.plan.loss_state)))
 
@@ -555,6 +556,7 @@ class DataParallel:
         ckpt = io.load_checkpoint(path)
         io._check_loss_params(loss, ckpt.loss_params)
         extra = ckpt.extra or {}
+        io._check_loss_tree(loss, extra, path)
         for key in ("shuffle_seed", "batch_size", "n_blocks"):
             if key in extra:
                 kwargs.setdefault(key, int(extra[key]))
