@@ -559,11 +559,10 @@ def _check_loss_tree(loss, extra, path=None):
     run after _check_loss_params, which has refused a loss without the saved weights."""
     from .losses import HierarchicalSoftmax, class_branches, compile_tree, tree_from_preorder
     saved = extra.get("loss_tree")
-    if saved is None or not isinstance(loss, HierarchicalSoftmax):
+    if saved is None or not isinstance(loss, HierarchicalSoftmax) or saved == loss.preorder:
         return
+    # another walk: a corrupt one, or another tree (then some class's path differs)
     try:
-        if not isinstance(saved, list):
-            raise ValueError(f"a {type(saved).__name__}")
         _, _, codes, depths = compile_tree(tree_from_preorder(saved), loss.n_classes)
     except (ValueError, TypeError) as e:
         where = "" if path is None else f"{os.fspath(path)}: "

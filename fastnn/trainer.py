@@ -275,12 +275,12 @@ class Trainer:
 
     def _write_checkpoint(self, io, path):
         classes = None if self.classes_ is None else self.classes_.tolist()
-        extra = {"classes": classes, "batch_size": self.batch_size,
-                 "shuffle_seed": self.shuffle_seed}
-        extra.update(io._loss_tree_extra(self.loss))
         io.save_checkpoint(path, self.model, optimizer=self.optimizer,
                            optimizer_state=tuple(self.plan.state), step=self.plan.t,
-                           epoch=self.epoch, rng_state=self.rng, extra=extra,
+                           epoch=self.epoch, rng_state=self.rng,
+                           extra={"classes": classes, "batch_size": self.batch_size,
+                                  "shuffle_seed": self.shuffle_seed,
+                                  **io._loss_tree_extra(self.loss)},
                            loss_params=getattr(self.loss, "params", None) or None,
                            loss_state=tuple(self.plan.loss_state))
 
