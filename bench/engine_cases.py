@@ -504,7 +504,8 @@ def scipy_openblas():
     for path in sorted(glob.glob(pattern)):
         lib = ctypes.CDLL(path)       # CDLL: calls release the GIL
         for pre in ("scipy_", ""):
-            if hasattr(lib, pre + "cblas_sgemm") and hasattr(lib, pre + "openblas_set_num_threads"):
+            if (hasattr(lib, pre + "cblas_sgemm")
+                    and hasattr(lib, pre + "openblas_set_num_threads")):
                 sg = getattr(lib, pre + "cblas_sgemm")
                 sg.restype = None
                 sg.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int,

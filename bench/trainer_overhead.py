@@ -144,10 +144,11 @@ def count_case(case_index, epochs=None):
     marginal = {side: (b - a) / steps for side, (a, b) in got.items()}
     fixed = (got["trainer"][0] - e * per_epoch * marginal["trainer"]) - \
         (got["plan"][0] - e * per_epoch * marginal["plan"])
+    added = marginal["trainer"] / marginal["plan"] - 1
     print(f"{name:45s} plan {marginal['plan'] / 1e3:9.1f} k instr/step  trainer "
-          f"{marginal['trainer'] / 1e3:9.1f} k  per step {100 * (marginal['trainer'] / marginal['plan'] - 1):+5.1f}%"
+          f"{marginal['trainer'] / 1e3:9.1f} k  per step {100 * added:+5.1f}%"
           f"  fixed per fit {fixed / 1e6:6.2f} M")
-    return marginal["trainer"] / marginal["plan"] - 1
+    return added
 
 
 def main(argv=None):

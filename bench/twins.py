@@ -3,8 +3,8 @@
     python bench/twins.py [--sizes 300x100,4096x1024] [--dtypes float32,float64] [--reps R]
 
 For each case both implementations run on the same preallocated buffers, in
-alternating blocks of calls with a pause between blocks (see _median_pair); the table gives the median time
-of each and the ratio twin / compiled (above 1: the compiled kernel is faster).
+alternating blocks of calls with a pause between blocks (see _median_pair); the table gives
+the median time of each and the ratio twin / compiled (above 1: the compiled kernel is faster).
 Sizes are N x D: the linear layers map (N, D) to (N, D) (a D x D weight matrix), the
 losses take (N, D) scores (D classes, attributes or outputs; the hierarchical softmax
 takes (N, D) features and D classes).

@@ -87,7 +87,8 @@ def _away_from_kinks(layer, x, margin=1e-3):
 def test_analytic_gradient_matches_numerical(backend, activation):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((6, 5))
-    layer = Linear(5, 4, activation=activation, seed=rng, init=lambda i, o, r, d: r.standard_normal((i, o)))
+    layer = Linear(5, 4, activation=activation, seed=rng,
+                   init=lambda i, o, r, d: r.standard_normal((i, o)))
     _away_from_kinks(layer, x)
     G = rng.standard_normal((6, 4))
 

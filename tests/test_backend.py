@@ -151,7 +151,8 @@ def test_thread_counts_below_one_run_serially():
     out, mask = np.empty_like(x), np.empty(x.shape, np.uint8)
     ref = K.COMPILED.dropout_forward(x, out.copy(), mask.copy(), 0.5, 1, 0, 1)
     for bad in (0, -1, -(2 ** 31)):
-        np.testing.assert_array_equal(K.COMPILED.dropout_forward(x, out, mask, 0.5, 1, 0, bad), ref)
+        np.testing.assert_array_equal(
+            K.COMPILED.dropout_forward(x, out, mask, 0.5, 1, 0, bad), ref)
 
 
 @pytest.mark.parametrize("backend_name", ["compiled", "numpy"])

@@ -66,7 +66,10 @@ def test_batchnorm_train_and_test_modes(backend):
     np.testing.assert_allclose(bn_param["running_var"], 0.1 * x.var(0), rtol=1e-12)
     dout = rng.standard_normal(x.shape)
     dx, dgamma, dbeta = batchnorm_backward(dout, cache)
-    loss = lambda: np.sum(batchnorm_forward(x, gamma, beta, {"mode": "train"})[0] * dout)  # noqa: E731
+
+    def loss():
+        return np.sum(batchnorm_forward(x, gamma, beta, {"mode": "train"})[0] * dout)
+
     for got, arr in ((dx, x), (dgamma, gamma), (dbeta, beta)):
         # 2e-7: rel_error's max(|a|, |b|) reads up to 2x the former |a| + |b|
         assert rel_error(got, _num(loss, arr)) < 2e-7

@@ -266,7 +266,8 @@ def _run_all_kernels(n_threads, dtype):
     for training in (True, False):
         rm, rv = np.zeros(h, dtype), np.ones(h, dtype)
         g, be = randn(rng, h, dtype), randn(rng, h, dtype)
-        bo, xh, mu, ist = np.empty_like(x), np.empty_like(x), np.empty(h, dtype), np.empty(h, dtype)
+        bo, xh = np.empty_like(x), np.empty_like(x)
+        mu, ist = np.empty(h, dtype), np.empty(h, dtype)
         C.batchnorm_forward(x, g, be, rm, rv, bo, xh, mu, ist, training, 0.9, 1e-5, n_threads)
         bufs = [np.empty_like(x), np.empty(h, dtype), np.empty(h, dtype)]
         C.batchnorm_backward(dout, xh, g, ist, *bufs, training, n_threads)

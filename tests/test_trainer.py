@@ -492,7 +492,8 @@ def test_shuffle_false_takes_the_rows_in_order_cyclically():
     """Epoch e continues where e - 1 stopped: every row is used though 300 % 32 != 0."""
     tr = _trainer(shuffle=False)
     tr.fit(X, Y, epochs=3, record_every=1)
-    plan = build_plan(MLP([2, 50, 3], seed=0), SoftmaxCrossEntropy(), optimizer=optim.Adam(lr=1e-2),
+    plan = build_plan(MLP([2, 50, 3], seed=0), SoftmaxCrossEntropy(),
+                      optimizer=optim.Adam(lr=1e-2),
                       batch_size=32).bind(X, Y)
     per = (300 // 32) * 32
     plan.run(3 * 9, (np.arange(3 * per, dtype=np.int64)) % 300)
