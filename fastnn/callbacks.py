@@ -13,12 +13,19 @@ The protocol is two optional methods; a callback may define either or both:
 ``on_fit_end(trainer, history)``
     Once, when fit returns (also after an early stop or Ctrl-C).
 
+A callback whose ``every_epoch`` attribute is true acts at the end of every epoch: fit
+then makes a History record per epoch (``record_every`` "auto" becomes 1; any other
+value than 1 is refused).  Records end at epoch boundaries, except the last one of a
+fit that ends mid-epoch (``fit(steps=...)``); ``trainer.epoch`` counts the epochs
+completed, ``trainer.epoch_step`` the steps into the next.
+
 ``trainer.plan`` is the training plan (``trainer.plan.net`` the net); the callbacks
 below use only the public attributes of a Trainer.
 """
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +34,6 @@ import numpy as np
 from ._validation import check_positive_int, check_scalar
 
 if TYPE_CHECKING:
-    import os
-
     from .history import History
     from .trainer import Trainer
 
@@ -50,8 +55,12 @@ class EarlyStopping(Callback):
     """Stop when a monitored record stops improving.
 
     monitor : "val_loss" (default), "val_metric", "loss" or "metric"
-    mode : "min" or "max"; default "max" for metrics when they are accuracies, else "min"
-    patience : epochs without an improvement of more than min_delta before stopping
+    mode : "min" or "max"; default "min" for losses and "max" for a classifier's
+        accuracy (the metric when fit is given no ``metric``); a metric of fit's own
+        ``metric=`` needs an explicit mode (ValueError otherwise)
+    patience : History records (epochs, with record_every=1) tolerated without an
+        improvement of more than min_delta: the next one without stops training, as
+        scikit-learn's n_iter_no_change does
     min_delta : the smallest change that counts as an improvement (>= 0)
     restore_best : put back the weights (and optimizer state) of the best epoch at the end
     """
@@ -72,9 +81,12 @@ class EarlyStopping(Callback):
 
     def on_fit_begin(self, trainer: Trainer) -> None:
         mode = self.mode
-        if mode is None:
-            mode = "max" if self.monitor.endswith("metric") and trainer.is_classifier else "min"
-        self._sign = 1.0 if mode == "min" else -1.0
+        if mode is None and self.monitor.endswith("metric"):
+            if getattr(trainer, "_metric", None) is not None:
+                raise ValueError(f"EarlyStopping monitors {self.monitor!r}, fit's own metric: "
+                                 "give mode='min' or mode='max'")
+            mode = "max" if trainer.is_classifier else "min"
+        self._sign = -1.0 if mode == "max" else 1.0
         self.best = math.inf
         self.best_epoch: int | None = None
         self.wait = 0
@@ -121,33 +133,51 @@ class Checkpoint(Callback):
     epochs), so a checkpoint lands at the first record at or after each multiple."""
 
     def __init__(self, path: str | os.PathLike[str], every: int = 1) -> None:
-        self.path = str(path)
+        self.path = os.fspath(path)
+        if not isinstance(self.path, str):
+            raise TypeError(f"path must be a str or os.PathLike of str, got {path!r}")
+        try:                # a bad pattern fails here, not after the first epochs' work
+            self.path.format(epoch=0)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise ValueError(f"path {self.path!r} is not a pattern with only {{epoch}} in "
+                             f"it: {type(exc).__name__} {exc}") from None
         self.every = check_positive_int(every, "every")
 
     def on_fit_begin(self, trainer: Trainer) -> None:
         self._saved = trainer.epoch // self.every
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
-        if (epoch + 1) // self.every > self._saved:
-            self._saved = (epoch + 1) // self.every
+        # completed epochs: a record that ends mid-epoch does not count its epoch
+        if trainer.epoch // self.every > self._saved:
+            self._saved = trainer.epoch // self.every
             trainer.save_checkpoint(self.path.format(epoch=epoch))
         return None
 
 
 class LearningRateScheduler(Callback):
     """Set the learning rate at the end of every epoch: ``schedule(epoch, lr) -> new lr``
-    (epoch counts from 0; lr is the current base learning rate).  For a per-step
-    schedule give the optimizer a fastnn.optim schedule instead."""
+    (epoch counts from 0 over all fits; lr is the current base learning rate), once
+    per completed epoch (fit records every epoch with it: ``every_epoch``).  For a
+    per-step schedule give the optimizer a fastnn.optim schedule instead."""
+
+    every_epoch = True
 
     def __init__(self, schedule: Callable[[int, float], float]) -> None:
         if not callable(schedule):
             raise TypeError(f"schedule must be callable, got {type(schedule).__name__}")
         self.schedule = schedule
 
+    def on_fit_begin(self, trainer: Trainer) -> None:
+        self._next = trainer.epoch          # the first epoch whose end is still to come
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
-        lr = self.schedule(epoch, trainer.plan.optimizer.lr)
-        lr = check_scalar(lr, "the schedule's learning rate", low=0.0, low_open=True)
-        trainer.plan.set_lr(lr)
+        lr = trainer.plan.optimizer.lr
+        for e in range(self._next, trainer.epoch):
+            lr = check_scalar(self.schedule(e, lr), "the schedule's learning rate",
+                              low=0.0, low_open=True)
+        if trainer.epoch > self._next:
+            trainer.plan.set_lr(lr)
+            self._next = trainer.epoch
         return None
 
 

@@ -83,7 +83,8 @@ class History:
         except ImportError:
             raise ImportError("History.to_dataframe needs pandas: pip install pandas") from None
         data = {key: getattr(self, key) for key in EPOCH_KEYS}
-        dead = np.asarray(self.dead_units, dtype=np.float64).reshape(len(self), -1)
+        dead = np.asarray(self.dead_units, dtype=np.float64).reshape(
+            len(self), -1 if len(self) else 0)
         for j in range(dead.shape[1]):
             data[f"dead_units_{j}"] = dead[:, j]
         return pd.DataFrame(data, index=pd.Index(self.epochs, name="epoch"))

@@ -64,6 +64,7 @@ class _Resumable(Protocol):
     """What Checkpoint.restore needs of a training plan (fastnn.plan's plans, a
     DataParallel)."""
     loss: Any
+    optimizer: Any
 
     def set_state(self, state: Any, t: int, loss_state: Any = None) -> None: ...
 
@@ -74,7 +75,7 @@ _P = TypeVar("_P", bound=_Resumable)
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["save", "load", "read_metadata", "save_checkpoint", "load_checkpoint",
-           "Checkpoint", "FORMAT_VERSION"]
+           "Checkpoint", "generator_from_state", "FORMAT_VERSION"]
 
 #: The file format this fastnn writes, and the newest it reads.
 FORMAT_VERSION = 1
@@ -124,6 +125,10 @@ _REGULARIZERS = {"L2": (_reg.L2, ("reg",)), "L1": (_reg.L1, ("reg",)),
                  "MaxNorm": (_reg.MaxNorm, ("c",))}
 #: Integer arrays a random generator's state may hold (MT19937's key).
 _RNG_ARRAY_DTYPES = ("uint32", "uint64", "int32", "int64")
+#: The bit generators a random state may name: numpy's own, by their class names.
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+#: The largest step and epoch counts (the plan counts steps in int64).
+_MAX_COUNT = 2**63 - 1
 
 
 def _safetensors():
@@ -349,7 +354,13 @@ class Checkpoint:
         (``plan.loss``) gets the saved ones and their optimizer state.  Returns the
         plan.  Everything is checked before anything is copied: a refusal (ValueError)
         leaves the plan and its loss as they were; so does a hierarchical softmax built
-        on another tree than the one the checkpoint's ``extra`` records."""
+        on another tree than the one the checkpoint's ``extra`` records, and a plan whose
+        optimizer is of another class than the checkpoint's (Momentum's velocity and
+        RMSProp's cache, say, have one shape but do not mean the same)."""
+        if self.optimizer is not None and type(plan.optimizer) is not type(self.optimizer):
+            raise ValueError(f"the checkpoint's optimizer state is "
+                             f"{type(self.optimizer).__name__}'s; the plan runs "
+                             f"{type(plan.optimizer).__name__}")
         _check_loss_tree(plan.loss, self.extra)
         _resume_plan(plan, self.optimizer_state, self.step, plan.loss, self.loss_params,
                      self.loss_state)
@@ -394,6 +405,23 @@ def _rng_json(value):
     return value
 
 
+def generator_from_state(state: Mapping[str, Any]) -> np.random.Generator:
+    """A numpy Generator in a saved ``bit_generator.state`` (a checkpoint's
+    ``rng_state``).  The state must name one of numpy's bit generators (PCG64,
+    PCG64DXSM, MT19937, Philox, SFC64) and be one that generator accepts; ValueError
+    otherwise (a file names no other callable)."""
+    name = state.get("bit_generator") if isinstance(state, Mapping) else None
+    if not isinstance(name, str) or name not in _BIT_GENERATORS:
+        raise ValueError(f"a random state must name one of numpy's bit generators "
+                         f"({', '.join(_BIT_GENERATORS)}), got {name!r:.60}")
+    bits = getattr(np.random, name)()
+    try:
+        bits.state = dict(state)
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"a {name} state numpy refuses: {exc}") from None
+    return np.random.Generator(bits)
+
+
 def _rng_from_json(value, where):
     if isinstance(value, dict):
         if set(value) == {"__ndarray__", "dtype"}:
@@ -408,6 +436,14 @@ def _rng_from_json(value, where):
         return {k: _rng_from_json(v, where) for k, v in value.items()}
     if isinstance(value, list):
         return [_rng_from_json(v, where) for v in value]
+    return value
+
+
+def _count(value, name):
+    """A step or epoch count: an int in [0, 2**63 - 1]."""
+    value = check_positive_int(value, name, minimum=0)
+    if value > _MAX_COUNT:
+        raise ValueError(f"{name} must be at most 2**63 - 1, got {value}")
     return value
 
 
@@ -471,13 +507,15 @@ def save_checkpoint(path: PathLike, net: Sequential, *, optimizer: Any = None,
     _check_loss_layout(loss_param_specs, loss_specs, opt, ValueError)
     for name, spec in zip(names, loss_param_specs):
         spec["name"] = name
-    step = check_positive_int(step, "step", minimum=0)
-    epoch = check_positive_int(epoch, "epoch", minimum=0)
+    step = _count(step, "step")
+    epoch = _count(epoch, "epoch")
     if isinstance(rng_state, np.random.Generator):
         rng_state = rng_state.bit_generator.state
     if rng_state is not None and not isinstance(rng_state, dict):
         raise TypeError("rng_state must be None, a numpy Generator or its "
                         f"bit_generator.state dict, got {type(rng_state).__name__}")
+    if rng_state is not None:
+        generator_from_state(rng_state)        # a state the file could not give back
     ckpt = {"step": step, "epoch": epoch, "optimizer": opt_spec,
             "optimizer_state": specs,
             "rng_state": None if rng_state is None else _rng_json(rng_state),
@@ -979,10 +1017,8 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     _check_loss_layout(ckpt.get("loss_params", []), ckpt.get("loss_state", []), opt,
                        lambda msg: f.error(f"checkpoint: {msg}"))
     try:
-        step = check_positive_int(_check_type(ckpt.get("step"), "int", "step"), "step",
-                                  minimum=0)
-        epoch = check_positive_int(_check_type(ckpt.get("epoch"), "int", "epoch"), "epoch",
-                                   minimum=0)
+        step = _count(_check_type(ckpt.get("step"), "int", "step"), "step")
+        epoch = _count(_check_type(ckpt.get("epoch"), "int", "epoch"), "epoch")
     except (TypeError, ValueError) as exc:
         raise f.error(f"checkpoint: {exc}") from None
     extra = ckpt.get("extra")
@@ -995,6 +1031,11 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
         rng = None if rng is None else _rng_from_json(rng, f"{f.path}: checkpoint rng_state")
     except RecursionError:
         raise f.error("checkpoint: rng_state is nested too deeply") from None
+    if rng is not None:
+        try:
+            generator_from_state(rng)
+        except ValueError as exc:
+            raise f.error(f"checkpoint rng_state: {exc}") from None
     return Checkpoint(net=net, optimizer=opt, optimizer_state=state, step=step,
                       epoch=epoch, rng_state=rng, extra=extra, loss_params=loss_params,
                       loss_state=loss_state)

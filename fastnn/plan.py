@@ -358,6 +358,7 @@ class CompiledPlan(_Plan):
         self._plan = _plan.Plan(self.dtype, self.batch_size, net.n_features, ops, loss_spec,
                                 penalties, constraints, opt_spec, net.flat_params,
                                 net.flat_grads, self.state, lp, lg, self.loss_state)
+        self._lr = float(opt.lr)        # the base rate the compiled plan holds
 
     # -- building ------------------------------------------------------------------------
     def _op(self, layer, act, position, kinds):
@@ -373,7 +374,14 @@ class CompiledPlan(_Plan):
 
     def set_lr(self, lr: float) -> None:
         super().set_lr(lr)
-        self._plan.set_lr(self.optimizer.lr)
+        self._sync_lr()
+
+    def _sync_lr(self):
+        """The optimizer's base rate into the compiled plan, also when it was changed on
+        the optimizer itself (``optimizer.set_lr``), as the layer path reads it there."""
+        if self.optimizer.lr != self._lr:
+            self._plan.set_lr(self.optimizer.lr)
+            self._lr = self.optimizer.lr
 
     def _set_counters(self, t):
         """Step count and dropout steps from the layers into the compiled plan."""
@@ -405,6 +413,7 @@ class CompiledPlan(_Plan):
         k, indices = self._check_run(k, indices)
         losses, data_losses = self._outputs(k, losses, data_losses)
         nt = config.resolve_num_threads() if n_threads is None else n_threads
+        self._sync_lr()
         self._plan.run(k, indices, losses, data_losses, nt)
         self.sync()
         return losses, data_losses
@@ -431,6 +440,7 @@ class CompiledPlan(_Plan):
         update, constraints.  Returns the penalty; the step count advances by one."""
         self._check_current()
         nt = config.resolve_num_threads() if n_threads is None else n_threads
+        self._sync_lr()
         out = self._plan.apply(nt)
         self.sync()
         return out

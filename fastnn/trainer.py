@@ -230,6 +230,10 @@ class Trainer:
         self.history_: History | None = None
         self._resume: tuple[Any, ...] | None = None
         self.epoch = 0              # epochs completed over all fits
+        #: steps taken into epoch ``epoch`` by a fit that ended mid-epoch (fit(steps=),
+        #: Ctrl-C, a non-finite loss): the next fit continues that epoch's batches
+        self.epoch_step = 0
+        self._epoch_len = 0         # the steps of that epoch (0: none started)
 
     # -- pickling: parameters and state, never the plan's buffers --------------------------
     def __getstate__(self):
@@ -243,6 +247,8 @@ class Trainer:
         return state
 
     def __setstate__(self, state):
+        state.setdefault("epoch_step", 0)         # (pickled before they were kept)
+        state.setdefault("_epoch_len", 0)
         self.__dict__.update(state)
 
     def _adopt_resume(self, plan):
@@ -279,7 +285,9 @@ class Trainer:
                            optimizer_state=tuple(self.plan.state), step=self.plan.t,
                            epoch=self.epoch, rng_state=self.rng,
                            extra={"classes": classes, "batch_size": self.batch_size,
-                                  "shuffle_seed": self.shuffle_seed,
+                                  "shuffle_seed": self.shuffle_seed, "shuffle": self.shuffle,
+                                  "epoch_step": self.epoch_step,
+                                  "epoch_steps": self._epoch_len,
                                   **io._loss_tree_extra(self.loss)},
                            loss_params=getattr(self.loss, "params", None) or None,
                            loss_state=tuple(self.plan.loss_state))
@@ -298,20 +306,23 @@ class Trainer:
         from . import io
         ckpt = io.load_checkpoint(path)
         io._check_loss_params(loss, ckpt.loss_params)
-        extra = ckpt.extra or {}
+        extra = _checked_extra(ckpt, path)
         io._check_loss_tree(loss, extra, path)
         trainer = cls(ckpt.net, loss, ckpt.optimizer, batch_size=extra.get("batch_size"),
                       regularizer=regularizer, reg=reg, verbose=verbose,
-                      distributed=distributed)
+                      shuffle=extra.get("shuffle", True), distributed=distributed)
         if ckpt.rng_state is not None:
-            bits = getattr(np.random, ckpt.rng_state["bit_generator"])()
-            bits.state = ckpt.rng_state
-            trainer.rng = np.random.Generator(bits)
+            trainer.rng = io.generator_from_state(ckpt.rng_state)  # (checked when loaded)
         if extra.get("classes") is not None:
             trainer.classes_ = np.asarray(extra["classes"])
+            if len(trainer.classes_) > trainer._n_outputs():
+                raise ValueError(f"{path}: the checkpoint names {len(trainer.classes_)} "
+                                 f"classes, its net has {trainer._n_outputs()} outputs")
         if extra.get("shuffle_seed") is not None:
-            trainer.shuffle_seed = int(extra["shuffle_seed"])
+            trainer.shuffle_seed = extra["shuffle_seed"]
         trainer.epoch = ckpt.epoch
+        trainer.epoch_step = extra.get("epoch_step", 0)
+        trainer._epoch_len = extra.get("epoch_steps", 0)
         trainer._resume = (ckpt.optimizer_state, ckpt.step, list(ckpt.loss_state))
         if ckpt.loss_params:                   # (checked above, before building)
             loss.set_params(**ckpt.loss_params)
@@ -373,24 +384,31 @@ class Trainer:
     def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int | None = None,
             steps: int | None = None,
             validation_data: tuple[ArrayLike, ...] | None = None,
-            validation_split: float = 0.0, callbacks: Iterable[Any] = (),
+            validation_split: float = 0.0, callbacks: Iterable[Any] | None = (),
             record_every: int | str = "auto", sample_weight: ArrayLike | None = None,
             train_metric: bool = True, metric: Any = None) -> History:
         """Train; returns the History (also ``self.history_``).
 
         X (N, D) and y (N,) labels of any kind for classifiers, (N, M) targets otherwise;
-        checked and converted once.  Give epochs or steps (steps: the run ends after that
-        many steps, mid-epoch if need be).  validation_data=(X_val, y_val), or
-        validation_split: the fraction of rows (picked at random with the seed) held out
-        for validation.  callbacks: fastnn.callbacks objects (a TerminateOnNonFinite is
-        added unless one is given).  Ctrl-C stops cleanly between epochs' chunks: the
-        weights are those of the last complete step and the history so far is returned.
+        checked and converted once.  Give epochs or steps: epochs=E runs E epochs' worth of
+        steps (E * (N // batch_size)), steps=k that many steps, ending mid-epoch if need
+        be; a fit that ends mid-epoch (also by Ctrl-C or a non-finite loss) leaves
+        ``epoch_step`` steps taken into epoch ``epoch``, and the next fit on data of the
+        same size takes that epoch's remaining batches first, as an uninterrupted run
+        would.  validation_data=(X_val, y_val), or validation_split: the fraction of rows
+        held out for validation (picked at random with the seed; the same rows at every
+        fit of this trainer on data of this size).  callbacks: a list of fastnn.callbacks
+        objects (a TerminateOnNonFinite is added unless one is given).  Ctrl-C stops
+        cleanly between epochs' chunks: the weights are those of the last complete step,
+        the steps it took are counted, and the history so far is returned.
 
         record_every: epochs per History row (and per round of metrics, validation and
         callbacks); "auto" makes a row at least every RECORD_STEPS (1024) steps, so that
         evaluating the metrics costs little next to training (full-batch training takes
-        one step per epoch: there a row covers 1024 epochs).  The per-step losses are
-        always kept.
+        one step per epoch: there a row covers 1024 epochs), or every epoch when a
+        callback acts per epoch (``every_epoch``, e.g. LearningRateScheduler).  Rows end
+        at epoch boundaries and where the fit ends; a row's epoch is the one its last
+        step belongs to.  The per-step losses are always kept.
 
         sample_weight: None or (N,) weights >= 0, one per row: every step minimizes the
         weighted mean of its batch's losses (see :meth:`fastnn.plan._Plan.bind`); the
@@ -418,7 +436,10 @@ class Trainer:
         if validation_data is not None and split:
             raise ValueError("give validation_data or validation_split, not both")
         if split:
-            order = self.rng.permutation(X.shape[0])
+            # keyed by the trainer's seed and the data size, not drawn afresh: a warm
+            # refit holds out the same rows, never rows it has trained on
+            order = np.random.default_rng([self.shuffle_seed, X.shape[0]]).permutation(
+                X.shape[0])
             n_val = int(round(split * X.shape[0]))
             if not 0 < n_val < X.shape[0]:
                 raise ValueError(f"validation_split={split} leaves no rows for training or "
@@ -446,39 +467,35 @@ class Trainer:
             raise ValueError(f"batch_size {batch} is larger than the {n} training rows")
         per_epoch = n // batch
         if epochs is not None:
-            epochs = check_positive_int(epochs, "epochs")
-            total = epochs * per_epoch
+            total = check_positive_int(epochs, "epochs") * per_epoch
         else:
             total = check_positive_int(steps, "steps")
-            epochs = -(-total // per_epoch)
+        callback_list = _callback_list(callbacks)
         if record_every == "auto":
-            record_every = max(1, -(-RECORD_STEPS // per_epoch))
+            record_every = (1 if any(getattr(c, "every_epoch", False) for c in callback_list)
+                            else max(1, -(-RECORD_STEPS // per_epoch)))
         record_every = check_positive_int(record_every, "record_every")
-        rounds = -(-epochs // record_every)
+        for c in callback_list:
+            if getattr(c, "every_epoch", False) and record_every != 1:
+                raise ValueError(f"{type(c).__name__} acts at the end of every epoch: it "
+                                 f"needs record_every=1 (or 'auto'), got {record_every}")
         self.classes_ = classes     # every argument checked: the labels are fixed now
-        if self.plan is None or not self.plan.matches(self.model, self.loss, batch):
-            plan: Any
-            if self.distributed is not None:
-                from .distributed import DataParallel
-                plan = DataParallel(self.model, self.loss, optimizer=self.optimizer,
-                                    regularizer=self.regularizer, batch_size=batch,
-                                    shuffle_seed=self.shuffle_seed, **self.distributed)
-            else:
-                plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
-                                  regularizer=self.regularizer, batch_size=batch)
-            self._adopt_resume(plan)        # (refused: no plan kept, the state kept)
-            self.plan = plan
+        if self.epoch_step and self._epoch_len != per_epoch:
+            # the epoch a previous fit left unfinished had other batches: it ends here
+            self.epoch, self.epoch_step = self.epoch + 1, 0
+        # rows end at epoch boundaries (every record_every epochs) and where the fit does
+        row_steps = record_every * per_epoch
+        rounds = -(-(self.epoch_step + total) // row_steps)
+        if (self.plan is None or not self.plan.matches(self.model, self.loss, batch)
+                or self.plan.optimizer is not self.optimizer
+                or self.plan.regularizer is not self.regularizer):
+            self.plan = self._new_plan(batch)
         plan = self.plan.bind(X, y, w)
-        callbacks = list(callbacks)
-        for c in callbacks:
-            if not any(hasattr(c, h) for h in ("on_fit_begin", "on_epoch_end", "on_fit_end")):
-                raise TypeError(f"{c!r} is not a callback: it has none of on_fit_begin, "
-                                "on_epoch_end, on_fit_end")
-        nonfinite = next((c for c in callbacks if isinstance(c, cb.TerminateOnNonFinite)),
+        nonfinite = next((c for c in callback_list if isinstance(c, cb.TerminateOnNonFinite)),
                          None)
         if nonfinite is None:
             nonfinite = cb.TerminateOnNonFinite()
-            callbacks.append(nonfinite)
+            callback_list.append(nonfinite)
         history = History("accuracy" if self.is_classifier else "loss")
         history.step_loss = np.full(total, np.nan)
         history.step_data_loss = np.full(total, np.nan)
@@ -488,7 +505,7 @@ class Trainer:
         Xm, ym = (X, y) if metric_rows is None else (X[metric_rows], y[metric_rows])
         wm = None if w is None else (w if metric_rows is None else w[metric_rows])
         self._metric, self._train_metric = metric, bool(train_metric)
-        for c in callbacks:
+        for c in callback_list:
             if hasattr(c, "on_fit_begin"):
                 c.on_fit_begin(self)
         # under MPI every rank has the same history: rank 0 alone reports it
@@ -497,18 +514,19 @@ class Trainer:
         snapshot, done, t_start = None, 0, plan.t
         try:
             for e in range(rounds):
-                n_epochs = min(record_every, epochs - e * record_every)
-                k = min(per_epoch * n_epochs, total - done)
+                s = self.epoch_step         # steps already taken into epoch self.epoch
+                k = min(row_steps - s, total - done)
                 t0 = time.perf_counter()
                 snapshot = plan.snapshot(snapshot)
                 # each epoch's batches: whole batches of a shuffle of the rows, a pure
                 # function of (the trainer's shuffle seed, the epoch): a resumed run
                 # takes the batches an uninterrupted one would
+                span = -(-(s + k) // per_epoch)            # the epochs this row touches
                 idx = (None if self.batch_size is None else
                        _kernels.backend().shuffled_rows(
-                           n, per_epoch * batch, n_epochs, self.shuffle_seed,
-                           self.epoch)[:k * batch] if self.shuffle else
-                       _in_order(n, per_epoch * batch, self.epoch, k * batch))
+                           n, per_epoch * batch, span, self.shuffle_seed,
+                           self.epoch)[s * batch:(s + k) * batch] if self.shuffle else
+                       _in_order(n, per_epoch * batch, self.epoch, (s + k) * batch)[s * batch:])
                 losses = history.step_loss[done:done + k]
                 data_losses = history.step_data_loss[done:done + k]
                 plan.run(k, idx, losses, data_losses)
@@ -517,16 +535,19 @@ class Trainer:
                     self._stop_nonfinite(plan, snapshot, idx, good, done, batch, nonfinite)
                     history.stopped_by = nonfinite
                     done += good
+                    self._advance(good, per_epoch)
                     break
                 done += k
+                self._advance(k, per_epoch)
                 logs = self._epoch_logs(e, losses, data_losses, Xm, ym, wm, val,
                                         time.perf_counter() - t0)
-                self.epoch += n_epochs
-                history._append(self.epoch - 1, **logs)
-                logs["epoch"] = self.epoch - 1
+                # the row's epoch: the one its last step belongs to
+                last = self.epoch - 1 if self.epoch_step == 0 else self.epoch
+                history._append(last, **logs)
+                logs["epoch"] = last
                 reporter.epoch(logs)
                 stop = False
-                for c in callbacks:
+                for c in callback_list:
                     if hasattr(c, "on_epoch_end") and c.on_epoch_end(self, logs["epoch"], logs):
                         history.stopped_by = history.stopped_by or c
                         stop = True
@@ -537,6 +558,7 @@ class Trainer:
         except KeyboardInterrupt:
             # the steps taken are the plan's count, whatever line Ctrl-C interrupted
             plan.sync()
+            self._advance(plan.t - t_start - done, per_epoch)
             done = plan.t - t_start
             history.interrupted = True
         finally:
@@ -544,10 +566,43 @@ class Trainer:
             self._metric = None          # (a closure would make the trainer unpicklable)
         history.step_loss = history.step_loss[:done]
         history.step_data_loss = history.step_data_loss[:done]
-        for c in callbacks:
+        for c in callback_list:
             if hasattr(c, "on_fit_end"):
                 c.on_fit_end(self, history)
         return history
+
+    def _new_plan(self, batch):
+        """A plan for the trainer's net, loss, optimizer and regularizer at this batch
+        size.  It continues the optimizer state and step count of the plan it replaces
+        when the net, loss and optimizer are the same objects and the state fits (a new
+        batch or data size, regularizer or backend); otherwise it starts afresh, or from
+        a checkpoint's or a pickle's saved state (refused: no plan kept, the state kept)."""
+        plan: Any
+        if self.distributed is not None:
+            from .distributed import DataParallel
+            plan = DataParallel(self.model, self.loss, optimizer=self.optimizer,
+                                regularizer=self.regularizer, batch_size=batch,
+                                shuffle_seed=self.shuffle_seed, **self.distributed)
+        else:
+            plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
+                              regularizer=self.regularizer, batch_size=batch)
+        old = self.plan
+        if (self.__dict__.get("_resume") is None and old is not None
+                and old.net is plan.net and old.loss is plan.loss
+                and old.optimizer is plan.optimizer
+                and _same_layout(old.state, plan.state)
+                and _same_layout(old.loss_state, plan.loss_state)):
+            old.sync()
+            plan.set_state(old.state, old.t, old.loss_state)
+        self._adopt_resume(plan)
+        return plan
+
+    def _advance(self, steps, per_epoch):
+        """Count `steps` more steps into the epochs of `per_epoch` steps."""
+        pos = self.epoch_step + steps
+        self.epoch += pos // per_epoch
+        self.epoch_step = pos % per_epoch
+        self._epoch_len = per_epoch
 
     def _stop_nonfinite(self, plan, snapshot, idx, good, done, batch, callback):
         """Back to the weights after the last step whose loss was finite: restore the
@@ -657,6 +712,63 @@ class Trainer:
         return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else 0.0
 
 
+def _callback_list(callbacks):
+    """fit's callbacks as a list, each checked to be one."""
+    if callbacks is None:
+        return []
+    if any(hasattr(callbacks, h) for h in ("on_fit_begin", "on_epoch_end", "on_fit_end")):
+        raise TypeError("callbacks must be a list of callbacks; wrap a single one in a list")
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a list of callbacks, got "
+                        f"{type(callbacks).__name__}") from None
+    for c in callbacks:
+        if not any(hasattr(c, h) for h in ("on_fit_begin", "on_epoch_end", "on_fit_end")):
+            raise TypeError(f"{c!r} is not a callback: it has none of on_fit_begin, "
+                            "on_epoch_end, on_fit_end")
+    return callbacks
+
+
+def _same_layout(a, b):
+    """Whether two tuples of arrays match in number, shapes and dtypes."""
+    return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype
+                                    for x, y in zip(a, b))
+
+
+def _checked_extra(ckpt, path):
+    """A Trainer checkpoint's ``extra`` with the fields from_checkpoint reads checked
+    (ValueError naming the file): a file is data, and a damaged one must not reach
+    the trainer as a crash later on."""
+    extra = dict(ckpt.extra or {})
+
+    def integer(key, low, high=2**63 - 1, none=False):
+        value = extra.get(key)
+        if value is None and none:
+            return
+        if (isinstance(value, bool) or not isinstance(value, int)
+                or not low <= value <= high):
+            raise ValueError(f"{path}: checkpoint extra[{key!r}] must be an integer in "
+                             f"[{low}, {high}]{' or null' if none else ''}, got {value!r:.60}")
+
+    integer("batch_size", 1, none=True)
+    integer("shuffle_seed", 0, 2**64 - 1, none=True)
+    if "epoch_step" in extra:
+        integer("epoch_step", 0)
+        integer("epoch_steps", 0)
+        if extra["epoch_step"] and extra["epoch_step"] >= extra["epoch_steps"]:
+            raise ValueError(f"{path}: checkpoint extra['epoch_step'] "
+                             f"{extra['epoch_step']} is not within its epoch of "
+                             f"{extra['epoch_steps']} steps")
+    if not isinstance(extra.get("shuffle", True), bool):
+        raise ValueError(f"{path}: checkpoint extra['shuffle'] must be true or false")
+    classes = extra.get("classes")
+    if classes is not None and not (isinstance(classes, list) and classes):
+        raise ValueError(f"{path}: checkpoint extra['classes'] must be a non-empty list "
+                         "or null")
+    return extra
+
+
 def _distributed_options(distributed):
     """None, or the DataParallel keyword arguments `distributed` asks for."""
     if distributed is None:
@@ -678,12 +790,11 @@ def _rank0_generator(rng, options):
     must agree); rank 0 keeps its own generator."""
     from .distributed import get_comm
     comm = get_comm(options.get("comm"))
+    from .io import generator_from_state
     state = comm.bcast(rng.bit_generator.state, root=0)
     if comm.Get_rank() == 0:
         return rng
-    bits = getattr(np.random, state["bit_generator"])()
-    bits.state = state
-    return np.random.Generator(bits)
+    return generator_from_state(state)
 
 
 def _in_order(n, keep, epoch, size):

@@ -675,6 +675,10 @@ def test_a_refused_restore_changes_nothing(tmp_path):
     other = build_plan(ck.net, HierarchicalSoftmax(6, 3, seed=5), optimizer="sgd",
                        batch_size=60)
     before = (_bits(other.loss._own_flat()[0]), other.t)
+    with pytest.raises(ValueError, match="optimizer state is Adam's; the plan runs SGD"):
+        ck.restore(other)
+    assert (_bits(other.loss._own_flat()[0]), other.t) == before
+    ck.optimizer = None             # state of no named optimizer: refused by its layout
     with pytest.raises(ValueError, match="has 2 arrays, the plan's optimizer keeps 0"):
         ck.restore(other)
     assert (_bits(other.loss._own_flat()[0]), other.t) == before

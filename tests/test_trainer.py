@@ -524,3 +524,215 @@ def test_sample_weight_metric_and_no_train_metric():
     h = _trainer().fit(X[::2], Y[::2], epochs=1, validation_data=(X[1::2], Y[1::2],
                                                                    w[1::2]))
     assert np.isfinite(h.val_loss[-1])
+
+
+# ---- continuing a run: what the next fit starts from --------------------------------------
+# _trainer's runs take 9 steps per epoch (300 rows, batch 32).
+
+def test_a_fit_that_ends_mid_epoch_is_continued_by_the_next(tmp_path):
+    whole = _trainer()
+    whole.fit(X, Y, steps=30)
+    halves = _trainer()
+    h = halves.fit(X, Y, steps=15, record_every=1)
+    assert (halves.epoch, halves.epoch_step) == (1, 6) and h.epochs == [0, 1]
+    halves.save_checkpoint(tmp_path / "c.safetensors")
+    resumed = Trainer.from_checkpoint(tmp_path / "c.safetensors", verbose=0)
+    assert (resumed.epoch, resumed.epoch_step) == (1, 6)
+    for tr in (halves, resumed):
+        h = tr.fit(X, Y, steps=15, record_every=1)
+        assert (tr.epoch, tr.epoch_step) == (3, 3) and tr.plan.t == 30
+        # rows end at the epoch boundaries: 3 steps finish epoch 1, 9 are epoch 2
+        assert h.epochs == [1, 2, 3] and len(h.step_loss) == 15
+        np.testing.assert_array_equal(tr.model.flat_params, whole.model.flat_params)
+    # epochs=E from mid-epoch: E epochs' worth of steps, rows on the boundaries
+    h = halves.fit(X, Y, epochs=1, record_every=1)
+    assert h.epochs == [3, 4] and (halves.epoch, halves.epoch_step) == (4, 3)
+    # data of another size cannot continue that epoch's batches: it counts as ended
+    halves.fit(X[:250], Y[:250], epochs=1)        # 7 steps an epoch
+    assert (halves.epoch, halves.epoch_step) == (6, 0)
+
+
+def test_ctrl_c_during_a_chunk_counts_its_epochs(monkeypatch):
+    """Ctrl-C lands after a compiled chunk returned, before the trainer looked: the
+    chunk's steps count, and the next fit takes the batches an uninterrupted run
+    would."""
+    tr = _trainer()
+    tr.fit(X, Y, epochs=1)
+    calls, run = [], type(tr.plan).run
+
+    def interrupted_run(self, *args, **kwargs):
+        out = run(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return out
+    monkeypatch.setattr(type(tr.plan), "run", interrupted_run)
+    h = tr.fit(X, Y, epochs=5, record_every=1)
+    monkeypatch.undo()
+    assert h.interrupted and len(h) == 1 and len(h.step_loss) == 18
+    assert tr.plan.t == 27 and (tr.epoch, tr.epoch_step) == (3, 0)
+    tr.fit(X, Y, epochs=2)
+    ref = _trainer()
+    ref.fit(X, Y, epochs=5)
+    np.testing.assert_array_equal(tr.model.flat_params, ref.model.flat_params)
+
+
+def test_a_checkpoint_keeps_shuffle_false(tmp_path):
+    whole = _trainer(shuffle=False)
+    whole.fit(X, Y, epochs=4)
+    first = _trainer(shuffle=False)
+    first.fit(X, Y, epochs=2)
+    first.save_checkpoint(tmp_path / "c.safetensors")
+    resumed = Trainer.from_checkpoint(tmp_path / "c.safetensors", verbose=0)
+    assert resumed.shuffle is False
+    resumed.fit(X, Y, epochs=2)
+    np.testing.assert_array_equal(resumed.model.flat_params, whole.model.flat_params)
+
+
+def test_a_learning_rate_set_on_the_optimizer_is_used(backend):
+    """The compiled plan reads the rate from the optimizer as the layer path does."""
+    tr = _trainer(optimizer=optim.SGD(0.1))
+    tr.fit(X, Y, epochs=1)
+    before = tr.model.flat_params.copy()
+    tr.optimizer.set_lr(1e-9)
+    h = tr.fit(X, Y, epochs=1)
+    assert h.lr == [1e-9]
+    change = np.max(np.abs(tr.model.flat_params - before))
+    assert 0 < change < 1e-6
+
+
+def test_a_replaced_optimizer_or_regularizer_is_used():
+    tr = _trainer(optimizer=optim.SGD(0.1))
+    tr.fit(X, Y, epochs=1)
+    plan = tr.plan
+    tr.regularizer = R.L2(0.5)              # same optimizer: its state and t carry over
+    h = tr.fit(X, Y, epochs=1)
+    assert tr.plan is not plan and tr.plan.t == 18 and h.reg_loss[0] > 0
+    ref = _trainer(optimizer=optim.SGD(0.1))
+    ref.fit(X, Y, epochs=1)
+    ref.regularizer = R.L2(0.5)
+    ref.fit(X, Y, epochs=1)
+    np.testing.assert_array_equal(tr.model.flat_params, ref.model.flat_params)
+    tr.optimizer = optim.Adam(1e-3)          # a new optimizer starts afresh
+    tr.fit(X, Y, epochs=1)
+    assert tr.plan.optimizer is tr.optimizer and tr.plan.t == 9
+
+
+def test_full_batch_on_other_rows_continues_the_optimizer():
+    """A full-batch plan is built per data size; the next one continues Adam's state,
+    the step count and the schedule."""
+    tr = _trainer(optimizer=optim.Adam(1e-2, schedule=optim.StepDecay(0.5, 10)),
+                  batch_size=None)
+    tr.fit(X, Y, steps=30)
+    m = tr.plan.state[0].copy()
+    h = tr.fit(X, Y, steps=5, validation_split=0.2)
+    assert tr.plan.t == 35 and h.lr == [1e-2 * 0.5 ** 3]
+    assert not np.array_equal(tr.plan.state[0], m) and np.any(m)
+
+
+def test_validation_split_holds_out_the_same_rows_at_every_fit():
+    seen = []
+    tr = _trainer()
+    fixed = cb.LambdaCallback(on_fit_begin=lambda t: seen.append(t.plan._X.copy()))
+    tr.fit(X, Y, epochs=1, validation_split=0.2, callbacks=[fixed])
+    tr.fit(X, Y, epochs=1, validation_split=0.2, callbacks=[fixed])
+    # the training rows (so the held-out ones) are the same both times
+    np.testing.assert_array_equal(seen[0], seen[1])
+    other = _trainer(seed=1)
+    other.fit(X, Y, epochs=1, validation_split=0.2, callbacks=[fixed])
+    assert not np.array_equal(seen[0], seen[2])
+
+
+def test_a_per_epoch_callback_gets_every_epoch():
+    sched = cb.LearningRateScheduler(lambda epoch, lr: lr * 0.99)
+    tr = _trainer(optimizer=optim.SGD(0.1), batch_size=None)      # "auto": 1024 epochs/row
+    h = tr.fit(X, Y, epochs=200, callbacks=[sched])
+    assert len(h) == 200
+    np.testing.assert_allclose(tr.optimizer.lr, 0.1 * 0.99 ** 200, rtol=1e-12)
+    with pytest.raises(ValueError, match="LearningRateScheduler .*needs record_every=1"):
+        tr.fit(X, Y, epochs=4, record_every=2, callbacks=[sched])
+    # an epoch is scheduled when it ends, not when a fit stops inside it
+    tr = _trainer(optimizer=optim.SGD(0.1))
+    tr.fit(X, Y, steps=13, callbacks=[sched])
+    assert tr.optimizer.lr == pytest.approx(0.1 * 0.99)
+    tr.fit(X, Y, steps=5, callbacks=[sched])
+    assert tr.optimizer.lr == pytest.approx(0.1 * 0.99 ** 2)
+
+
+def test_early_stopping_on_a_custom_metric_needs_a_mode():
+    def log_loss(scores, y, w):
+        p = np.exp(scores - scores.max(1, keepdims=True))
+        return float(-np.mean(np.log(p[np.arange(len(y)), y] / p.sum(1))))
+    stop = cb.EarlyStopping("val_metric")
+    with pytest.raises(ValueError, match="give mode='min' or mode='max'"):
+        _trainer().fit(X, Y, epochs=2, validation_split=0.2, metric=log_loss,
+                       callbacks=[stop])
+    stop = cb.EarlyStopping("val_metric", mode="min", patience=1)
+    h = _trainer().fit(X, Y, epochs=5, record_every=1, validation_split=0.2,
+                       metric=log_loss, callbacks=[stop])
+    assert np.all(np.diff(h.val_metric) < 0) and h.stopped_by is None
+
+
+def test_callback_and_checkpoint_arguments_are_checked():
+    with pytest.raises(TypeError, match="wrap a single one in a list"):
+        _trainer().fit(X, Y, epochs=1, callbacks=cb.EarlyStopping())
+    with pytest.raises(TypeError, match="callbacks must be a list of callbacks, got int"):
+        _trainer().fit(X, Y, epochs=1, callbacks=3)
+    assert len(_trainer().fit(X, Y, epochs=1, callbacks=None)) == 1
+    with pytest.raises(ValueError, match="not a pattern with only {epoch}"):
+        cb.Checkpoint("/tmp/{run}-{epoch}.safetensors")
+
+
+def test_an_empty_history_exports():
+    pytest.importorskip("pandas")
+    tr = _trainer(optimizer=optim.SGD(1e300))
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        h = tr.fit(X, Y, epochs=1, record_every=1)
+    assert len(h) == 0 and h.to_dataframe().shape[0] == 0
+
+
+def test_a_damaged_checkpoints_fields_are_refused_by_name(tmp_path):
+    import json
+
+    from fastnn import io as fio
+    tr = _trainer()
+    tr.fit(X, Y, epochs=1)
+    path = tmp_path / "c.safetensors"
+    tr.save_checkpoint(path)
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+
+    def damaged(change):
+        h = json.loads(json.dumps(header))
+        ck = json.loads(h["__metadata__"]["checkpoint"])
+        change(ck)
+        h["__metadata__"]["checkpoint"] = json.dumps(ck)
+        b = json.dumps(h).encode()
+        b += b" " * (-len(b) % 8)
+        out = tmp_path / "d.safetensors"
+        out.write_bytes(len(b).to_bytes(8, "little") + b + raw[8 + n:])
+        return out
+    cases = [
+        (lambda c: c["rng_state"].update(bit_generator="seed"), "one of numpy's bit gen"),
+        (lambda c: c["rng_state"].pop("bit_generator"), "one of numpy's bit generators"),
+        (lambda c: c["rng_state"].update(state=5), "a PCG64 state numpy refuses"),
+        (lambda c: c.update(step=2**70), r"step must be at most 2\*\*63 - 1"),
+        (lambda c: c["extra"].update(shuffle_seed="abc"), r"extra\['shuffle_seed'\]"),
+        (lambda c: c["extra"].update(shuffle_seed=-5), r"extra\['shuffle_seed'\]"),
+        (lambda c: c["extra"].update(batch_size=0), r"extra\['batch_size'\]"),
+        (lambda c: c["extra"].update(classes=5), r"extra\['classes'\]"),
+        (lambda c: c["extra"].update(classes=list(range(6))), "6 classes, its net has 3"),
+        (lambda c: c["extra"].update(shuffle="no"), r"extra\['shuffle'\]"),
+        (lambda c: c["extra"].update(epoch_step=9), "not within its epoch of 9 steps"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=message):
+            Trainer.from_checkpoint(damaged(change), verbose=0)
+    # the file's name is checked before anything is called: np.random.seed() would
+    # have reseeded the global generator
+    np.random.seed(0)
+    state = np.random.get_state()[1].copy()
+    with pytest.raises(ValueError):
+        fio.load_checkpoint(damaged(lambda c: c["rng_state"].update(bit_generator="seed")))
+    assert np.array_equal(np.random.get_state()[1], state)

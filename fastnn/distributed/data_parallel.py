@@ -143,7 +143,7 @@ class DataParallel:
         self.plan = build_plan(net, loss, optimizer=optimizer, regularizer=regularizer,
                                batch_size=self.batch_size)
         assert isinstance(self.plan, CompiledPlan)
-        self.optimizer = self.plan.optimizer
+        self.optimizer, self.regularizer = self.plan.optimizer, self.plan.regularizer
         self._stats = [a for layer in self._norms
                        for a in (layer.running_mean, layer.running_var)]
         self._loss_params = self.plan.loss_flat        # (params, grads) of a loss, or None
