@@ -285,7 +285,7 @@ def _check_hierarchical(hs, net, estimator, probabilities, n_outputs):
     if n_outputs is not None and hs.n_in != n_outputs:
         raise ValueError(f"hierarchical_softmax takes {hs.n_in} features, the net gives "
                          f"{n_outputs}")
-    if probabilities in ("softmax", "sigmoid"):
+    if probabilities not in ("auto", None, False):
         raise ValueError(f"probabilities={probabilities!r}: with a hierarchical_softmax "
                          "the probabilities are its own ('auto', or None for none)")
 
@@ -308,13 +308,19 @@ def _head(model, estimator, n_outputs, probabilities, label):
         raise ValueError(f"for an estimator, probabilities is 'auto' (from its "
                          f"out_activation_ {estimator.out_activation_!r}: {auto!r}) or "
                          f"None, got {probabilities!r}")
-    if label and auto is None:
+    # identity outputs are a regressor's, or a hinge classifier's: that one has classes_
+    if label and auto is None and getattr(estimator, "classes_", None) is None:
         raise ValueError(f"label: {type(model).__name__} is a regressor (out_activation_ "
-                         "'identity'); it has no class labels")
-    if label and auto == "sigmoid" and n_outputs > 1:
-        raise ValueError(f"label: {type(model).__name__} has {n_outputs} logistic "
-                         "outputs (multilabel); label exports one class per row")
+                         "'identity', no classes_); it has no class labels")
+    if label and (getattr(estimator, "_multilabel", False)
+                  or (auto == "sigmoid" and n_outputs > 1)):
+        raise ValueError(f"label: {type(model).__name__} has {n_outputs} outputs, one per "
+                         "label (multilabel); label exports one class per row")
     return kind, auto == "sigmoid" and n_outputs == 1
+
+
+#: The metadata_props keys fastnn writes itself.
+_OWN_METADATA = ("fastnn_version", "dtype", "fold_batchnorm")
 
 
 def _out_width(net):
@@ -336,7 +342,8 @@ def to_onnx(model: Any, path: str | os.PathLike[str] | None = None, *,
     ----------
     model : fastnn.net.Sequential (an MLP included), or a fitted fastnn scikit-learn
         estimator: any object with ``model_`` (its Sequential) and ``out_activation_``
-        (``"softmax"``, ``"logistic"`` or ``"identity"``).
+        (``"softmax"``, ``"logistic"`` or ``"identity"``; with ``"identity"`` it is a
+        regressor unless it has ``classes_``, as a hinge-loss classifier does).
     path : str, os.PathLike or None
         Where to write the ``.onnx`` file, atomically (a temporary file in the same
         directory, fsynced, renamed over path); None writes nothing.
@@ -354,9 +361,9 @@ def to_onnx(model: Any, path: str | os.PathLike[str] | None = None, *,
         (a regressor): none.  None leaves it out.
     label : bool
         Add the output ``label``, (N,) int64: ``argmax`` of the scores (``net.predict``),
-        or for an estimator with one logistic output ``argmax([1 - p, p])``: the index
-        into the estimator's ``classes_``.  A regressor or a multilabel (several
-        logistic outputs) estimator has none (ValueError).
+        or for an estimator with one logistic output ``score > 0`` (its ``predict``): the
+        index into the estimator's ``classes_``.  A regressor or a multilabel estimator
+        (one output per label) has none (ValueError).
     hierarchical_softmax : fastnn.losses.HierarchicalSoftmax or None
         The loss a Sequential was trained with, when it is a hierarchical softmax: the
         net's output (``scores``) is then its features h (N, D), and ``probabilities``
@@ -385,10 +392,16 @@ def to_onnx(model: Any, path: str | os.PathLike[str] | None = None, *,
         raise TypeError(f"label must be True or False, got {label!r}")
     if path is not None:
         path = os.fspath(path)        # TypeError for anything else, before any work
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {type(name).__name__}")
     props = {} if metadata is None else dict(metadata)
     for key, value in props.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"metadata maps str to str; got {key!r}: {value!r}")
+    taken = sorted(set(props) & set(_OWN_METADATA))
+    if taken:
+        raise ValueError(f"metadata: {taken} are keys fastnn writes itself "
+                         f"({', '.join(_OWN_METADATA)})")
     net, estimator = _unwrap(model)
     _check_layers(net)
     n_outputs = _out_width(net)
@@ -422,21 +435,25 @@ def to_onnx(model: Any, path: str | os.PathLike[str] | None = None, *,
             proba = _hierarchical_proba(g, scores, hs, "probabilities" if kind else None)
     elif kind == "softmax":
         proba = g.node("Softmax", [scores], "head", output="probabilities", axis=1)
-    elif binary and (kind == "sigmoid" or label):
-        # [1 - p, p], the estimator's predict_proba for one logistic output; the label
-        # is its argmax whether or not it is an output
+    elif binary and kind == "sigmoid":
+        # [1 - p, p], the estimator's predict_proba for one logistic output
         p = g.node("Sigmoid", [scores], "head")
         q = g.node("Sub", [g.const("one", dtype.type(1)), p], "head")
-        proba = g.node("Concat", [q, p], "head", axis=1,
-                       output="probabilities" if kind else None)
+        proba = g.node("Concat", [q, p], "head", axis=1, output="probabilities")
     elif kind == "sigmoid":
         proba = g.node("Sigmoid", [scores], "head", output="probabilities")
     if kind is not None:
         width = 2 if binary else hs.n_classes if hs is not None else n_outputs
         outputs.append(helper.make_tensor_value_info("probabilities", elem, ["N", width]))
     if label:
-        g.node("ArgMax", [proba if binary or hs is not None else scores], "head",
-               output="label", axis=1, keepdims=0)
+        if binary:
+            # predict's rule, score > 0, as the argmax of [-s, s] (a tie is class 0);
+            # the argmax of [1 - p, p] would call a tiny positive score, whose p rounds
+            # to 0.5, class 0
+            by = g.node("Concat", [g.node("Neg", [scores], "head"), scores], "head", axis=1)
+        else:
+            by = proba if hs is not None else scores
+        g.node("ArgMax", [by], "head", output="label", axis=1, keepdims=0)
         outputs.append(helper.make_tensor_value_info("label", onnx.TensorProto.INT64,
                                                      ["N"]))
 
@@ -449,8 +466,7 @@ def to_onnx(model: Any, path: str | os.PathLike[str] | None = None, *,
                                    opset_imports=[helper.make_opsetid("", OPSET)])
     onnx_model.ir_version = _IR_VERSION
     onnx_model.doc_string = repr(net)
-    props.update({"fastnn_version": __version__, "dtype": dtype.name,
-                  "fold_batchnorm": str(bool(fold_batchnorm))})
+    props.update(zip(_OWN_METADATA, (__version__, dtype.name, str(bool(fold_batchnorm)))))
     helper.set_model_props(onnx_model, props)
     size = onnx_model.ByteSize()
     if size > _PROTOBUF_LIMIT:

@@ -357,8 +357,9 @@ def test_hierarchical_softmax_refusals():
     hs = HierarchicalSoftmax(5, 4)
     with pytest.raises(TypeError, match="hierarchical_softmax=loss"):
         to_onnx(hs)
-    with pytest.raises(ValueError, match="its own"):
-        to_onnx(net, hierarchical_softmax=hs, probabilities="softmax")
+    for bad in ("softmax", "bogus"):
+        with pytest.raises(ValueError, match="its own"):
+            to_onnx(net, hierarchical_softmax=hs, probabilities=bad)
     with pytest.raises(ValueError, match="takes 3 features, the net gives 5"):
         to_onnx(net, hierarchical_softmax=HierarchicalSoftmax(3, 4))
     with pytest.raises(ValueError, match="float32"):
@@ -458,6 +459,10 @@ def test_metadata():
     assert meta["dtype"] == "float32" and meta["fastnn_version"]
     with pytest.raises(TypeError, match="metadata"):
         to_onnx(net, metadata={"classes": ["a"]})
+    with pytest.raises(ValueError, match=r"\['dtype'\] are keys fastnn writes itself"):
+        to_onnx(net, metadata={"dtype": "float64"})
+    with pytest.raises(TypeError, match="name must be a str or None, got int"):
+        to_onnx(net, name=123)
 
 
 def test_cli_export(tmp_path, capsys):
@@ -548,3 +553,42 @@ def test_a_fitted_estimator_exports_to_its_own_predictions(kind, dtype):
     assert_close(out["probabilities"].astype(np.float64), est.predict_proba(X), dtype)
     if classify:
         np.testing.assert_array_equal(est.classes_[out["label"].ravel()], est.predict(X))
+
+
+@pytest.mark.parametrize("loss", ["hinge", "squared_hinge"])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_hinge_classifier_exports_its_labels(loss, classes):
+    """out_activation_ 'identity' is a regressor's, or a hinge classifier's: the label
+    is the argmax of the scores, as predict's."""
+    import warnings
+
+    from fastnn.sklearn import MLPClassifier
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((90, D))
+    y = np.array(["a", "b", "c"])[np.argmax(X[:, :classes], axis=1)]
+    est = MLPClassifier((8,), loss=loss, max_iter=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # too few iterations to converge
+        est.fit(X, y)
+    model = to_onnx(est, label=True)
+    assert [o.name for o in model.graph.output] == ["scores", "label"]
+    (label,) = run(model, X, ["label"])
+    np.testing.assert_array_equal(est.classes_[label], est.predict(X))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_binary_label_near_a_zero_score_follows_predict(dtype):
+    """One logistic output: the label is score > 0, as predict's, also for a score so
+    small that its sigmoid rounds to 0.5 (where the argmax of [1 - p, p] says 0)."""
+    tiny = 1e-8 if dtype == np.float32 else 1e-17
+    net = Sequential([Linear(D, 1, dtype=dtype)])
+    net.layers[0].W[...] = 0
+    est = StandIn(net, "logistic")
+    X = np.ones((4, D), dtype=dtype)
+    for b, want in ((tiny, 1), (-tiny, 0), (0.0, 0)):
+        net.layers[0].b[...] = b
+        assert dtype(1) / (1 + np.exp(-dtype(b))) == 0.5
+        for probabilities in ("auto", None):
+            (label,) = run(to_onnx(est, label=True, probabilities=probabilities), X,
+                           ["label"])
+            np.testing.assert_array_equal(label, [want] * 4)
