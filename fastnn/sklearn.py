@@ -26,14 +26,21 @@ How the settings map onto fastnn (so that equal settings give comparable models)
   'sgd'; Adam does not see the factor), i.e. the same steps.  ``loss_curve_`` is
   reported in scikit-learn's units (half the mean squared error over all outputs, plus
   the penalty).
+* solver 'adam' differs from scikit-learn's where ``epsilon`` matters: fastnn's step is
+  ``lr * m_hat / (sqrt(v_hat) + epsilon)`` (bias corrections inside, CS231n's form),
+  scikit-learn's ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) +
+  epsilon)``, i.e. fastnn's form with ``epsilon / sqrt(1 - beta_2**t)``, and for
+  'squared_error' with half that (the doubled gradient).  The steps are equal where
+  ``sqrt(v_hat)`` is far above epsilon: at the default 1e-8, weights agree to ~1e-6
+  after a few epochs; a large epsilon (1e-2) gives visibly different runs.
 * ``learning_rate``: 'constant'; 'invscaling' sets the rate to
   ``learning_rate_init / (t_ + 1) ** power_t`` after every epoch; 'adaptive' divides it
   by 5 when more than ``n_iter_no_change`` epochs in a row improve by less than ``tol``
   (training stops instead once it is <= 1e-6).  Only 'sgd' uses them, as in scikit-learn.
 * Stopping: as scikit-learn, on the training loss (``best_loss_``) or, with
   ``early_stopping=True``, on the validation score (accuracy or R^2 on a
-  ``validation_fraction`` held out, stratified for classifiers); the best epoch's
-  weights are put back at the end.  ``validation_loss_curve_`` (fastnn's addition)
+  ``validation_fraction`` held out, stratified for binary targets as scikit-learn's);
+  the best epoch's weights are put back at the end.  ``validation_loss_curve_`` (fastnn's addition)
   holds the validation data loss per epoch when early_stopping is on.
 * solver 'lbfgs' is refused (ValueError naming ``solver``): fastnn trains by mini-batch
   steps only.
@@ -268,7 +275,8 @@ class _BaseMLP(BaseEstimator):
         if not isinstance(callbacks, (list, tuple)):
             raise TypeError("callbacks must be None or a list of fastnn callbacks, got "
                             f"{type(callbacks).__name__}")
-        p["callbacks"] = list(callbacks)
+        from .trainer import _callback_list
+        p["callbacks"] = _callback_list(callbacks)       # each checked to be one
         if self.dtype is None:
             p["dtype"] = None
         else:
@@ -342,6 +350,30 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, incremental, classes=None):
+        # all or nothing: a fit refused before training starts leaves the estimator as
+        # it was (a fitted one keeps predicting with its weights, not a fresh net's)
+        saved = dict(self.__dict__)
+        try:
+            p, trainer, stopper, X, targets, validation, sample_weight = self._prepare_fit(
+                X, y, sample_weight, incremental, classes)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        self.n_iter_ = 0                     # epochs of this call (scikit-learn's meaning)
+        with config.threads(p["n_threads"]) if p["n_threads"] else _nothing():
+            history = trainer.fit(
+                X, targets, epochs=1 if incremental else p["max_iter"], record_every=1,
+                validation_data=validation, callbacks=[stopper] + p["callbacks"],
+                sample_weight=sample_weight, train_metric=False,
+                metric=self._val_score if validation is not None else None)
+        stopper.finish(history)
+        self._set_coefs()
+        return self
+
+    def _prepare_fit(self, X, y, sample_weight, incremental, classes):
+        """Everything checked and made ready for training: (params, trainer, callback,
+        X, targets, validation data, sample weights)."""
         from .trainer import Trainer
         p = self._check_params()
         first = not hasattr(self, "model_")
@@ -398,14 +430,13 @@ class _BaseMLP(BaseEstimator):
         trainer = self._trainer if incremental else None
         if trainer is not None and (trainer.batch_size != batch
                                     or trainer.regularizer.reg != reg):
-            # partial_fit on a chunk of another size: the optimizer's state carries over
-            # (as in scikit-learn) into the plan built for the new batch size
-            if trainer.plan is not None:
-                trainer._resume = ([a.copy() for a in trainer.plan.state], trainer.plan.t)
-            trainer.plan = None
+            # partial_fit on a chunk of another size: the trainer's plan for the new
+            # batch size continues the optimizer's state (as in scikit-learn)
             trainer.batch_size = batch
             trainer.regularizer = L2(reg)
         if trainer is None:
+            # a new optimizer, at learning_rate_init (a warm fit's too, as scikit-learn's)
+            self._lr = p["learning_rate_init"]
             trainer = Trainer(self.model_, loss, self._optimizer(p), batch_size=batch,
                               reg=reg, seed=int(rs.randint(0, 2**31 - 1)), verbose=0,
                               shuffle=p["shuffle"])
@@ -413,17 +444,7 @@ class _BaseMLP(BaseEstimator):
                 trainer.classes_ = np.arange(n_out)
         self._trainer = trainer
         stopper = _SklearnStopping(self, p, batch, incremental)
-        if not incremental:
-            self.n_iter_ = 0
-        with config.threads(p["n_threads"]) if p["n_threads"] else _nothing():
-            history = trainer.fit(
-                X, targets, epochs=1 if incremental else p["max_iter"], record_every=1,
-                validation_data=validation, callbacks=[stopper] + p["callbacks"],
-                sample_weight=sample_weight, train_metric=False,
-                metric=self._val_score if validation is not None else None)
-        stopper.finish(history)
-        self._set_coefs()
-        return self
+        return p, trainer, stopper, X, targets, validation, sample_weight
 
     def _init_records(self, p):
         self.loss_curve_ = []
@@ -439,10 +460,52 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_, self.best_loss_ = None, np.inf
 
     def _set_coefs(self):
-        layers = [layer for layer in self.model_.layers if "W" in layer.params]
-        self.coefs_ = [layer.W for layer in layers]
-        self.intercepts_ = [layer.b for layer in layers]
-        self.n_layers_ = len(layers) + 1
+        self.n_layers_ = len(self._weight_layers()) + 1
+
+    def _weight_layers(self):
+        model = self.__dict__.get("model_")
+        if model is None:         # (AttributeError: hasattr says False before fit)
+            raise AttributeError(f"{type(self).__name__} is not fitted yet")
+        return [layer for layer in model.layers if "W" in layer.params]
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """The weight matrices, (n_in, n_out) per layer with weights: views of
+        ``model_``'s parameters (writing into one changes the model); assigning a list
+        of arrays of the same shapes copies them into the model."""
+        return [layer.W for layer in self._weight_layers()]
+
+    @coefs_.setter
+    def coefs_(self, value: Sequence[ArrayLike]) -> None:
+        self._assign(value, "coefs_", "W")
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """The bias vectors, (n_out,) per layer with weights: views of ``model_``'s
+        parameters, assigned as :attr:`coefs_` are."""
+        return [layer.b for layer in self._weight_layers()]
+
+    @intercepts_.setter
+    def intercepts_(self, value: Sequence[ArrayLike]) -> None:
+        self._assign(value, "intercepts_", "b")
+
+    def _assign(self, value, name, param):
+        """Copy a list of arrays into each weight layer's `param`, all checked first."""
+        targets = [getattr(layer, param) for layer in self._weight_layers()]
+        if not isinstance(value, (list, tuple)) or len(value) != len(targets):
+            raise ValueError(f"{name} must be a list of {len(targets)} arrays, got "
+                             f"{type(value).__name__}"
+                             + (f" of {len(value)}" if isinstance(value, (list, tuple))
+                                else ""))
+        arrays = [np.asarray(a) for a in value]
+        for j, (a, target) in enumerate(zip(arrays, targets)):
+            if a.shape != target.shape:
+                raise ValueError(f"{name}[{j}] has shape {a.shape}, the model's is "
+                                 f"{target.shape}")
+            if a.dtype.kind not in "biuf" or not np.all(np.isfinite(a)):
+                raise ValueError(f"{name}[{j}] must be finite real numbers")
+        for a, target in zip(arrays, targets):
+            target[...] = a
 
     def _sk_loss(self, p, loss, data_loss):
         """A record in fastnn's units -> scikit-learn's (see the module docstring)."""
@@ -454,8 +517,6 @@ class _BaseMLP(BaseEstimator):
     # -- pickling: parameters, not views -------------------------------------------------
     def __getstate__(self):
         state = dict(super().__getstate__())     # (a copy: it may be __dict__ itself)
-        state.pop("coefs_", None)             # views into model_'s parameters
-        state.pop("intercepts_", None)
         if state.get("_trainer") is not None:  # its History's per-step losses: not needed
             trainer = copy.copy(state["_trainer"])
             trainer.history_ = None
@@ -543,8 +604,7 @@ class _SklearnStopping:
         if p["solver"] == "sgd" and p["learning_rate"] == "invscaling":
             est._lr = p["learning_rate_init"] / (est.t_ + 1) ** p["power_t"]
             plan.set_lr(est._lr * est._lr_factor(p))
-        if self.incremental:
-            return False
+        # (partial_fit's one epoch ends here anyway; an 'adaptive' rate still drops)
         if est._no_improvement > p["n_iter_no_change"]:
             if (p["solver"] == "sgd" and p["learning_rate"] == "adaptive"
                     and est._lr > 1e-6):
@@ -554,12 +614,12 @@ class _SklearnStopping:
                 if est.verbose:
                     print(f"Setting learning rate to {est._lr:f}")
             else:
-                self.stopped = True
                 if est.verbose:
                     what = "Validation score" if p["early_stopping"] else "Training loss"
                     print(f"{what} did not improve more than tol={p['tol']:f} for "
                           f"{p['n_iter_no_change']} consecutive epochs. Stopping.")
-                return True
+                self.stopped = not self.incremental
+                return self.stopped
         return False
 
     def on_fit_begin(self, trainer):
@@ -615,7 +675,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     batch_size : 'auto' (min(200, n_samples)) or int.
     learning_rate : {'constant', 'invscaling', 'adaptive'} ('sgd' only).
     learning_rate_init, power_t, momentum, nesterovs_momentum, beta_1, beta_2, epsilon :
-        the optimizers' settings, as in scikit-learn (momentum must be < 1).
+        the optimizers' settings, as in scikit-learn (momentum must be < 1; Adam's
+        epsilon enters its step differently: see the module docstring).
     max_iter : epochs at most.  shuffle : bool.  random_state : None, int or RandomState.
     tol, n_iter_no_change, early_stopping, validation_fraction : stopping, as in
         scikit-learn.
@@ -663,7 +724,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if kind == "multilabel-indicator":
                 labels = np.arange(y.shape[1])
             else:
-                labels = np.unique(y) if classes is None else np.asarray(classes)
+                # sorted and unique, as the encoding (searchsorted) needs and
+                # scikit-learn's unique_labels gives
+                labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
                 if classes is not None and not np.all(np.isin(np.unique(y), labels)):
                     raise ValueError(f"y has labels not in classes: "
                                      f"{np.setdiff1d(np.unique(y), labels).tolist()}")
@@ -682,7 +745,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 if y.shape[1] != len(self.classes_):
                     raise ValueError(f"y has {y.shape[1]} labels, the previous fit had "
                                      f"{len(self.classes_)}")
-            elif classes is not None and not np.array_equal(np.asarray(classes),
+            elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)),
                                                             self.classes_):
                 raise ValueError(f"classes={list(classes)} differs from the classes of the "
                                  f"first partial_fit call {self.classes_.tolist()}")
@@ -723,7 +786,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return codes
 
     def _stratify(self, targets):
-        return not self._multilabel
+        # binary targets only, as scikit-learn (whose multiclass split is not stratified,
+        # so a class of one row, or more classes than validation rows, is no error)
+        return not self._multilabel and len(self.classes_) == 2
 
     def _val_score(self, scores, y, w):
         """Accuracy of the scores against encoded targets (subset accuracy for

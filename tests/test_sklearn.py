@@ -375,3 +375,96 @@ def test_feature_names_from_a_dataframe(iris):
     np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c", "d"])
     with pytest.warns(UserWarning, match="feature names"):
         est.predict(X)
+
+
+# ---- where scikit-learn's behaviour was not ours (a review's findings) ---------------------
+
+def test_partial_fit_takes_classes_in_any_order(iris):
+    X, y = iris
+    est = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    est.partial_fit(X, y, classes=[2, 0, 1, 1])          # sorted and unique, as sklearn
+    np.testing.assert_array_equal(est.classes_, [0, 1, 2])
+    for _ in range(60):
+        est.partial_fit(X, y, classes=[1, 2, 0])
+    ref = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    for _ in range(61):
+        ref.partial_fit(X, y, classes=[0, 1, 2])
+    np.testing.assert_array_equal(est.predict_proba(X), ref.predict_proba(X))
+    with pytest.raises(ValueError, match="differs from the classes"):
+        est.partial_fit(X, y, classes=[0, 1, 2, 3])
+
+
+def test_early_stopping_stratifies_binary_targets_only():
+    """scikit-learn stratifies the validation split of binary targets only: a class of
+    one row, or more classes than validation rows, is no error."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 3))
+    y = np.r_[np.arange(99) % 19, 19]       # 20 classes (class 19: one row), 10 held out
+    for est in (MLPClassifier((4,), early_stopping=True, validation_fraction=0.1,
+                              max_iter=3, random_state=0),
+                sknn.MLPClassifier((4,), early_stopping=True, validation_fraction=0.1,
+                                   max_iter=3, random_state=0)):
+        est.fit(X, y)
+        assert len(est.validation_scores_) == 3
+
+
+def test_a_refused_fit_leaves_the_fitted_estimator_as_it_was(iris):
+    X, y = iris
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0)
+    est.fit(X, y)
+    before = (est.predict_proba(X), est.n_iter_, list(est.loss_curve_), est.model_)
+    with pytest.raises(TypeError, match="1 is not a callback"):
+        est.set_params(callbacks=[1]).fit(X, y)
+    with pytest.raises(ValueError, match="validation set is too small"):
+        est.set_params(callbacks=None, early_stopping=True,
+                       validation_fraction=0.005).fit(X, y)
+    np.testing.assert_array_equal(est.predict_proba(X), before[0])
+    assert (est.n_iter_, est.loss_curve_, est.model_) == before[1:]
+
+
+def _sgd_rates_beside_sklearn(calls, **kw):
+    """fastnn's and scikit-learn's learning rates after each call of `calls`."""
+    X, y = load_iris(return_X_y=True)
+    kw = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate="adaptive", tol=10.0,
+              n_iter_no_change=1, random_state=0, **kw)
+    ours, theirs = MLPClassifier(**kw), sknn.MLPClassifier(**kw)
+    rates = []
+    for call in calls:
+        for est in (ours, theirs):
+            call(est, X, y)
+        rates.append((ours._lr, theirs._optimizer.learning_rate))
+    return rates, ours, theirs
+
+
+def test_partial_fit_drops_an_adaptive_rate_as_sklearn():
+    rates, ours, theirs = _sgd_rates_beside_sklearn(
+        [lambda est, X, y: est.partial_fit(X, y, classes=[0, 1, 2])] * 6)
+    for a, b in rates:
+        assert a == pytest.approx(b, rel=1e-12)
+    assert rates[-1][0] < 1e-3 / 5
+    assert ours.n_iter_ == theirs.n_iter_ == 1            # the epochs of the last call
+
+
+def test_a_warm_fit_starts_at_learning_rate_init_as_sklearn():
+    fit = [lambda est, X, y: est.fit(X, y)]
+    rates, ours, _ = _sgd_rates_beside_sklearn(fit * 3, warm_start=True, max_iter=4)
+    for a, b in rates:
+        assert a == pytest.approx(b, rel=1e-12) and a < 1e-3       # dropped in every fit
+
+
+def test_assigned_coefs_and_intercepts_are_the_models():
+    X, y = _regression(n=60, m=2)
+    est = MLPRegressor(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    est.fit(X, y)
+    est.coefs_ = [np.zeros_like(c) for c in est.coefs_]
+    est.intercepts_ = [np.zeros(5), np.array([1.0, -2.0])]
+    np.testing.assert_array_equal(est.predict(X[:3]), [[1.0, -2.0]] * 3)
+    est.coefs_[1][0, 0] = 1.0                          # a view: writing into it counts
+    assert est.model_.layers[-1].W[0, 0] == 1.0
+    with pytest.raises(ValueError, match=r"coefs_\[1\] has shape \(5, 3\), the model's is "):
+        est.coefs_ = [np.zeros((X.shape[1], 5)), np.zeros((5, 3))]
+    with pytest.raises(ValueError, match="must be a list of 2 arrays"):
+        est.intercepts_ = [np.zeros(5)]
+    with pytest.raises(ValueError, match="finite"):
+        est.intercepts_ = [np.zeros(5), np.array([np.nan, 0.0])]
+    assert not hasattr(MLPRegressor(), "coefs_")
