@@ -296,7 +296,8 @@ class ParamCheck:
     n_rounding : elements (not at kinks) whose |analytic - numerical| is within the
         rounding bound of the difference (see check_gradients).
     max_rel_error_off_kinks : the largest error over the other elements: the verdict's.
-    verdict : "good" (< 1e-7), "check" (between; see GUIDANCE) or "wrong" (> 1e-2)."""
+    verdict : "good" (< 1e-7), "check" (between; see GUIDANCE) or "wrong" (> 1e-2);
+        "unchecked" when no element could be resolved (see check_gradients)."""
     layer: int
     layer_name: str
     param: str
@@ -325,7 +326,8 @@ class GradientReport:
     verdict: str = field(init=False)
 
     def __post_init__(self):
-        order = {"good": 0, "check": 1, "wrong": 2}
+        # a parameter nothing could be checked in keeps the whole report from "good"
+        order = {"good": 0, "unchecked": 1, "check": 2, "wrong": 3}
         self.verdict = max((c.verdict for c in self.checks), key=order.get, default="good")
 
     @property
@@ -349,11 +351,17 @@ class GradientReport:
                          f"{str(c.worst):<14}{c.verdict}")
         if self.verdict == "check":
             lines.append("check: " + GUIDANCE)
+        if any(c.verdict == "unchecked" for c in self.checks):
+            lines.append("unchecked: every element of the array is at a kink or within a "
+                         "rounding bound too large to resolve it, so nothing in it was "
+                         "checked (check in float64, on data that puts no unit at a kink, "
+                         "or after some training)")
         rounded = sum(c.n_rounding for c in self.checks)
         if rounded:
             lines.append(f"round: {rounded} elements differ by less than the rounding bound; "
-                         "the check cannot resolve them (tiny gradients: check after some "
-                         "training, on fewer rows, or with larger weights)")
+                         "their relative errors are rounding noise (they count as agreeing "
+                         "where the bound is below 1e-2 of the largest gradient, else as "
+                         "unresolved)")
         return "\n".join(lines)
 
 
@@ -391,11 +399,18 @@ def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
     |analytic - numerical| is within that bound the finite difference cannot tell the
     two apart -- typically gradients that are ~0, like a bias feeding a batch norm,
     whose relative error is rounding noise over eps -- and the element counts as
-    agreeing (error 0 in the verdict, ``n_rounding``).
+    agreeing (error 0 in the verdict, ``n_rounding``), as long as the bound is at most
+    1e-2 of the largest gradient element (it could not hide a "wrong" error there).  A
+    looser bound (float32, whose bound often exceeds the gradient) leaves such elements
+    unresolved: they count toward nothing.
 
     Verdicts (the notes' thresholds on the relative error): < 1e-7 "good", > 1e-2
-    "wrong", between "check" (see GUIDANCE).  Check in float64: float32 cannot resolve
-    h = 1e-5."""
+    "wrong", between "check" (see GUIDANCE); "unchecked" for an array none of whose
+    elements the check resolves (all at kinks or unresolved: nothing in it was checked).  The
+    report's verdict is the worst: "wrong", "check", "unchecked", then "good".  Check in
+    float64: float32 cannot resolve h = 1e-5 (its rounding bound leaves most elements
+    unchecked)."""
+    eps = check_scalar(eps, "eps", low=0.0, low_open=True)
     if reg is not None and regularizer is not None:
         raise ValueError("pass reg (an L2 strength) or regularizer, not both")
     regularizer = reg if reg is not None else regularizer
@@ -412,6 +427,11 @@ def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
     factor = {"centered": 1.0, "forward": 2.0, "fourth_order": 1.5}[method]
     rounding = factor * ev.n_rows * np.finfo(ev.dtype).eps * abs(value) / h
     within = np.abs(a - b) <= rounding
+    # agreement within the bound means something only where the bound could not hide
+    # a "wrong" error (1e-2) of the largest gradient element; a looser one (float32:
+    # often larger than the gradient itself) leaves those elements unresolved
+    tight = rounding <= WRONG * max(float(np.max(np.abs(a), initial=0.0)),
+                                    float(np.max(np.abs(b), initial=0.0)))
     flat = model.flat_params
     checks = []
     for i, layer in enumerate(model.layers):
@@ -421,15 +441,17 @@ def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
             s = slice(_offset(flat, p), _offset(flat, p) + p.size)
             e, k, r = err[s], kinks[s], within[s] & ~kinks[s]
             j = int(np.argmax(e))
-            off = np.where(r, 0.0, e)[~k]
+            counted = ~k if tight else ~k & ~r        # elements the check resolves
+            off = np.where(r, 0.0, e)[counted]
             worst_off = float(off.max()) if off.size else 0.0
+            resolved = off.size
             checks.append(ParamCheck(
                 layer=i, layer_name=type(layer).__name__, param=name, shape=p.shape,
                 size=p.size, max_rel_error=float(e[j]),
                 worst=tuple(int(v) for v in np.unravel_index(j, p.shape)),
                 analytic=float(a[s][j]), numerical=float(b[s][j]), n_kinks=int(k.sum()),
                 n_rounding=int(r.sum()), max_rel_error_off_kinks=worst_off,
-                verdict=_verdict(worst_off)))
+                verdict=_verdict(worst_off) if resolved else "unchecked"))
     return GradientReport(checks, float(h), method, value, float(rounding))
 
 
@@ -467,6 +489,7 @@ def check_directions(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *
     if reg is not None and regularizer is not None:
         raise ValueError("pass reg (an L2 strength) or regularizer, not both")
     regularizer = reg if reg is not None else regularizer
+    eps = check_scalar(eps, "eps", low=0.0, low_open=True)
     h = check_scalar(h, "h", low=0.0, low_open=True)
     if not np.isfinite(h):
         raise ValueError(f"h must be finite, got {h}")

@@ -321,6 +321,34 @@ def test_kinks_are_counted_where_a_relu_switches():
     by = {(c.layer, c.param): c for c in report.checks}
     assert by[(0, "b")].n_kinks == 100
     assert by[(1, "W")].n_kinks == 0 and by[(1, "b")].n_kinks == 0
+    # every bias element is at a kink: nothing in it was checked, and the report says so
+    # -- also when that bias's backprop is plainly wrong
+    assert by[(0, "b")].verdict == "unchecked" and report.verdict == "unchecked"
+    assert "unchecked: every element" in str(report)
+
+
+def test_a_wrong_gradient_no_element_resolves_is_not_called_good(monkeypatch):
+    """float32: the rounding bound swallows a gradient twice too large; the verdict is
+    "unchecked", never "good"."""
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((64, 5)), rng.integers(0, 4, 64)
+    net = _net("linear", np.float32, scale=0.5)
+    original = Linear._backward
+
+    def doubled(self, dout, input_grad=None):
+        out = original(self, dout, input_grad)
+        self.dW *= 2
+        self.db *= 2
+        return out
+    monkeypatch.setattr(Linear, "_backward", doubled)
+    loss = SoftmaxCrossEntropy(dtype=np.float32)
+    report = check_gradients(net, loss, X, y)
+    assert report.max_rel_error > 0.3 and report.verdict != "good", str(report)
+    for eps in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="eps"):
+            check_gradients(net, loss, X, y, eps=eps)
+        with pytest.raises(ValueError, match="eps"):
+            check_directions(net, loss, X, y, eps=eps)
 
 
 def test_analytic_gradient_leaves_the_net_as_it_was():
