@@ -90,7 +90,8 @@ def _as_data(X, name="X") -> np.ndarray:
         if X.shape[axis] == 0:
             raise ValueError(f"{name} has 0 {what}(s) (shape={X.shape}) while a minimum "
                              "of 1 is required.")
-    dtype = np.float32 if X.dtype == np.float32 else np.float64
+    # float32 in either byte order stays float32
+    dtype = np.float32 if X.dtype.kind == "f" and X.dtype.itemsize == 4 else np.float64
     X = np.ascontiguousarray(X, dtype=dtype)
     if not X.dtype.isnative:
         X = X.astype(X.dtype.newbyteorder("="))
@@ -292,9 +293,12 @@ class Standardize(_Transformer):
         _check_bool(self.center, "center")
 
     def _fit(self, X):
-        self.mean_ = X.mean(axis=0, dtype=np.float64)
+        lo, constant = _constant_features(X)
+        # a constant feature's mean is its value (a float64 mean of ten 0.1s is not
+        # 0.1, and the 1e-17 std it leaves would scale the feature to 1, not 0)
+        self.mean_ = np.where(constant, lo, X.mean(axis=0, dtype=np.float64))
         std = np.sqrt(np.mean((X - self.mean_) ** 2, axis=0))
-        self.scale_ = np.where(std > 0, std, 1.0)
+        self.scale_ = np.where(constant | ~(std > 0), 1.0, std)
 
     def _transform(self, X):
         if self.center:
@@ -307,6 +311,12 @@ class Standardize(_Transformer):
         X = X * _apply(X, self.scale_)
         # numpy's stubs make X * ... Any, which mypy reads as X's declared ArrayLike
         return X + _apply(X, self.mean_) if self.center else X  # type: ignore[return-value]
+
+
+def _constant_features(X):
+    """(each feature's minimum as float64, which features are constant: min == max)."""
+    lo = X.min(axis=0)
+    return lo.astype(np.float64), lo == X.max(axis=0)
 
 
 class RangeScale(_Transformer):
@@ -333,15 +343,15 @@ class RangeScale(_Transformer):
         _check_bool(self.center, "center")
 
     def _fit(self, X):
-        lo = X.min(axis=0).astype(np.float64)
+        lo, constant = _constant_features(X)
         hi = X.max(axis=0).astype(np.float64)
         if self.center:
-            self.offset_ = X.mean(axis=0, dtype=np.float64)
+            self.offset_ = np.where(constant, lo, X.mean(axis=0, dtype=np.float64))
             half = np.maximum(hi - self.offset_, self.offset_ - lo)
         else:
             self.offset_ = lo + (hi - lo) / 2
             half = (hi - lo) / 2
-        self.scale_ = np.where(half > 0, half, 1.0)
+        self.scale_ = np.where(constant | ~(half > 0), 1.0, half)
 
     def _transform(self, X):
         return (X - _apply(X, self.offset_)) / _apply(X, self.scale_)

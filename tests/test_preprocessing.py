@@ -66,6 +66,19 @@ def test_scaling_by_the_standard_deviation():
     np.testing.assert_allclose(Zs, X / s.scale_, rtol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("est", [Standardize(), RangeScale(), RangeScale(center=True)],
+                         ids=repr)
+def test_a_constant_feature_maps_to_zero_whatever_its_value(est, dtype):
+    """0.1 is not a float: the mean of ten of them is 0.09999999999999999, whose 1e-17
+    "std" would scale the feature to 1."""
+    for value in (0.1, 7.0, -1e-300, 3e38):
+        X = np.column_stack([np.full(10, value), np.arange(10.0)]).astype(dtype)
+        Z = _fresh(est).fit_transform(X)
+        np.testing.assert_array_equal(Z[:, 0], 0)
+        assert Z.dtype == dtype
+
+
 def test_scaling_each_feature_to_minus_one_one():
     X = _data()
     r = RangeScale().fit(X)
@@ -175,6 +188,7 @@ def test_dtype_is_kept_and_float32_agrees_with_float64(est):
     assert Z64.dtype == np.float64 and Z32.dtype == np.float32
     np.testing.assert_allclose(Z32, Z64, rtol=1e-3, atol=1e-3 * np.abs(Z64).max())
     assert est.fit_transform(X.astype(np.int64)).dtype == np.float64
+    assert est.fit_transform(X.astype(">f4")).dtype == np.float32       # either byte order
     if hasattr(est, "inverse_transform"):
         assert est.fit(X.astype(np.float32)).inverse_transform(Z32).dtype == np.float32
 
