@@ -56,6 +56,9 @@ def filter_normalize(model: Sequential, direction: ArrayLike) -> np.ndarray:
     module docstring); returns a new float64 array."""
     d = np.array(direction, dtype=np.float64)
     w = model.flat_params.astype(np.float64)
+    if d.shape != w.shape:
+        raise ValueError(f"direction must have shape {w.shape} (one entry per element of "
+                         f"model.flat_params), got {d.shape}")
     for start, shape in _pieces(model):
         n = int(np.prod(shape))
         dp = d[start:start + n].reshape(shape)
@@ -105,7 +108,9 @@ def _grid(values, name, default) -> np.ndarray:
     if values is None:
         values = default
     if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
-        values = np.linspace(-1.0, 1.0, check_positive_int(int(values), name))
+        count = check_positive_int(int(values), name)
+        # (one point: the weights themselves, the middle of [-1, 1])
+        values = np.linspace(-1.0, 1.0, count) if count > 1 else np.zeros(1)
     a = np.asarray(values, dtype=np.float64)
     if a.ndim != 1 or a.size == 0:
         raise ValueError(f"{name} must be a count or a non-empty 1-D array of offsets, "
@@ -125,7 +130,8 @@ def loss_line(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
     model, loss, X, y, regularizer : as for fastnn.evaluate.build_evaluator.
     direction : W1, (n_params,) in the layout of model.flat_params, or None for a random
         one (seed); filter_normalized rescales it (module docstring).
-    alphas : a count (that many points on [-1, 1]) or a 1-D array of offsets a.
+    alphas : a count (that many points on [-1, 1]; one point: a = 0) or a 1-D array of
+        offsets a.
     Returns a :class:`Landscape` with losses (len(alphas),) float64.  Each point is
     W + a W1 formed in float64 and stored in the net's dtype."""
     from .evaluate import build_evaluator
@@ -146,20 +152,19 @@ def loss_plane(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
     """The loss over the plane L(W + a W1 + b W2) (the notes' 2-D slice).
 
     directions : None (two random directions from seed) or a pair (W1, W2), each
-        (n_params,) in the layout of model.flat_params; filter_normalized rescales them.
+        (n_params,) in the layout of model.flat_params, or None for a random one from
+        seed; filter_normalized rescales them.
     alphas, betas : counts or 1-D arrays of offsets (betas defaults to alphas).
     Returns a :class:`Landscape` with losses (len(betas), len(alphas)) float64:
     losses[i, j] = L(W + alphas[j] W1 + betas[i] W2)."""
     from .evaluate import build_evaluator
     alphas = _grid(alphas, "alphas", 101)
     betas = alphas if betas is None else _grid(betas, "betas", 101)
+    rng = check_random_state(seed)          # (also for one direction of a given pair)
     if directions is None:
-        rng = check_random_state(seed)
         directions = (None, None)
-    else:
-        rng = None
-        if len(directions) != 2:
-            raise ValueError(f"directions must be a pair (W1, W2), got {len(directions)}")
+    elif len(directions) != 2:
+        raise ValueError(f"directions must be a pair (W1, W2), got {len(directions)}")
     d1 = _direction(model, directions[0], "directions[0]", rng, filter_normalized)
     d2 = _direction(model, directions[1], "directions[1]", rng, filter_normalized)
     ev = build_evaluator(model, loss, X, y, regularizer=regularizer)

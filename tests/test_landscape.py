@@ -44,6 +44,14 @@ def test_plane_values_are_direct_evaluations():
     again = loss_plane(net, SoftmaxCrossEntropy(), X, Y, directions=(d1, d2), alphas=5,
                        betas=[-1.0, 0.0, 0.5], n_threads=1)
     np.testing.assert_array_equal(again.losses, L.losses)
+    # one direction given: the other is drawn from the seed, the same for the same seed
+    half = [loss_plane(net, SoftmaxCrossEntropy(), X, Y, directions=(d1, None), alphas=3,
+                       seed=7) for _ in range(2)]
+    np.testing.assert_array_equal(half[0].directions[1], half[1].directions[1])
+    np.testing.assert_array_equal(half[0].directions[1], random_direction(net, seed=7))
+    # one point: the weights themselves
+    one = loss_line(net, SoftmaxCrossEntropy(), X, Y, alphas=1, seed=0)
+    assert one.alphas.tolist() == [0.0] and one.losses[0] == ev.value()
 
 
 def test_filter_normalization_matches_the_weights_norms():
@@ -70,6 +78,8 @@ def test_bad_directions_and_grids_are_refused():
         loss_line(net, SoftmaxCrossEntropy(), X, Y, alphas=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="alphas"):
         loss_line(net, SoftmaxCrossEntropy(), X, Y, alphas=0)
+    with pytest.raises(ValueError, match=r"direction must have shape \(\d+,\)"):
+        filter_normalize(net, np.zeros(n - 1))
 
 
 def test_landscape_plots(tmp_path):
