@@ -415,8 +415,8 @@ def parse_labels(texts):
 def _read_csv(path, *, n_features=None):
     """Read a CSV file: every row the features, then (training: always; prediction:
     when there is one more column than the model's features) the label.  The first row
-    is a header when one of its feature fields is not a number (or when only its label
-    is not a number and every other label is)."""
+    is a header when none of its feature fields is a number and one is not empty (or
+    when only its label is not a number and every other label is)."""
     import csv
     import numpy as np
     try:
@@ -448,7 +448,9 @@ def _read_csv(path, *, n_features=None):
         raise UsageError(f"{path}: has {width} columns; the model takes {n_features} "
                          f"features (and an optional label column)")
     first = rows[0]
-    header = not all(_is_number(t) for t in first[:n_feat])
+    # names, not data with a field missing: no feature field a number, one a name
+    header = (not any(_is_number(t) for t in first[:n_feat])
+              and any(t.strip() for t in first[:n_feat]))
     if not header and has_label and len(rows) > 1 and first[-1] and not _is_number(first[-1]):
         header = all(_is_number(row[-1]) for row in rows[1:])
     names = None
@@ -525,7 +527,10 @@ def _require_plot(what):
 def _set_threads(n):
     if n is not None:
         from .config import set_num_threads
-        set_num_threads(n)
+        try:
+            set_num_threads(n)
+        except ValueError as exc:          # more than the cores: one line, status 2
+            raise UsageError(f"--threads: {exc}") from None
 
 
 def _fit(trainer, X, y, prog, **kwargs):
@@ -806,7 +811,13 @@ def _predict(args):
         report = sys.stderr
         sys.stdout.write("".join(f"{label}\n" for label in labels.tolist()))
     if data.y is not None:
-        accuracy = float(np.mean(labels.astype(str) == np.asarray(data.y).astype(str)))
+        # as values where both are numbers (a model trained on float labels predicts
+        # "1.0" for the CSV's "1"), else as text
+        ours, theirs = (parse_labels(np.asarray(v).astype(str).tolist())
+                        for v in (labels, data.y))
+        same = (ours == theirs if ours.dtype.kind in "if" and theirs.dtype.kind in "if"
+                else labels.astype(str) == np.asarray(data.y).astype(str))
+        accuracy = float(np.mean(same))
         print(f"accuracy {accuracy:.4f} against the {len(labels)} labels in {args.data}",
               file=report)
     return 0
@@ -848,6 +859,15 @@ def _config(args):
     return 0
 
 
+def _check_environment():
+    """A bad FASTNN_NUM_THREADS as a usage error (every command, config included)."""
+    from .config import refresh
+    try:
+        refresh()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def main(argv=None):
     """Run the ``fastnn`` command with argv (default sys.argv[1:]); returns the exit code
     (argparse's own errors exit with status 2 from here)."""
@@ -855,6 +875,7 @@ def main(argv=None):
     command = {"spiral": _spiral, "train": _train, "predict": _predict,
                "export": _export, "search": _search, "config": _config}[args.command]
     try:
+        _check_environment()
         return command(args)
     except UsageError as exc:
         print(f"{args.prog}: error: {_one_line(exc)}", file=sys.stderr)

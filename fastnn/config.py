@@ -389,4 +389,9 @@ def _capped_note(info):
     return ""
 
 
-refresh()
+try:
+    refresh()
+except ValueError as _exc:     # a bad FASTNN_NUM_THREADS must not make fastnn unimportable
+    import warnings
+    warnings.warn(f"{_exc}; fastnn's kernels refuse to run until it is fixed",
+                  RuntimeWarning, stacklevel=2)

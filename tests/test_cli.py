@@ -200,6 +200,45 @@ def test_csv_header_detection_and_label_parsing(tmp_path):
     assert cli.parse_labels(["1", "nan"]).tolist() == ["1", "nan"]
 
 
+def test_predict_compares_labels_as_numbers_where_both_are(model_io, tmp_path, capsys):
+    """A model trained on float labels (npz) predicts "1.0"; the CSV says "1"."""
+    X, y = _blobs(seed=2)
+    np.savez(tmp_path / "d.npz", X=X, y=y.astype(np.float64))
+    data_csv = _write_csv(tmp_path / "d.csv", X, y)
+    model = tmp_path / "m"
+    assert _main(["train", tmp_path / "d.npz", "--hidden", "8", "--epochs", "60", "--lr", "0.05",
+                  "--seed", "0", "-q", "-o", model]) == 0
+    accuracies = []
+    for data in (tmp_path / "d.npz", data_csv):
+        capsys.readouterr()
+        assert _main(["predict", model, data, "-o", tmp_path / "p.csv"]) == 0
+        line = capsys.readouterr().out.splitlines()[-1]
+        accuracies.append(float(line.split()[1]))
+    assert accuracies[0] == accuracies[1] > 0.9
+
+
+def test_a_bad_thread_variable_is_said_not_a_crash():
+    """FASTNN_NUM_THREADS=abc: fastnn imports (with a warning), training refuses by
+    name, the command says so in one line with status 2."""
+    env = dict(os.environ, FASTNN_NUM_THREADS="abc")
+    code = ("import warnings, fastnn\n"
+            "from fastnn.net import MLP\nfrom fastnn.trainer import Trainer\n"
+            "from fastnn.datasets import spiral\nX, y = spiral(10, 3)\n"
+            "try:\n    Trainer(MLP([2, 5, 3]), verbose=0).fit(X, y, epochs=1)\n"
+            "except ValueError as exc:\n    print('refused:', exc)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "refused: FASTNN_NUM_THREADS must be an integer >= 1, got 'abc'" in r.stdout
+    assert "RuntimeWarning: FASTNN_NUM_THREADS" in r.stderr
+    r = subprocess.run([sys.executable, "-c", "from fastnn.cli import main; "
+                        "raise SystemExit(main(['config']))"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines()[-1] == ("fastnn config: error: FASTNN_NUM_THREADS must be "
+                                         "an integer >= 1, got 'abc'")
+
+
 def test_version(capsys):
     assert _main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"fastnn {fastnn.__version__}"
@@ -271,7 +310,7 @@ def files(tmp_path):
         "empty.csv": "", "ragged.csv": "1,2,0\n3,0\n", "word.csv": "1,2,0\n3,abc,1\n",
         "nan.csv": "1,2,0\n3,nan,1\n", "one-col.csv": "1\n2\n", "one-class.csv":
         "1,2,a\n3,4,a\n", "no-label.csv": "1,2,\n3,4,1\n", "header-only.csv": "a,b,c\n",
-        "wide.csv": "1,2,3,4,5\n",
+        "wide.csv": "1,2,3,4,5\n", "gap-first.csv": "1,,0\n3,4,1\n",
         "corrupt.npz": "not a zip", "model.bad": "garbage",
     }
     for name, text in writes.items():
@@ -297,6 +336,9 @@ BAD = [
     # argv (names in braces are files from the fixture), words the message must hold
     (["spiral", "--steps", "abc"], "argument --steps: expected an integer >= 1, got 'abc'"),
     (["spiral", "--steps", "0"], "--steps: expected an integer >= 1, got 0"),
+    (["spiral", "--threads", "1000000"], "--threads: n = 1000000 threads is more than"),
+    (["train", "{good.npz}", "--threads", "1000000"], "--threads: n = 1000000 threads"),
+    (["train", "{gap-first.csv}"], "line 1, column 2: '' is not a number"),
     (["spiral", "--step-size", "nan"], "--step-size: expected a finite number, got 'nan'"),
     (["spiral", "--step-size", "inf"], "finite"),
     (["spiral", "--step-size", "-1"], "--step-size: must be > 0, got -1"),
