@@ -446,6 +446,11 @@ class PCA(_Transformer):
             # the fewest components reaching the fraction (rounding slack of 1e-12)
             k = int(np.searchsorted(np.cumsum(ratio), k - 1e-12) + 1) if total > 0 else 1
             k = min(k, d)
+        if self.whiten and not np.all(values[:k] + float(self.eps) > 0):
+            zero = int(np.argmin(values[:k] + float(self.eps) > 0))
+            raise ValueError(f"whitening with eps={self.eps} divides component {zero}, of "
+                             "zero variance, by zero: give eps > 0 or keep fewer "
+                             "components (n_components)")
         self.n_components_ = k
         self.components_ = vectors[:k]
         self.explained_variance_ = values[:k]

@@ -387,3 +387,12 @@ def test_fastnn_imports_and_preprocesses_without_scikit_learn(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok (50, 3)"
     assert fastnn.preprocessing is sys.modules["fastnn.preprocessing"]
+
+
+def test_whitening_a_zero_variance_component_without_eps_is_refused():
+    X = np.column_stack([np.arange(5.0), np.arange(5.0)])     # rank 1: one variance is 0
+    with pytest.raises(ValueError, match="divides component 1, of zero variance, by zero"):
+        PCA(whiten=True, eps=0).fit(X)
+    Z = PCA(whiten=True, eps=0, n_components=1).fit_transform(X)
+    assert np.all(np.isfinite(Z)) and Z.var() == pytest.approx(1.0)
+    assert np.all(np.isfinite(PCA(whiten=True).fit_transform(X)))     # eps = 1e-5
