@@ -241,6 +241,11 @@ def reference_losses(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike,
     params = np.asarray(params)
     if params.ndim == 1:
         params = params[None, :]
+    if params.ndim != 2 or params.shape[1] != net.flat_params.size:
+        raise ValueError(f"params must have shape (m, {net.flat_params.size}) (the net's "
+                         f"parameters), got {params.shape}")
+    if params.dtype.kind not in "biuf" or not np.all(np.isfinite(params)):
+        raise ValueError("params must be finite real numbers")
     penalized, _ = regularized(net, _reg.get(regularizer, "regularizer"))
     out = np.empty(params.shape[0])
     with _Borrowed(net):

@@ -195,10 +195,13 @@ def get(init: str | Callable[..., np.ndarray], **options: Any) -> Callable[..., 
 
     Keyword options configure it: ``get("sparse", k=4)`` is
     ``functools.partial(sparse, k=4)``.  Unknown names raise ValueError listing the
-    choices."""
+    choices; anything else but a callable raises TypeError."""
     if callable(init):
         f = init
-    elif isinstance(init, str) and init in INITIALIZERS:
+    elif not isinstance(init, str):
+        raise TypeError(f"init must be an initializer name or a callable f(fan_in, "
+                        f"fan_out, rng, dtype), got {type(init).__name__}")
+    elif init in INITIALIZERS:
         f = INITIALIZERS[init]
     else:
         raise ValueError(f"unknown init {init!r}; choose one of {sorted(INITIALIZERS)} "
@@ -217,4 +220,7 @@ def weights(init: str | Callable[..., np.ndarray], fan_in: int, fan_out: int,
     if not isinstance(w, np.ndarray) or w.shape != (fan_in, fan_out):
         raise ValueError(f"init returned {getattr(w, 'shape', type(w))}, "
                          f"expected shape {(fan_in, fan_out)}")
-    return np.ascontiguousarray(w, dtype=dtype)
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if not np.all(np.isfinite(w)):        # (a user's initializer, or float32 overflow)
+        raise ValueError("init returned weights with NaN or infinity")
+    return w

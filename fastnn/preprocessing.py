@@ -557,7 +557,10 @@ class Preprocessor(_Transformer):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call "
                                  "fit on the training data before inverse_transform")
         Z = _as_data(Z, "Z")
-        if not self.steps_:
+        if not self.steps_:                  # nothing to undo, but the width is checked
+            if Z.shape[1] != self.n_features_in_:
+                raise ValueError(f"Z has {Z.shape[1]} columns, this Preprocessor was fitted "
+                                 f"on {self.n_features_in_} features")
             return Z.copy()
         for _, step in reversed(self.steps_):
             Z = step.inverse_transform(Z)

@@ -137,6 +137,12 @@ def test_evaluator_refuses_bad_params():
     with pytest.raises(ValueError, match="n_threads"):
         ev.losses(net.flat_params, n_threads=0)
     assert ev.losses(net.flat_params).shape == (1,)      # one vector, one row
+    # the twin refuses the same
+    loss = SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=r"params must have shape \(m, \d+\)"):
+        reference_losses(net, loss, X, y, np.zeros((2, ev.n_params + 1)))
+    with pytest.raises(ValueError, match="finite"):
+        reference_losses(net, loss, X, y, np.full(ev.n_params, np.inf))
 
 
 # ---- the numerical gradient of a whole net ---------------------------------------------

@@ -163,6 +163,10 @@ def test_unknown_name_lists_choices():
     assert "kaiming" in str(exc.value) and "sparse" in str(exc.value)
     with pytest.raises(ValueError, match="unknown init"):
         Linear(3, 2, init="glorot")
+    with pytest.raises(TypeError, match="init must be an initializer name or a callable"):
+        init.get(3)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        init.weights(lambda i, o, rng, dtype: np.full((i, o), np.nan), 3, 2)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -243,6 +243,9 @@ def test_preprocessor_chains_in_the_notes_order_and_fits_splits():
     nothing = Preprocessor(center=False).fit(tr)
     out = nothing.transform(tr)
     assert out is not tr and np.array_equal(out, tr)
+    assert np.array_equal(nothing.inverse_transform(out), tr)
+    with pytest.raises(ValueError, match="Z has 5 columns, this Preprocessor was fitted on"):
+        nothing.inverse_transform(out[:, :5])
     # inverse through the chain (every component kept: exact)
     full = make_preprocessor(scale="range", whiten=True).fit(tr)
     np.testing.assert_allclose(full.inverse_transform(full.transform(te)), te, atol=1e-9)
