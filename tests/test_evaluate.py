@@ -370,7 +370,7 @@ def test_analytic_gradient_leaves_the_net_as_it_was():
     assert value == build_evaluator(net, SoftmaxCrossEntropy(), X, y).value()
 
 
-def test_directional_check_passes_and_flags():
+def test_directional_check_passes_and_flags(monkeypatch):
     rng = np.random.default_rng(6)
     X, y = rng.standard_normal((16, 5)), rng.integers(0, 4, 16)
     net = _net("activations", np.float64, scale=0.5)
@@ -378,6 +378,20 @@ def test_directional_check_passes_and_flags():
                               n_directions=3)
     assert result.rel_errors.shape == (3,)
     assert result.verdict == "good", str(result)
+    # float32 cannot resolve h = 1e-5: a correct gradient is "unchecked", not "wrong"
+    net32 = _net("activations", np.float32, scale=0.5)
+    r32 = check_directions(net32, SoftmaxCrossEntropy(dtype=np.float32), X, y, seed=0)
+    assert r32.rel_errors.max() > 1e-2 and r32.verdict == "unchecked", str(r32)
+    original = Linear._backward
+
+    def wrong(self, dout, input_grad=None):         # a backprop 50% off in every W
+        out = original(self, dout, input_grad)
+        self.dW *= 1.5
+        return out
+    monkeypatch.setattr(Linear, "_backward", wrong)
+    flagged = check_directions(net, SoftmaxCrossEntropy(), X, y, reg=1e-2, seed=0)
+    assert flagged.verdict == "wrong", str(flagged)
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="h"):
         check_directions(net, SoftmaxCrossEntropy(), X, y, h=-1.0)
     with pytest.raises(ValueError, match="reg"):
