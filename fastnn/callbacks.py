@@ -56,8 +56,9 @@ class EarlyStopping(Callback):
 
     monitor : "val_loss" (default), "val_metric", "loss" or "metric"
     mode : "min" or "max"; default "min" for losses and "max" for a classifier's
-        accuracy (the metric when fit is given no ``metric``); a metric of fit's own
-        ``metric=`` needs an explicit mode (ValueError otherwise)
+        accuracy (the metric when fit is given no ``metric``); for fit's own ``metric=``
+        its ``greater_is_better`` attribute if it has one, else an explicit mode is
+        needed (ValueError otherwise)
     patience : History records (epochs, with record_every=1) tolerated without an
         improvement of more than min_delta: the next one without stops training, as
         scikit-learn's n_iter_no_change does
@@ -81,11 +82,16 @@ class EarlyStopping(Callback):
 
     def on_fit_begin(self, trainer: Trainer) -> None:
         mode = self.mode
+        metric = getattr(trainer, "_metric", None)
         if mode is None and self.monitor.endswith("metric"):
-            if getattr(trainer, "_metric", None) is not None:
+            if metric is None:
+                mode = "max" if trainer.is_classifier else "min"
+            elif getattr(metric, "greater_is_better", None) is not None:
+                mode = "max" if metric.greater_is_better else "min"
+            else:
                 raise ValueError(f"EarlyStopping monitors {self.monitor!r}, fit's own metric: "
-                                 "give mode='min' or mode='max'")
-            mode = "max" if trainer.is_classifier else "min"
+                                 "give mode='min' or mode='max' (or the metric a "
+                                 "greater_is_better attribute)")
         self._sign = -1.0 if mode == "max" else 1.0
         self.best = math.inf
         self.best_epoch: int | None = None
@@ -144,7 +150,9 @@ class Checkpoint(Callback):
         self.every = check_positive_int(every, "every")
 
     def on_fit_begin(self, trainer: Trainer) -> None:
-        self._saved = trainer.epoch // self.every
+        # from the last epoch a record saw: a multiple passed with no record (Ctrl-C
+        # after a chunk) is saved at the next record
+        self._saved = getattr(trainer, "_recorded_epochs", trainer.epoch) // self.every
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         # completed epochs: a record that ends mid-epoch does not count its epoch
@@ -168,9 +176,17 @@ class LearningRateScheduler(Callback):
         self.schedule = schedule
 
     def on_fit_begin(self, trainer: Trainer) -> None:
-        self._next = trainer.epoch          # the first epoch whose end is still to come
+        # the first epoch whose end no record saw: epochs that ended with none (Ctrl-C
+        # after a chunk, an unfinished epoch ended by a fit on other data) are scheduled
+        # before the fit's first step
+        self._next = getattr(trainer, "_recorded_epochs", trainer.epoch)
+        self._catch_up(trainer)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        self._catch_up(trainer)
+        return None
+
+    def _catch_up(self, trainer):
         lr = trainer.plan.optimizer.lr
         for e in range(self._next, trainer.epoch):
             lr = check_scalar(self.schedule(e, lr), "the schedule's learning rate",
@@ -178,7 +194,6 @@ class LearningRateScheduler(Callback):
         if trainer.epoch > self._next:
             trainer.plan.set_lr(lr)
             self._next = trainer.epoch
-        return None
 
 
 class LambdaCallback(Callback):

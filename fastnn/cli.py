@@ -412,11 +412,16 @@ def parse_labels(texts):
     return values
 
 
+#: What a CSV file may write for a missing value (compared lower-cased).
+_MISSING = frozenset({"na", "n/a", "nan", "null", "none", "?", "-"})
+
+
 def _read_csv(path, *, n_features=None):
     """Read a CSV file: every row the features, then (training: always; prediction:
     when there is one more column than the model's features) the label.  The first row
-    is a header when none of its feature fields is a number and one is not empty (or
-    when only its label is not a number and every other label is)."""
+    is a header when one of its feature fields is a name and none is empty or a
+    missing-value marker such as NA (or when only its label is not a number and every
+    other label is)."""
     import csv
     import numpy as np
     try:
@@ -448,9 +453,11 @@ def _read_csv(path, *, n_features=None):
         raise UsageError(f"{path}: has {width} columns; the model takes {n_features} "
                          f"features (and an optional label column)")
     first = rows[0]
-    # names, not data with a field missing: no feature field a number, one a name
-    header = (not any(_is_number(t) for t in first[:n_feat])
-              and any(t.strip() for t in first[:n_feat]))
+    # names, not data with a value missing: a feature field that is a name, and none
+    # empty or a missing-value marker (a header may name a column "2019")
+    fields = [t.strip() for t in first[:n_feat]]
+    header = (any(t and not _is_number(t) and t.lower() not in _MISSING for t in fields)
+              and not any(not t or t.lower() in _MISSING for t in fields))
     if not header and has_label and len(rows) > 1 and first[-1] and not _is_number(first[-1]):
         header = all(_is_number(row[-1]) for row in rows[1:])
     names = None

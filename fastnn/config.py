@@ -393,5 +393,6 @@ try:
     refresh()
 except ValueError as _exc:     # a bad FASTNN_NUM_THREADS must not make fastnn unimportable
     import warnings
-    warnings.warn(f"{_exc}; fastnn's kernels refuse to run until it is fixed",
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(f"{_exc}; until it is fixed fastnn's kernels run on 1 thread, and "
+                  "training and the fastnn command refuse to run", RuntimeWarning,
+                  stacklevel=2)

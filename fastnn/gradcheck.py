@@ -355,7 +355,8 @@ class GradientReport:
             lines.append("unchecked: every element of the array is at a kink or within a "
                          "rounding bound too large to resolve it, so nothing in it was "
                          "checked (check in float64, on data that puts no unit at a kink, "
-                         "or after some training)")
+                         "or after some training; a bias feeding a batch norm has gradient "
+                         "0: nothing to check)")
         rounded = sum(c.n_rounding for c in self.checks)
         if rounded:
             lines.append(f"round: {rounded} elements differ by less than the rounding bound; "
@@ -400,9 +401,11 @@ def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
     two apart -- typically gradients that are ~0, like a bias feeding a batch norm,
     whose relative error is rounding noise over eps -- and the element counts as
     agreeing (error 0 in the verdict, ``n_rounding``), as long as the bound is at most
-    1e-2 of the largest gradient element (it could not hide a "wrong" error there).  A
-    looser bound (float32, whose bound often exceeds the gradient) leaves such elements
-    unresolved: they count toward nothing.
+    1e-2 of the array's largest gradient element (it could not hide a "wrong" error
+    there).  A looser bound leaves such elements unresolved: they count toward nothing.
+    That is the case in float32 (whose bound often exceeds the gradient), for a
+    vanishing gradient, and for an array whose gradient is zero (a bias feeding a batch
+    norm: nothing to check).
 
     method "forward" adds an O(h) truncation error that the bound does not cover: on a
     curved loss expect "check" where "centered" says "good".
@@ -430,11 +433,6 @@ def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
     factor = {"centered": 1.0, "forward": 2.0, "fourth_order": 1.5}[method]
     rounding = factor * ev.n_rows * np.finfo(ev.dtype).eps * abs(value) / h
     within = np.abs(a - b) <= rounding
-    # agreement within the bound means something only where the bound could not hide
-    # a "wrong" error (1e-2) of the largest gradient element; a looser one (float32:
-    # often larger than the gradient itself) leaves those elements unresolved
-    tight = rounding <= WRONG * max(float(np.max(np.abs(a), initial=0.0)),
-                                    float(np.max(np.abs(b), initial=0.0)))
     flat = model.flat_params
     checks = []
     for i, layer in enumerate(model.layers):
@@ -444,6 +442,11 @@ def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
             s = slice(_offset(flat, p), _offset(flat, p) + p.size)
             e, k, r = err[s], kinks[s], within[s] & ~kinks[s]
             j = int(np.argmax(e))
+            # agreement within the bound means something only where the bound could not
+            # hide a "wrong" error (1e-2) of the array's largest gradient element; a
+            # looser one (float32, a vanishing gradient, a bias feeding a batch norm)
+            # leaves those elements unresolved
+            tight = rounding <= WRONG * float(max(np.max(np.abs(a[s])), np.max(np.abs(b[s]))))
             counted = ~k if tight else ~k & ~r        # elements the check resolves
             off = np.where(r, 0.0, e)[counted]
             worst_off = float(off.max()) if off.size else 0.0
@@ -524,7 +527,7 @@ def check_directions(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *
     # else it is unresolved (float32)
     rounding = ev.n_rows * np.finfo(ev.dtype).eps * abs(value) / h
     within = np.abs(numerical - analytic) <= rounding
-    tight = rounding <= WRONG * float(np.max(np.abs(analytic)))
-    counted = errors[~within] if not tight else np.where(within, 0.0, errors)
+    tight = rounding <= WRONG * np.abs(analytic)         # per direction
+    counted = np.where(within, 0.0, errors)[~within | tight]
     verdict = _verdict(float(counted.max())) if counted.size else "unchecked"
     return DirectionalCheck(numerical, analytic, errors, float(h), verdict)

@@ -350,23 +350,41 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, incremental, classes=None):
-        # all or nothing: a fit refused before training starts leaves the estimator as
-        # it was (a fitted one keeps predicting with its weights, not a fresh net's)
+        # all or nothing: a fit refused before its first step (here, or by the trainer's
+        # checks and the callbacks' on_fit_begin) leaves the estimator as it was: a
+        # fitted one keeps predicting with its weights, not a fresh net's
         saved = dict(self.__dict__)
+        old = self.__dict__.get("_trainer")
+        old_state = None if old is None else dict(old.__dict__)
+
+        def restore():
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            if old is not None:
+                old.__dict__.clear()
+                old.__dict__.update(old_state)
         try:
             p, trainer, stopper, X, targets, validation, sample_weight = self._prepare_fit(
                 X, y, sample_weight, incremental, classes)
         except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
+            restore()
             raise
+        t0 = 0 if trainer.plan is None else trainer.plan.t   # (a rebuilt plan carries t)
         self.n_iter_ = 0                     # epochs of this call (scikit-learn's meaning)
-        with config.threads(p["n_threads"]) if p["n_threads"] else _nothing():
-            history = trainer.fit(
-                X, targets, epochs=1 if incremental else p["max_iter"], record_every=1,
-                validation_data=validation, callbacks=[stopper] + p["callbacks"],
-                sample_weight=sample_weight, train_metric=False,
-                metric=self._val_score if validation is not None else None)
+        metric = None
+        if validation is not None:           # accuracy or R^2: EarlyStopping maximizes it
+            metric = functools.partial(self._val_score)
+            metric.greater_is_better = True  # type: ignore[attr-defined]
+        try:
+            with config.threads(p["n_threads"]) if p["n_threads"] else _nothing():
+                history = trainer.fit(
+                    X, targets, epochs=1 if incremental else p["max_iter"], record_every=1,
+                    validation_data=validation, callbacks=[stopper] + p["callbacks"],
+                    sample_weight=sample_weight, train_metric=False, metric=metric)
+        except BaseException:
+            if (0 if trainer.plan is None else trainer.plan.t) == t0:   # no step taken
+                restore()
+            raise
         stopper.finish(history)
         self._set_coefs()
         return self
@@ -428,6 +446,10 @@ class _BaseMLP(BaseEstimator):
             batch = n
         reg = p["alpha"] * self._objective_scale(p) / batch
         trainer = self._trainer if incremental else None
+        if trainer is not None and trainer.epoch_step:
+            # one epoch per call: an epoch left unfinished (Ctrl-C, a non-finite loss)
+            # ends there, not in this call's steps
+            trainer.epoch, trainer.epoch_step = trainer.epoch + 1, 0
         if trainer is not None and (trainer.batch_size != batch
                                     or trainer.regularizer.reg != reg):
             # partial_fit on a chunk of another size: the trainer's plan for the new
@@ -502,8 +524,13 @@ class _BaseMLP(BaseEstimator):
             if a.shape != target.shape:
                 raise ValueError(f"{name}[{j}] has shape {a.shape}, the model's is "
                                  f"{target.shape}")
-            if a.dtype.kind not in "biuf" or not np.all(np.isfinite(a)):
+            if a.dtype.kind not in "biuf":
                 raise ValueError(f"{name}[{j}] must be finite real numbers")
+            with np.errstate(over="ignore"):
+                arrays[j] = a = a.astype(target.dtype)    # (float32 may overflow to inf)
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name}[{j}] must be finite real numbers in the model's "
+                                 f"dtype {target.dtype}")
         for a, target in zip(arrays, targets):
             target[...] = a
 

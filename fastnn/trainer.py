@@ -233,7 +233,13 @@ class Trainer:
         #: steps taken into epoch ``epoch`` by a fit that ended mid-epoch (fit(steps=),
         #: Ctrl-C, a non-finite loss): the next fit continues that epoch's batches
         self.epoch_step = 0
-        self._epoch_len = 0         # the steps of that epoch (0: none started)
+        #: the (rows, batch size, shuffle) of that epoch: only a fit on the same
+        #: continues it
+        self._epoch_of: tuple[int, int, bool] | None = None
+        #: epochs whose end the callbacks have seen (a History record ended there or
+        #: after): behind ``epoch`` after Ctrl-C or an unfinished epoch ended by a fit on
+        #: other data; a per-epoch callback catches up from here
+        self._recorded_epochs = 0
 
     # -- pickling: parameters and state, never the plan's buffers --------------------------
     def __getstate__(self):
@@ -242,13 +248,14 @@ class Trainer:
         plan = state.pop("plan", None)
         if plan is not None:       # the optimizer's progress, to resume exactly
             state["_resume"] = ([a.copy() for a in plan.state], plan.t,
-                                [a.copy() for a in plan.loss_state])
+                                [a.copy() for a in plan.loss_state], plan.optimizer)
         state["plan"] = None
         return state
 
     def __setstate__(self, state):
         state.setdefault("epoch_step", 0)         # (pickled before they were kept)
-        state.setdefault("_epoch_len", 0)
+        state.setdefault("_epoch_of", None)
+        state.setdefault("_recorded_epochs", state.get("epoch", 0))
         self.__dict__.update(state)
 
     def _adopt_resume(self, plan):
@@ -261,6 +268,10 @@ class Trainer:
         if resume is None:
             return
         state, t, *rest = resume
+        if len(rest) > 1 and rest[1] is not self.optimizer:
+            # trainer.optimizer was replaced since: a new optimizer starts afresh
+            del self.__dict__["_resume"]
+            return
         io._resume_plan(plan, state, t, self.loss, None, tuple(rest[0]) if rest else ())
         del self.__dict__["_resume"]
 
@@ -287,7 +298,9 @@ class Trainer:
                            extra={"classes": classes, "batch_size": self.batch_size,
                                   "shuffle_seed": self.shuffle_seed, "shuffle": self.shuffle,
                                   "epoch_step": self.epoch_step,
-                                  "epoch_steps": self._epoch_len,
+                                  "epoch_of": (None if self._epoch_of is None
+                                               else list(self._epoch_of)),
+                                  "recorded_epochs": self._recorded_epochs,
                                   **io._loss_tree_extra(self.loss)},
                            loss_params=getattr(self.loss, "params", None) or None,
                            loss_state=tuple(self.plan.loss_state))
@@ -321,9 +334,12 @@ class Trainer:
         if extra.get("shuffle_seed") is not None:
             trainer.shuffle_seed = extra["shuffle_seed"]
         trainer.epoch = ckpt.epoch
+        trainer._recorded_epochs = min(extra.get("recorded_epochs", ckpt.epoch), ckpt.epoch)
         trainer.epoch_step = extra.get("epoch_step", 0)
-        trainer._epoch_len = extra.get("epoch_steps", 0)
-        trainer._resume = (ckpt.optimizer_state, ckpt.step, list(ckpt.loss_state))
+        of = extra.get("epoch_of")
+        trainer._epoch_of = None if of is None else (of[0], of[1], of[2])
+        trainer._resume = (ckpt.optimizer_state, ckpt.step, list(ckpt.loss_state),
+                           trainer.optimizer)
         if ckpt.loss_params:                   # (checked above, before building)
             loss.set_params(**ckpt.loss_params)
         return trainer
@@ -480,12 +496,16 @@ class Trainer:
                 raise ValueError(f"{type(c).__name__} acts at the end of every epoch: it "
                                  f"needs record_every=1 (or 'auto'), got {record_every}")
         self.classes_ = classes     # every argument checked: the labels are fixed now
-        if self.epoch_step and self._epoch_len != per_epoch:
-            # the epoch a previous fit left unfinished had other batches: it ends here
-            self.epoch, self.epoch_step = self.epoch + 1, 0
+        # an epoch a previous fit left unfinished continues on the same rows, batch size
+        # and order only; otherwise it ends where it stopped (committed once training
+        # starts, below: a refused fit changes no counter)
+        epoch_of = (n, batch, self.shuffle)
+        start = ((self.epoch + 1, 0) if self.epoch_step and self._epoch_of != epoch_of
+                 else (self.epoch, self.epoch_step))
         # rows end at epoch boundaries (every record_every epochs) and where the fit does
         row_steps = record_every * per_epoch
-        rounds = -(-(self.epoch_step + total) // row_steps)
+        rounds = -(-(start[1] + total) // row_steps)
+        self.regularizer = get_regularizer(self.regularizer, "regularizer")  # (assigned?)
         if (self.plan is None or not self.plan.matches(self.model, self.loss, batch)
                 or self.plan.optimizer is not self.optimizer
                 or self.plan.regularizer is not self.regularizer):
@@ -505,9 +525,18 @@ class Trainer:
         Xm, ym = (X, y) if metric_rows is None else (X[metric_rows], y[metric_rows])
         wm = None if w is None else (w if metric_rows is None else w[metric_rows])
         self._metric, self._train_metric = metric, bool(train_metric)
-        for c in callback_list:
-            if hasattr(c, "on_fit_begin"):
-                c.on_fit_begin(self)
+        counters = (self.epoch, self.epoch_step, self._epoch_of)
+        lr = self.plan.optimizer.lr
+        self.epoch, self.epoch_step = start
+        try:
+            for c in callback_list:
+                if hasattr(c, "on_fit_begin"):
+                    c.on_fit_begin(self)
+        except BaseException:      # refused before any step: as it was (a scheduler's
+            self.epoch, self.epoch_step, self._epoch_of = counters   # catch-up too)
+            if self.plan.optimizer.lr != lr:
+                self.plan.set_lr(lr)
+            raise
         # under MPI every rank has the same history: rank 0 alone reports it
         quiet = self.distributed is not None and self.plan.rank != 0
         reporter = _Reporter(0 if quiet else self.verbose, rounds, history.metric_name)
@@ -535,10 +564,10 @@ class Trainer:
                     self._stop_nonfinite(plan, snapshot, idx, good, done, batch, nonfinite)
                     history.stopped_by = nonfinite
                     done += good
-                    self._advance(good, per_epoch)
+                    self._advance(good, epoch_of)
                     break
                 done += k
-                self._advance(k, per_epoch)
+                self._advance(k, epoch_of)
                 logs = self._epoch_logs(e, losses, data_losses, Xm, ym, wm, val,
                                         time.perf_counter() - t0)
                 # the row's epoch: the one its last step belongs to
@@ -551,6 +580,7 @@ class Trainer:
                     if hasattr(c, "on_epoch_end") and c.on_epoch_end(self, logs["epoch"], logs):
                         history.stopped_by = history.stopped_by or c
                         stop = True
+                self._recorded_epochs = self.epoch
                 if self.distributed is not None:    # every rank stops with rank 0
                     stop = self.plan.comm.bcast(stop, root=0)
                 if stop:
@@ -558,7 +588,7 @@ class Trainer:
         except KeyboardInterrupt:
             # the steps taken are the plan's count, whatever line Ctrl-C interrupted
             plan.sync()
-            self._advance(plan.t - t_start - done, per_epoch)
+            self._advance(plan.t - t_start - done, epoch_of)
             done = plan.t - t_start
             history.interrupted = True
         finally:
@@ -597,12 +627,13 @@ class Trainer:
         self._adopt_resume(plan)
         return plan
 
-    def _advance(self, steps, per_epoch):
-        """Count `steps` more steps into the epochs of `per_epoch` steps."""
+    def _advance(self, steps, epoch_of):
+        """Count `steps` more steps into the epochs of (rows, batch size, shuffle)."""
+        per_epoch = epoch_of[0] // epoch_of[1]
         pos = self.epoch_step + steps
         self.epoch += pos // per_epoch
         self.epoch_step = pos % per_epoch
-        self._epoch_len = per_epoch
+        self._epoch_of = epoch_of if self.epoch_step else None
 
     def _stop_nonfinite(self, plan, snapshot, idx, good, done, batch, callback):
         """Back to the weights after the last step whose loss was finite: restore the
@@ -753,13 +784,19 @@ def _checked_extra(ckpt, path):
 
     integer("batch_size", 1, none=True)
     integer("shuffle_seed", 0, 2**64 - 1, none=True)
-    if "epoch_step" in extra:
-        integer("epoch_step", 0)
-        integer("epoch_steps", 0)
-        if extra["epoch_step"] and extra["epoch_step"] >= extra["epoch_steps"]:
-            raise ValueError(f"{path}: checkpoint extra['epoch_step'] "
-                             f"{extra['epoch_step']} is not within its epoch of "
-                             f"{extra['epoch_steps']} steps")
+    integer("epoch_step", 0, none=True)
+    integer("recorded_epochs", 0, none=True)
+    of = extra.get("epoch_of")
+    if of is not None and not (isinstance(of, list) and len(of) == 3
+                               and all(isinstance(v, int) and not isinstance(v, bool)
+                                       and v >= 1 for v in of[:2])
+                               and of[1] <= of[0] and isinstance(of[2], bool)):
+        raise ValueError(f"{path}: checkpoint extra['epoch_of'] must be null or [rows, "
+                         f"batch size <= rows, shuffle], got {of!r:.60}")
+    step = extra.get("epoch_step") or 0
+    if step and (of is None or step >= of[0] // of[1]):
+        raise ValueError(f"{path}: checkpoint extra['epoch_step'] {step} is not within the "
+                         f"epoch extra['epoch_of'] describes ({of!r:.40})")
     if not isinstance(extra.get("shuffle", True), bool):
         raise ValueError(f"{path}: checkpoint extra['shuffle'] must be true or false")
     classes = extra.get("classes")

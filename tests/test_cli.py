@@ -195,6 +195,9 @@ def test_csv_header_detection_and_label_parsing(tmp_path):
     d = cli.read_training_data(str(p))
     assert d.feature_names is None and d.y.tolist() == ["cat", "dog"]
     assert d.X.shape == (2, 2)
+    p.write_text("x,2019\n0.1,0.2\n0.3,0.4\n")       # a column named by a number
+    d = cli.read_prediction_data(str(p), 2)
+    assert d.feature_names == ["x", "2019"] and d.X.shape == (2, 2)
     assert cli.parse_labels(["1", "2.0", "-3"]).dtype == np.int64
     assert cli.parse_labels(["0.5", "1"]).tolist() == [0.5, 1.0]
     assert cli.parse_labels(["1", "nan"]).tolist() == ["1", "nan"]
@@ -311,6 +314,7 @@ def files(tmp_path):
         "nan.csv": "1,2,0\n3,nan,1\n", "one-col.csv": "1\n2\n", "one-class.csv":
         "1,2,a\n3,4,a\n", "no-label.csv": "1,2,\n3,4,1\n", "header-only.csv": "a,b,c\n",
         "wide.csv": "1,2,3,4,5\n", "gap-first.csv": "1,,0\n3,4,1\n",
+        "na-first.csv": "1,NA,0\n3,4,1\n",
         "corrupt.npz": "not a zip", "model.bad": "garbage",
     }
     for name, text in writes.items():
@@ -339,6 +343,7 @@ BAD = [
     (["spiral", "--threads", "1000000"], "--threads: n = 1000000 threads is more than"),
     (["train", "{good.npz}", "--threads", "1000000"], "--threads: n = 1000000 threads"),
     (["train", "{gap-first.csv}"], "line 1, column 2: '' is not a number"),
+    (["train", "{na-first.csv}"], "line 1, column 2: 'NA' is not a number"),
     (["spiral", "--step-size", "nan"], "--step-size: expected a finite number, got 'nan'"),
     (["spiral", "--step-size", "inf"], "finite"),
     (["spiral", "--step-size", "-1"], "--step-size: must be > 0, got -1"),

@@ -468,3 +468,60 @@ def test_assigned_coefs_and_intercepts_are_the_models():
     with pytest.raises(ValueError, match="finite"):
         est.intercepts_ = [np.zeros(5), np.array([np.nan, 0.0])]
     assert not hasattr(MLPRegressor(), "coefs_")
+
+
+def test_a_fit_refused_by_a_callback_before_its_first_step_changes_nothing(iris):
+    from fastnn import callbacks as cb
+    X, y = iris
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0).fit(X, y)
+    before = (est.predict_proba(X), est.n_iter_, list(est.loss_curve_), est.model_)
+    refuse = cb.LambdaCallback(on_fit_begin=lambda trainer: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        est.set_params(callbacks=[refuse]).fit(X, y)
+    np.testing.assert_array_equal(est.predict_proba(X), before[0])
+    assert (est.n_iter_, est.loss_curve_, est.model_) == before[1:]
+    est.set_params(callbacks=None, warm_start=True)
+    trainer = est._trainer
+    with pytest.raises(ZeroDivisionError):                    # a warm one: its trainer too
+        est.set_params(callbacks=[refuse], batch_size=7).partial_fit(X, y)
+    assert est._trainer is trainer and trainer.batch_size == 150
+
+
+def test_early_stopping_callbacks_know_the_validation_score_is_maximized(iris):
+    from fastnn import callbacks as cb
+    X, y = iris
+    est = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=200,
+                        random_state=0, n_iter_no_change=1000,
+                        callbacks=[cb.EarlyStopping("val_metric", patience=3)]).fit(X, y)
+    scores = est.validation_scores_
+    best = int(np.argmax(scores))
+    assert est.n_iter_ < 200 and est.n_iter_ >= best + 4        # stopped on no increase
+
+
+def test_partial_fit_after_an_interrupted_one_is_one_epoch(iris, monkeypatch):
+    X, y = iris
+    est = MLPClassifier(hidden_layer_sizes=(8,), batch_size=10, random_state=0)
+    est.partial_fit(X, y, classes=[0, 1, 2])
+    plan_type = type(est._trainer.plan)
+    run = plan_type.run
+
+    def interrupted(self, k, idx=None, *outputs, **kw):    # Ctrl-C after 5 of 15 steps
+        run(self, 5, None if idx is None else idx[:5 * self.batch_size],
+            *[o[:5] for o in outputs], **kw)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(plan_type, "run", interrupted)
+    est.partial_fit(X, y)
+    monkeypatch.undo()
+    curve = len(est.loss_curve_)
+    est.partial_fit(X, y)
+    assert est.n_iter_ == 1 and len(est.loss_curve_) == curve + 1
+    assert est._trainer.epoch_step == 0
+
+
+def test_assigned_float32_coefs_must_fit_float32():
+    X, y = _regression(n=60)
+    est = MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, random_state=0,
+                       dtype=np.float32).fit(X, y)
+    with pytest.raises(ValueError, match="finite real numbers in the model's dtype float32"):
+        est.coefs_ = [np.full(c.shape, 1e39) for c in est.coefs_]
+    assert np.all(np.isfinite(est.predict(X)))

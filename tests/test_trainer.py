@@ -724,7 +724,10 @@ def test_a_damaged_checkpoints_fields_are_refused_by_name(tmp_path):
         (lambda c: c["extra"].update(classes=5), r"extra\['classes'\]"),
         (lambda c: c["extra"].update(classes=list(range(6))), "6 classes, its net has 3"),
         (lambda c: c["extra"].update(shuffle="no"), r"extra\['shuffle'\]"),
-        (lambda c: c["extra"].update(epoch_step=9), "not within its epoch of 9 steps"),
+        (lambda c: c["extra"].update(epoch_step=9), r"epoch_step'\] 9 is not within"),
+        (lambda c: c["extra"].update(epoch_step=9, epoch_of=[300, 32, True]),
+         r"epoch_step'\] 9 is not within"),
+        (lambda c: c["extra"].update(epoch_of=[32, 300, True]), r"extra\['epoch_of'\]"),
     ]
     for change, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -736,3 +739,72 @@ def test_a_damaged_checkpoints_fields_are_refused_by_name(tmp_path):
     with pytest.raises(ValueError):
         fio.load_checkpoint(damaged(lambda c: c["rng_state"].update(bit_generator="seed")))
     assert np.array_equal(np.random.get_state()[1], state)
+
+
+def test_an_epoch_ended_without_a_record_is_still_scheduled(monkeypatch):
+    """Ctrl-C right after a chunk ends an epoch no record saw; the next fit's scheduler
+    (a new object, as a user writes it inline) schedules it before its first step."""
+    def schedule():
+        return cb.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    tr = _trainer(optimizer=optim.SGD(0.1))
+    tr.fit(X, Y, epochs=1, callbacks=[schedule()])
+    run = type(tr.plan).run
+
+    def interrupted_run(self, *args, **kwargs):
+        run(self, *args, **kwargs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(type(tr.plan), "run", interrupted_run)
+    assert tr.fit(X, Y, epochs=3, callbacks=[schedule()]).interrupted
+    monkeypatch.undo()
+    assert tr.epoch == 2 and tr.optimizer.lr == 0.05
+    tr.fit(X, Y, epochs=2, callbacks=[schedule()])
+    ref = _trainer(optimizer=optim.SGD(0.1))
+    ref.fit(X, Y, epochs=4, callbacks=[schedule()])
+    assert tr.optimizer.lr == ref.optimizer.lr == 0.1 / 16
+    np.testing.assert_array_equal(tr.model.flat_params, ref.model.flat_params)
+
+
+def test_an_unfinished_epoch_continues_only_on_the_same_rows_and_batches():
+    tr = _trainer()
+    tr.fit(X, Y, steps=5)
+    X2, Y2 = np.vstack([X, X[:10]]), np.r_[Y, Y[:10]]      # 310 rows: also 9 batches
+    tr.fit(X2, Y2, steps=4)
+    assert (tr.epoch, tr.epoch_step) == (1, 4)           # epoch 0 ended; epoch 1 begun
+    tr.shuffle = False                                   # another order: ends it too
+    tr.fit(X2, Y2, steps=1)
+    assert (tr.epoch, tr.epoch_step) == (2, 1)
+    # an epoch ended so is scheduled like any other
+    sched = cb.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    lr = tr.optimizer.lr
+    tr.fit(X, Y, epochs=1, callbacks=[sched])
+    assert (tr.epoch, tr.epoch_step) == (4, 0) and tr.optimizer.lr == lr / 4
+
+
+def test_a_refused_fit_changes_no_counter():
+    tr = _trainer()
+    tr.fit(X, Y, steps=5)
+    lr = tr.optimizer.lr
+    sched = cb.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    refuse = cb.LambdaCallback(on_fit_begin=lambda t: 1 / 0)
+    with pytest.raises(ZeroDivisionError):        # other rows: epoch 0 would have ended
+        tr.fit(X[:250], Y[:250], epochs=1, callbacks=[sched, refuse])
+    assert (tr.epoch, tr.epoch_step, tr.plan.t, tr.optimizer.lr) == (0, 5, 5, lr)
+    tr.fit(X, Y, steps=4)
+    ref = _trainer()
+    ref.fit(X, Y, steps=9)
+    np.testing.assert_array_equal(tr.model.flat_params, ref.model.flat_params)
+
+
+def test_a_restored_trainer_given_a_new_optimizer_starts_it_afresh(tmp_path):
+    import pickle
+    tr = _trainer(optimizer=optim.Momentum(0.01))
+    tr.fit(X, Y, epochs=1)
+    tr.save_checkpoint(tmp_path / "c.safetensors")
+    for restored in (pickle.loads(pickle.dumps(tr)),
+                     Trainer.from_checkpoint(tmp_path / "c.safetensors", verbose=0)):
+        restored.optimizer = optim.RMSProp(0.01)
+        restored.fit(X, Y, epochs=1)
+        assert restored.plan.t == 9          # not the momentum run's state and count
+    kept = pickle.loads(pickle.dumps(tr))
+    kept.fit(X, Y, epochs=1)
+    assert kept.plan.t == 18                 # the same optimizer continues
