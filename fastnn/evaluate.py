@@ -48,6 +48,7 @@ def _check_net(model):
     from .net import Sequential
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastnn Sequential or MLP, got {type(model).__name__}")
+    model._check_parameters()
     return model
 
 

@@ -37,8 +37,9 @@ def _dtype(*arrays):
 
 def _affine(x, w, b, act):
     x = np.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(f"x must have shape (N, d_1, ..., d_k), got {x.shape}")
+    if x.ndim < 2 or x.size == 0:
+        raise ValueError(f"x must have shape (N, d_1, ..., d_k), none of them 0, got "
+                         f"{x.shape}")
     dt = _dtype(x, w, b)
     n = x.shape[0]
     x2 = check_array(x.reshape(n, -1), "x", ndim=2, dtype=dt)

@@ -278,7 +278,8 @@ class Linear(HasWeights, Layer):
     init : str or callable
         Weight initializer (see :mod:`fastnn.init`); biases start at ``bias_init``.
     input_grad : bool
-        Whether backward computes dx.  The first layer of a net does not need it.
+        Whether backward computes dx when the layer is used on its own; inside a net
+        the net decides (every layer's but the first's).
     seed : None, int or numpy Generator
     dtype : float32 or float64
     regularizer : None or a regularizer (see :mod:`fastnn.regularization`)
@@ -555,7 +556,8 @@ class Maxout(HasWeights, Layer):
         Weight initializer for the (n_in, n_out*k) matrix (see :mod:`fastnn.init`);
         biases start at ``bias_init``.
     input_grad : bool
-        Whether backward computes dx (not needed for the first layer of a net).
+        Whether backward computes dx when the layer is used on its own; inside a net
+        the net decides (every layer's but the first's).
     seed : None, int or numpy Generator
     dtype : float32 or float64
     """
@@ -641,6 +643,9 @@ class BatchNorm(Layer):
 
     gamma, beta, dgamma, dbeta = Slot(), Slot(), Slot(), Slot()
     _param_slots = (("gamma", "dgamma"), ("beta", "dbeta"))
+    # state, not parameters; Slots too, so that assigning them copies in place and a
+    # training plan, which holds pointers to them, keeps updating what the layer reads
+    running_mean, running_var = Slot(), Slot()
 
     def __getstate__(self):
         # the last forward's batch statistics are a buffer of backward's; the running
@@ -651,6 +656,9 @@ class BatchNorm(Layer):
         return state
 
     def __setstate__(self, state):
+        for name in ("running_mean", "running_var"):     # pickled before they were Slots
+            if name in state:
+                state["_slot_" + name] = state.pop(name)
         super().__setstate__(state)
         self._mean = np.zeros(self.n_features, dtype=self.dtype)
         self._inv_std = np.ones(self.n_features, dtype=self.dtype)

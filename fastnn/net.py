@@ -46,21 +46,68 @@ class Sequential:
         self.layers = layers
         self.dtype = layers[0].dtype
         self._fused = self._fuse(layers)
-        first = self._fused[0][0]
-        self.n_features = getattr(first, "n_in", None)
+        # the first layer that knows its input width: the layers before it (input
+        # dropout, an activation) keep the width
+        widths = (getattr(layer, "n_in", None) for layer in layers)
+        self.n_features = next((w for w in widths if w is not None), None)
         self._bind_parameters()
 
     def _bind_parameters(self):
         """All parameters into ``flat_params``, all gradients into ``flat_grads``, in
         layer order; every layer's parameters become views into them.  A layer belongs
         to the last net built from it."""
-        self.flat_params, self.flat_grads = bind_flat(self.layers, self.dtype)
+        self._flat_params, self._flat_grads = bind_flat(self.layers, self.dtype)
+
+    @property
+    def flat_params(self) -> np.ndarray:
+        """Every parameter of the net, (n_params,) of its dtype, in layer order: each
+        layer's parameters are views into it.  Assigning copies into it (shape checked),
+        so the views stay valid."""
+        return self._flat_params
+
+    @flat_params.setter
+    def flat_params(self, value: ArrayLike) -> None:
+        self._assign_flat(self._flat_params, value, "flat_params")
+
+    @property
+    def flat_grads(self) -> np.ndarray:
+        """The gradients, laid out as :attr:`flat_params` (each layer's d-arrays are
+        views into it); assigned the same way."""
+        return self._flat_grads
+
+    @flat_grads.setter
+    def flat_grads(self, value: ArrayLike) -> None:
+        self._assign_flat(self._flat_grads, value, "flat_grads")
+
+    @staticmethod
+    def _assign_flat(flat, value, name):
+        value = np.asarray(value)
+        if value.shape != flat.shape:
+            raise ValueError(f"{name} must have shape {flat.shape}, got {value.shape}")
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
+        flat[...] = value
+
+    def _check_parameters(self):
+        """Raise unless every layer's parameters still live in this net's flat array:
+        a layer belongs to the last net built from it, and training an earlier net of
+        it would write where its layers no longer read."""
+        lo = self._flat_params.__array_interface__["data"][0]
+        hi = lo + self._flat_params.nbytes
+        for i, layer in enumerate(self.layers):
+            for name, p in layer.params.items():
+                start = p.__array_interface__["data"][0]
+                if p.size and not (lo <= start and start + p.nbytes <= hi):
+                    raise ValueError(
+                        f"layers[{i}].{name} is no longer in this net's parameters: its "
+                        "layer was put into another net since (a layer belongs to the "
+                        "last net built from it); use that net, or build this one again")
 
     def __getstate__(self):
         # the flat buffers are pickled once, inside the layers, and re-made on load
         state = self.__dict__.copy()
-        state.pop("flat_params", None)
-        state.pop("flat_grads", None)
+        state.pop("_flat_params", None)
+        state.pop("_flat_grads", None)
         return state
 
     def __setstate__(self, state):
@@ -123,8 +170,10 @@ class Sequential:
     def _backward(self, dout, input_grad=False):
         for i in range(len(self._fused) - 1, -1, -1):
             layer = self._fused[i][0]
-            if i == 0 and isinstance(layer, (Linear, Maxout)):
-                dout = layer._backward(dout, input_grad)
+            if isinstance(layer, (Linear, Maxout)):
+                # the net decides: dx for every layer but the first (a layer's own
+                # input_grad=False serves it on its own, not inside a net)
+                dout = layer._backward(dout, input_grad if i == 0 else True)
             else:
                 dout = layer._backward(dout)
         return dout if input_grad else None

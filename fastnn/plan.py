@@ -72,9 +72,21 @@ def regularized(net: Sequential, regularizer: _reg.Regularizer
     return penalized, constrained
 
 
+#: Layer settings a compiled plan copies when it is built (a change needs a new plan).
+_LAYER_SETTINGS = ("p", "mode", "seed", "alpha", "momentum", "eps")
+
+
+def _settings(layer):
+    """The layer's scalar settings a plan copies (PReLU's alpha, an array, is a
+    parameter the plan reads in place)."""
+    return tuple((name, getattr(layer, name)) for name in _LAYER_SETTINGS
+                 if isinstance(getattr(layer, name, None), (int, float, str)))
+
+
 def _signature(net, loss, batch_size):
     """What a plan depends on besides parameter values."""
-    layers = tuple((id(layer), type(layer), tuple(p.shape for p in layer.params.values()))
+    layers = tuple((id(layer), type(layer), tuple(p.shape for p in layer.params.values()),
+                    _settings(layer))
                    for layer in net.layers)
     return (id(net.flat_params), layers, net.dtype, batch_size, id(loss),
             _kernels.get_backend())
@@ -108,6 +120,7 @@ class _Plan:
         from .net import Sequential
         if not isinstance(net, Sequential):
             raise TypeError(f"net must be a fastnn Sequential or MLP, got {type(net).__name__}")
+        net._check_parameters()
         self.net = net
         self.loss = loss
         self.optimizer = _optim.get(optimizer)
@@ -196,8 +209,9 @@ class _Plan:
 
     def _check_current(self):
         if self._signature != _signature(self.net, self.loss, self.batch_size):
-            raise RuntimeError("the net, the loss or the backend changed since this plan "
-                               "was built; build a new plan (fastnn.plan.build_plan)")
+            raise RuntimeError("the net (a layer's settings included), the loss or the "
+                               "backend changed since this plan was built; build a new "
+                               "plan (fastnn.plan.build_plan)")
 
     def bind(self, X: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -> Self:
         """Check the training data once: X (N, D) becomes a C-contiguous array of the

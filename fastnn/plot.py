@@ -11,6 +11,7 @@ leaves no figure open in pyplot.  The returned Figure still displays in a notebo
 """
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -177,16 +178,21 @@ def decision_boundary(net: Any, X: ArrayLike, y: ArrayLike,
                       resolution: float = 0.02) -> Any:
     """The spiral case study's picture: like :func:`decision_regions` on a grid of step
     ``resolution`` (in data units) over the data plus 0.5 each side, without a legend.
+    The step must give 2 to 5000 grid points along each axis (ValueError otherwise).
 
     Saves a PNG to ``path`` when given; returns the matplotlib Figure."""
     X = _check_plane(X)
-    if not (isinstance(resolution, (int, float)) and np.isfinite(resolution)
-            and resolution > 0):
+    if (isinstance(resolution, bool) or not isinstance(resolution, numbers.Real)
+            or not np.isfinite(resolution) or not resolution > 0):
         raise ValueError(f"resolution must be a positive step, got {resolution!r}")
     x0, x1 = X[:, 0].min() - 0.5, X[:, 0].max() + 0.5
     y0, y1 = X[:, 1].min() - 0.5, X[:, 1].max() + 0.5
-    return _regions(net, X, y, path, title, np.arange(x0, x1, resolution),
-                    np.arange(y0, y1, resolution), legend=False)
+    points = [int(np.ceil((hi - lo) / float(resolution))) for lo, hi in ((x0, x1), (y0, y1))]
+    if not all(2 <= p <= 5000 for p in points):
+        raise ValueError(f"resolution {resolution!r} gives {points[0]} x {points[1]} grid "
+                         "points; it must give 2 to 5000 along each axis")
+    return _regions(net, X, y, path, title, np.arange(x0, x1, float(resolution)),
+                    np.arange(y0, y1, float(resolution)), legend=False)
 
 
 # ---- training curves -----------------------------------------------------------------------

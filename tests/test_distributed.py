@@ -357,6 +357,12 @@ def test_bad_fit_and_run_arguments_are_named():
         dp.run(1, np.arange(8.0))
     with pytest.raises(ValueError, match=r"rows must be \(8,\) integers"):
         dp.step(np.arange(9))
+    with pytest.raises(TypeError, match="rows must be integers"):
+        dp.step(np.arange(8.0))
+    with pytest.raises(ValueError, match=r"rows\[7\] = 301 is not a row"):
+        dp.step(np.arange(294, 302))
+    with pytest.raises(ValueError, match=r"indices\[1, 0\] = -1 is not a row"):
+        dp.run(2, np.r_[np.arange(8), -np.ones(8, dtype=np.int64)])
     sharded = DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(), batch_size=8,
                            n_blocks=2, sharded=True)
     with pytest.raises(RuntimeError, match="call bind"):
@@ -383,6 +389,30 @@ def test_ranks_given_different_data_are_refused(tmp_path, mpiexec):
                        capture_output=True, text=True, timeout=120, env=_env(), cwd=tmp_path)
     assert r.returncode != 0
     assert "ranks were given different training data" in r.stderr
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_a_bad_row_is_refused_on_every_rank_not_a_hang(tmp_path, mpiexec, sharded):
+    """Each rank runs only its own blocks; a row index out of range must be refused by
+    all ranks before any block's work, or the rank that raised leaves the others in a
+    collective for ever."""
+    # sharded: only rank 0's own rows are wrong; replicated: the batch, the same on both
+    bad = ("dp.run(1, (np.arange(8) + 10 ** 6 * (dp.rank == 0)).reshape(1, 8)"
+           " if dp.sharded else np.r_[10 ** 6, np.arange(7)])")
+    r = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c",
+                        "import numpy as np\n"
+                        "from fastnn.distributed import DataParallel\n"
+                        "from fastnn.net import MLP\n"
+                        "from fastnn.losses import SoftmaxCrossEntropy\n"
+                        "X, y = np.ones((40, 5)), np.zeros(40, dtype=np.int64)\n"
+                        "dp = DataParallel(MLP([5, 8, 3], seed=0), SoftmaxCrossEntropy(),"
+                        f" batch_size={16 if sharded else 8}, n_blocks=2,"
+                        f" sharded={sharded})\n"
+                        "dp.bind(X, y)\n"
+                        f"{bad}\n"],
+                       capture_output=True, text=True, timeout=40, env=_env(), cwd=tmp_path)
+    assert r.returncode != 0
+    assert "is not a row of this rank's data" in r.stderr
 
 
 def test_demo_runs_on_two_ranks_and_the_ranks_agree(mpiexec, tmp_path):

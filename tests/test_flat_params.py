@@ -84,3 +84,47 @@ def test_set_params_keeps_the_view():
     net = MLP([2, 5, 3], seed=0)
     net.layers[-1].set_params(b=[1.0, 2.0, 3.0])
     np.testing.assert_array_equal(net.flat_params[-3:], [1.0, 2.0, 3.0])
+
+
+def test_assigning_the_flat_arrays_copies_into_them():
+    net = _net(np.float64)
+    flat = net.flat_params
+    net.flat_params = np.arange(flat.size, dtype=np.float64)
+    assert net.flat_params is flat and net.layers[0].W[0, 1] == 1.0   # views still valid
+    net.flat_grads = np.ones(flat.size)
+    assert np.all(net.layers[0].dW == 1)
+    with pytest.raises(ValueError, match=r"flat_params must have shape \(\d+,\)"):
+        net.flat_params = np.zeros(3)
+
+
+def test_a_net_whose_layers_moved_to_another_refuses_to_train():
+    """A layer belongs to the last net built from it: training the earlier net would
+    write where its layers no longer read (the compiled plan: out of its arrays)."""
+    from fastnn.datasets import spiral
+    from fastnn.evaluate import build_evaluator
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.trainer import Trainer
+    X, y = spiral(20, 2, seed=0)
+    base = MLP([2, 16, 2], seed=0)
+    Sequential(base.layers[:-1] + [ReLU(), Linear(16, 2, seed=1)])
+    for train in (lambda: Trainer(base, batch_size=16, verbose=0).fit(X, y, epochs=1),
+                  lambda: build_evaluator(base, SoftmaxCrossEntropy(), X, y)):
+        with pytest.raises(ValueError, match=r"layers\[0\]\.W is no longer in this net's"):
+            train()
+
+
+def test_inside_a_net_every_layer_but_the_first_gives_its_input_gradient():
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    net = Sequential([Linear(3, 4, seed=0), ReLU(), Linear(4, 2, seed=1, input_grad=False)])
+    ref = Sequential([Linear(3, 4, seed=0), ReLU(), Linear(4, 2, seed=1)])
+    for n in (net, ref):
+        n.forward(X)
+        n.backward(np.ones((10, 2)))
+    np.testing.assert_array_equal(net.flat_grads, ref.flat_grads)
+
+
+def test_the_input_width_comes_from_the_first_layer_that_has_one():
+    net = Sequential([Dropout(0.8, seed=0), Linear(5, 3, seed=0)])
+    assert net.n_features == 5
+    with pytest.raises(ValueError, match="X has 4 columns"):
+        net.forward(np.ones((2, 4)))

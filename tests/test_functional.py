@@ -135,3 +135,10 @@ def test_float32_stays_float32_and_mixed_inputs_compute_in_float64():
         F.affine_forward(x, w[:3], b)
     with pytest.raises(ValueError, match="x"):
         F.affine_forward(np.ones(3), w, b)
+
+
+def test_affine_forward_names_a_bad_x():
+    w, b = np.ones((6, 2)), np.zeros(2)
+    for x in (np.ones(6), np.ones((0, 2, 3)), np.ones((2, 0, 3))):
+        with pytest.raises(ValueError, match=r"x must have shape \(N, d_1, \.\.\., d_k\)"):
+            affine_forward(x, w, b)

@@ -41,11 +41,14 @@ def _layers(kind, dtype):
                 Linear(8, 4, seed=1, **d)]
     if kind == "maxout":
         return [Maxout(5, 6, k=3, seed=0, **d), Maxout(6, 4, k=2, seed=1, **d)]
+    if kind == "input_dropout":    # the net's width comes from its first Linear
+        return [Dropout(0.8, seed=5, **d), Linear(5, 8, activation="relu", seed=0, **d),
+                Linear(8, 4, seed=1, **d)]
     raise AssertionError(kind)
 
 
 LAYER_KINDS = ["linear", "activations", "standalone", "prelu", "dropout", "batchnorm",
-               "maxout"]
+               "maxout", "input_dropout"]
 
 
 def _data(n=40, d=5, k=4, seed=0, dtype=np.float64):

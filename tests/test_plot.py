@@ -103,6 +103,15 @@ def test_decision_regions_rejects_bad_input():
         plot.decision_regions(net, X, Y[:-1], resolution=10)
     with pytest.raises(ValueError, match="resolution"):
         plot.decision_regions(net, X, Y, resolution=1)
+    # decision_boundary's step: 2 to 5000 points per axis, any real type
+    for step in (2.9, 1e-4):
+        with pytest.raises(ValueError, match=f"resolution {step!r} gives"):
+            plot.decision_boundary(net, X, Y, resolution=step)
+    for step in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="resolution must be a positive step"):
+            plot.decision_boundary(net, X, Y, resolution=step)
+    plt = pytest.importorskip("matplotlib.pyplot")
+    plt.close(plot.decision_boundary(net, X, Y, resolution=np.float32(0.1)))
     tr = _trainer(epochs=1)
     with pytest.raises(ValueError, match="'dog', not one of the model's classes"):
         plot.decision_regions(tr, X, np.where(Y == 0, "dog", NAMES[Y]), resolution=10)

@@ -808,3 +808,27 @@ def test_a_restored_trainer_given_a_new_optimizer_starts_it_afresh(tmp_path):
     kept = pickle.loads(pickle.dumps(tr))
     kept.fit(X, Y, epochs=1)
     assert kept.plan.t == 18                 # the same optimizer continues
+
+
+def test_a_changed_layer_setting_or_reassigned_statistics_take_effect():
+    from fastnn.layers import BatchNorm, Dropout, Linear, ReLU
+    from fastnn.net import Sequential
+
+    def trainer():
+        net = Sequential([Linear(2, 16, seed=0), BatchNorm(16), ReLU(),
+                          Dropout(0.5, seed=1), Linear(16, 3, seed=2)])
+        return Trainer(net, optimizer=optim.Adam(1e-2), batch_size=30, seed=0, verbose=0)
+    tr = trainer()
+    tr.fit(X, Y, epochs=1)
+    bn = tr.model.layers[1]
+    bn.running_mean = np.zeros(16)                   # copied in: the plan keeps updating it
+    bn.running_var = np.ones(16)
+    tr.fit(X, Y, epochs=1)
+    assert not np.all(bn.running_mean == 0)
+    plan = tr.plan
+    tr.model.layers[3].p = 1.0        # a new plan (which copies p when built), the same t
+    tr.fit(X, Y, epochs=1)
+    assert tr.plan is not plan and tr.plan.t == 30
+    with pytest.raises(RuntimeError, match="a layer's settings included"):
+        tr.model.layers[1].eps = 1e-3
+        tr.plan.run(1, np.arange(30, dtype=np.int64))

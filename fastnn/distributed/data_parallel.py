@@ -387,6 +387,7 @@ class DataParallel:
                     raise ValueError(f"indices must be a ({k * B},) int64 array, got "
                                      f"{indices.shape}")
                 steps = indices.reshape(k, B)
+            self._check_rows(steps, "indices")
         nt = config.resolve_num_threads()   # a rank's share of the node (fastnn.config)
         for s in range(k):
             losses[s], data_losses[s] = self._step(steps[s], nt)
@@ -399,11 +400,34 @@ class DataParallel:
         if self.sharded:
             raise ValueError("step takes a global batch; in sharded mode use fit or run "
                              "with epoch_rows")
+        if self._bound is None:
+            raise RuntimeError("bind(X, y) must be called before step")
         rows = np.asarray(rows)
-        if rows.dtype.kind not in "iu" or rows.shape != (self.batch_size,):
-            raise ValueError(f"rows must be ({self.batch_size},) integers, got {rows.dtype} "
-                             f"{rows.shape}")
+        if rows.dtype.kind not in "iu":
+            raise TypeError(f"rows must be integers, got {rows.dtype}")
+        if rows.shape != (self.batch_size,):
+            raise ValueError(f"rows must be ({self.batch_size},) integers, got {rows.shape}")
+        self._check_rows(rows, "rows")
         return self._step(rows.astype(np.int64), config.resolve_num_threads())
+
+    def _check_rows(self, rows, name):
+        """Every index a row of the bound data, checked before any block's work: a rank
+        raising alone would leave the others waiting in a collective.  Replicated data:
+        the same rows and data everywhere, so every rank raises together; sharded: each
+        rank checks its own, and all raise if one does."""
+        X = self._bound[0] if self._bound is not None else None
+        n = 0 if X is None else X.shape[0]
+
+        def check():
+            bad = (rows < 0) | (rows >= n)
+            if np.any(bad):
+                where = np.unravel_index(int(np.argmax(bad)), rows.shape)
+                raise ValueError(f"{name}[{', '.join(map(str, where))}] = {rows[where]} is "
+                                 f"not a row of this rank's data [0, {n})")
+        if self.sharded:
+            self._agree(check)
+        else:
+            check()
 
     def _my_rows(self, rows):
         """{block: its rows} of this rank's blocks."""
