@@ -220,7 +220,7 @@ def test_predict_compares_labels_as_numbers_where_both_are(model_io, tmp_path, c
     assert accuracies[0] == accuracies[1] > 0.9
 
 
-def test_a_bad_thread_variable_is_said_not_a_crash():
+def test_a_bad_thread_variable_is_said_not_a_crash(tmp_path):
     """FASTNN_NUM_THREADS=abc: fastnn imports (with a warning), training refuses by
     name, the command says so in one line with status 2."""
     env = dict(os.environ, FASTNN_NUM_THREADS="abc")
@@ -229,14 +229,15 @@ def test_a_bad_thread_variable_is_said_not_a_crash():
             "from fastnn.datasets import spiral\nX, y = spiral(10, 3)\n"
             "try:\n    Trainer(MLP([2, 5, 3]), verbose=0).fit(X, y, epochs=1)\n"
             "except ValueError as exc:\n    print('refused:', exc)\n")
+    # (run from elsewhere: from the checkout's root `-c` would import its unbuilt source)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=env, timeout=120)
+                       env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "refused: FASTNN_NUM_THREADS must be an integer >= 1, got 'abc'" in r.stdout
     assert "RuntimeWarning: FASTNN_NUM_THREADS" in r.stderr
     r = subprocess.run([sys.executable, "-c", "from fastnn.cli import main; "
                         "raise SystemExit(main(['config']))"],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines()[-1] == ("fastnn config: error: FASTNN_NUM_THREADS must be "
                                          "an integer >= 1, got 'abc'")
