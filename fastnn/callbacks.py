@@ -13,10 +13,11 @@ The protocol is two optional methods; a callback may define either or both:
 ``on_fit_end(trainer, history)``
     Once, when fit returns (also after an early stop or Ctrl-C).
 
-A callback whose ``every_epoch`` attribute is true acts at the end of every epoch: fit
-then makes a History record per epoch (``record_every`` "auto" becomes 1; any other
-value than 1 is refused).  Records end at epoch boundaries, except the last one of a
-fit that ends mid-epoch (``fit(steps=...)``); ``trainer.epoch`` counts the epochs
+With a callback that has an ``on_epoch_end`` (or says ``acts_per_epoch = True``), fit's
+``record_every="auto"`` makes a record every epoch.  One whose ``every_epoch`` attribute
+is true must act at the end of every epoch (LearningRateScheduler): fit refuses any
+other ``record_every`` than 1.  Records end at epoch boundaries, except the last one of
+a fit that ends mid-epoch (``fit(steps=...)``); ``trainer.epoch`` counts the epochs
 completed, ``trainer.epoch_step`` the steps into the next.
 
 ``trainer.plan`` is the training plan (``trainer.plan.net`` the net); the callbacks
@@ -59,9 +60,9 @@ class EarlyStopping(Callback):
         accuracy (the metric when fit is given no ``metric``); for fit's own ``metric=``
         its ``greater_is_better`` attribute if it has one, else an explicit mode is
         needed (ValueError otherwise)
-    patience : History records (epochs, with record_every=1) tolerated without an
-        improvement of more than min_delta: the next one without stops training, as
-        scikit-learn's n_iter_no_change does
+    patience : History records (epochs, with fit's default record_every) tolerated
+        without an improvement of more than min_delta: the next one without stops
+        training, as scikit-learn's n_iter_no_change does
     min_delta : the smallest change that counts as an improvement (>= 0)
     restore_best : put back the weights (and optimizer state) of the best epoch at the end
     """
@@ -206,6 +207,7 @@ class LambdaCallback(Callback):
                  on_fit_begin: Callable[[Trainer], Any] | None = None,
                  on_fit_end: Callable[[Trainer, History], Any] | None = None) -> None:
         self._epoch_end, self._begin, self._end = on_epoch_end, on_fit_begin, on_fit_end
+        self.acts_per_epoch = on_epoch_end is not None     # (fit's record_every="auto")
 
     def on_fit_begin(self, trainer: Trainer) -> None:
         if self._begin is not None:

@@ -419,10 +419,12 @@ class Trainer:
         the steps it took are counted, and the history so far is returned.
 
         record_every: epochs per History row (and per round of metrics, validation and
-        callbacks); "auto" makes a row at least every RECORD_STEPS (1024) steps, so that
-        evaluating the metrics costs little next to training (full-batch training takes
-        one step per epoch: there a row covers 1024 epochs), or every epoch when a
-        callback acts per epoch (``every_epoch``, e.g. LearningRateScheduler).  Rows end
+        callbacks); "auto" makes a row every epoch when a callback acts at epoch ends
+        (it has an ``on_epoch_end``: EarlyStopping, LearningRateScheduler, ...), else at
+        least every RECORD_STEPS (1024) steps, so that evaluating the metrics costs
+        little next to training (full-batch training takes one step per epoch: there a
+        row covers 1024 epochs).  A callback with ``every_epoch`` (LearningRateScheduler)
+        refuses any other record_every than 1.  Rows end
         at epoch boundaries and where the fit ends; a row's epoch is the one its last
         step belongs to.  The per-step losses are always kept.
 
@@ -488,7 +490,9 @@ class Trainer:
             total = check_positive_int(steps, "steps")
         callback_list = _callback_list(callbacks)
         if record_every == "auto":
-            record_every = (1 if any(getattr(c, "every_epoch", False) for c in callback_list)
+            # a callback acting at epoch ends (EarlyStopping's patience counts records)
+            # gets every epoch; otherwise a row repays its evaluation
+            record_every = (1 if any(_acts_per_epoch(c) for c in callback_list)
                             else max(1, -(-RECORD_STEPS // per_epoch)))
         record_every = check_positive_int(record_every, "record_every")
         for c in callback_list:
@@ -759,6 +763,19 @@ def _callback_list(callbacks):
             raise TypeError(f"{c!r} is not a callback: it has none of on_fit_begin, "
                             "on_epoch_end, on_fit_end")
     return callbacks
+
+
+def _acts_per_epoch(callback):
+    """Whether a callback does something at epoch ends: its ``acts_per_epoch`` if it
+    says, else whether it has an on_epoch_end other than the base class's no-op."""
+    from .callbacks import Callback
+    said = getattr(callback, "acts_per_epoch", None)
+    if said is not None:
+        return bool(said)
+    hook = getattr(type(callback), "on_epoch_end", None)
+    if hook is None:
+        return callable(getattr(callback, "on_epoch_end", None))   # (set on the object)
+    return hook is not Callback.on_epoch_end
 
 
 def _same_layout(a, b):

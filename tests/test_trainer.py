@@ -832,3 +832,14 @@ def test_a_changed_layer_setting_or_reassigned_statistics_take_effect():
     with pytest.raises(RuntimeError, match="a layer's settings included"):
         tr.model.layers[1].eps = 1e-3
         tr.plan.run(1, np.arange(30, dtype=np.int64))
+
+
+def test_a_callback_acting_at_epoch_ends_gets_every_epoch_by_default():
+    """EarlyStopping's patience counts records: by default it sees every epoch."""
+    stop = cb.EarlyStopping("val_loss", patience=2)
+    h = _trainer().fit(X, Y, epochs=30, validation_split=0.2, callbacks=[stop])
+    assert h.epochs == list(range(len(h)))                 # a record per epoch
+    # none acting at epoch ends: a row per 1024 steps (30 epochs of 9 steps: one row)
+    for callbacks in ([cb.TerminateOnNonFinite()],
+                      [cb.LambdaCallback(on_fit_end=lambda trainer, history: None)]):
+        assert len(_trainer().fit(X, Y, epochs=30, callbacks=callbacks)) == 1
