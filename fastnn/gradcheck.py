@@ -361,9 +361,17 @@ class GradientReport:
         if rounded:
             lines.append(f"round: {rounded} elements differ by less than the rounding bound; "
                          "their relative errors are rounding noise (they count as agreeing "
-                         "where the bound is below 1e-2 of the largest gradient, else as "
-                         "unresolved)")
+                         "where the bound is below 1e-2 of their array's largest gradient, "
+                         "else as unresolved)")
         return "\n".join(lines)
+
+
+def _rounding_bound(ev, value, h, method):
+    """How far rounding alone can move a difference quotient of the loss: each loss is
+    off by up to N eps |L|, and the stencils divide the sum of two such errors by 2h
+    (centered), h (forward), and (4 D(h) + D(2h)) / 3 -> 1.5x centered's."""
+    factor = {"centered": 1.0, "forward": 2.0, "fourth_order": 1.5}[method]
+    return factor * ev.n_rows * np.finfo(ev.dtype).eps * abs(value) / h
 
 
 def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
@@ -428,10 +436,7 @@ def check_gradients(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *,
     a = analytic.astype(np.float64)
     b = numerical.astype(np.float64)
     err = np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), eps)
-    # each loss is off by up to N eps |L|; the stencils' quotients divide the sum of two
-    # such errors by 2h (centered), h (forward), and (4 D(h) + D(2h)) / 3 -> 1.5x
-    factor = {"centered": 1.0, "forward": 2.0, "fourth_order": 1.5}[method]
-    rounding = factor * ev.n_rows * np.finfo(ev.dtype).eps * abs(value) / h
+    rounding = _rounding_bound(ev, value, h, method)
     within = np.abs(a - b) <= rounding
     flat = model.flat_params
     checks = []
@@ -522,10 +527,9 @@ def check_directions(model: Sequential, loss: Any, X: ArrayLike, y: ArrayLike, *
     analytic = u @ grad.astype(np.float64)
     scale = np.maximum(np.maximum(np.abs(numerical), np.abs(analytic)), eps)
     errors = np.abs(numerical - analytic) / scale
-    # check_gradients' rounding bound, for a centered difference over distance 2h:
-    # within it a direction agrees if the bound could not hide a "wrong" error there,
-    # else it is unresolved (float32)
-    rounding = ev.n_rows * np.finfo(ev.dtype).eps * abs(value) / h
+    # within the bound a direction agrees if the bound could not hide a "wrong" error
+    # there, else it is unresolved (float32)
+    rounding = _rounding_bound(ev, value, h, "centered")
     within = np.abs(numerical - analytic) <= rounding
     tight = rounding <= WRONG * np.abs(analytic)         # per direction
     counted = np.where(within, 0.0, errors)[~within | tight]

@@ -386,10 +386,6 @@ class CompiledPlan(_Plan):
     def _regularization_spec(self, kinds):
         return regularization_spec(self.net, self.penalized, self.constrained, kinds)
 
-    def set_lr(self, lr: float) -> None:
-        super().set_lr(lr)
-        self._sync_lr()
-
     def _sync_lr(self):
         """The optimizer's base rate into the compiled plan, also when it was changed on
         the optimizer itself (``optimizer.set_lr``), as the layer path reads it there."""

@@ -293,7 +293,8 @@ class Standardize(_Transformer):
         _check_bool(self.center, "center")
 
     def _fit(self, X):
-        lo, constant = _constant_features(X)
+        lo, hi = _feature_range(X)
+        constant = lo == hi
         # a constant feature's mean is its value (a float64 mean of ten 0.1s is not
         # 0.1, and the 1e-17 std it leaves would scale the feature to 1, not 0)
         self.mean_ = np.where(constant, lo, X.mean(axis=0, dtype=np.float64))
@@ -313,10 +314,9 @@ class Standardize(_Transformer):
         return X + _apply(X, self.mean_) if self.center else X  # type: ignore[return-value]
 
 
-def _constant_features(X):
-    """(each feature's minimum as float64, which features are constant: min == max)."""
-    lo = X.min(axis=0)
-    return lo.astype(np.float64), lo == X.max(axis=0)
+def _feature_range(X):
+    """Each feature's (minimum, maximum) as float64 (a feature is constant where equal)."""
+    return X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
 
 
 class RangeScale(_Transformer):
@@ -343,8 +343,8 @@ class RangeScale(_Transformer):
         _check_bool(self.center, "center")
 
     def _fit(self, X):
-        lo, constant = _constant_features(X)
-        hi = X.max(axis=0).astype(np.float64)
+        lo, hi = _feature_range(X)
+        constant = lo == hi
         if self.center:
             self.offset_ = np.where(constant, lo, X.mean(axis=0, dtype=np.float64))
             half = np.maximum(hi - self.offset_, self.offset_ - lo)

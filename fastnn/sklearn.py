@@ -472,7 +472,6 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_ = []
         self.t_ = 0
         self.n_iter_ = 0
-        self._lr = p["learning_rate_init"]
         self._no_improvement = 0
         if p["early_stopping"]:
             self.validation_scores_, self.validation_loss_curve_ = [], []

@@ -409,11 +409,12 @@ class Trainer:
         checked and converted once.  Give epochs or steps: epochs=E runs E epochs' worth of
         steps (E * (N // batch_size)), steps=k that many steps, ending mid-epoch if need
         be; a fit that ends mid-epoch (also by Ctrl-C or a non-finite loss) leaves
-        ``epoch_step`` steps taken into epoch ``epoch``, and the next fit on data of the
-        same size takes that epoch's remaining batches first, as an uninterrupted run
-        would.  validation_data=(X_val, y_val), or validation_split: the fraction of rows
-        held out for validation (picked at random with the seed; the same rows at every
-        fit of this trainer on data of this size).  callbacks: a list of fastnn.callbacks
+        ``epoch_step`` steps taken into epoch ``epoch``, and the next fit on the same rows,
+        batch size and order takes that epoch's remaining batches first, as an
+        uninterrupted run would (on other data the unfinished epoch ends there).
+        validation_data=(X_val, y_val), or validation_split: the fraction of rows held
+        out for validation (picked at random with the seed; the same rows at every fit of
+        this trainer on data of this size).  callbacks: a list of fastnn.callbacks
         objects (a TerminateOnNonFinite is added unless one is given).  Ctrl-C stops
         cleanly between epochs' chunks: the weights are those of the last complete step,
         the steps it took are counted, and the history so far is returned.
@@ -424,9 +425,9 @@ class Trainer:
         least every RECORD_STEPS (1024) steps, so that evaluating the metrics costs
         little next to training (full-batch training takes one step per epoch: there a
         row covers 1024 epochs).  A callback with ``every_epoch`` (LearningRateScheduler)
-        refuses any other record_every than 1.  Rows end
-        at epoch boundaries and where the fit ends; a row's epoch is the one its last
-        step belongs to.  The per-step losses are always kept.
+        refuses any other record_every than 1.  Rows end at epoch boundaries and where
+        the fit ends; a row's epoch is the one its last step belongs to.  The per-step
+        losses are always kept.
 
         sample_weight: None or (N,) weights >= 0, one per row: every step minimizes the
         weighted mean of its batch's losses (see :meth:`fastnn.plan._Plan.bind`); the
@@ -509,7 +510,9 @@ class Trainer:
         # rows end at epoch boundaries (every record_every epochs) and where the fit does
         row_steps = record_every * per_epoch
         rounds = -(-(start[1] + total) // row_steps)
-        self.regularizer = get_regularizer(self.regularizer, "regularizer")  # (assigned?)
+        # (a user may have assigned trainer.regularizer a float or a list: normalized, so
+        # that the plan's, the same object, is recognized below)
+        self.regularizer = get_regularizer(self.regularizer, "regularizer")
         if (self.plan is None or not self.plan.matches(self.model, self.loss, batch)
                 or self.plan.optimizer is not self.optimizer
                 or self.plan.regularizer is not self.regularizer):
@@ -621,11 +624,10 @@ class Trainer:
             plan = build_plan(self.model, self.loss, optimizer=self.optimizer,
                               regularizer=self.regularizer, batch_size=batch)
         old = self.plan
+        # (the same net, loss and optimizer objects keep the state's layout)
         if (self.__dict__.get("_resume") is None and old is not None
                 and old.net is plan.net and old.loss is plan.loss
-                and old.optimizer is plan.optimizer
-                and _same_layout(old.state, plan.state)
-                and _same_layout(old.loss_state, plan.loss_state)):
+                and old.optimizer is plan.optimizer):
             old.sync()
             plan.set_state(old.state, old.t, old.loss_state)
         self._adopt_resume(plan)
@@ -747,11 +749,15 @@ class Trainer:
         return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else 0.0
 
 
+#: The hooks of the callback protocol (fastnn.callbacks): a callback has one at least.
+_HOOKS = ("on_fit_begin", "on_epoch_end", "on_fit_end")
+
+
 def _callback_list(callbacks):
     """fit's callbacks as a list, each checked to be one."""
     if callbacks is None:
         return []
-    if any(hasattr(callbacks, h) for h in ("on_fit_begin", "on_epoch_end", "on_fit_end")):
+    if any(hasattr(callbacks, h) for h in _HOOKS):
         raise TypeError("callbacks must be a list of callbacks; wrap a single one in a list")
     try:
         callbacks = list(callbacks)
@@ -759,7 +765,7 @@ def _callback_list(callbacks):
         raise TypeError(f"callbacks must be a list of callbacks, got "
                         f"{type(callbacks).__name__}") from None
     for c in callbacks:
-        if not any(hasattr(c, h) for h in ("on_fit_begin", "on_epoch_end", "on_fit_end")):
+        if not any(hasattr(c, h) for h in _HOOKS):
             raise TypeError(f"{c!r} is not a callback: it has none of on_fit_begin, "
                             "on_epoch_end, on_fit_end")
     return callbacks
@@ -776,12 +782,6 @@ def _acts_per_epoch(callback):
     if hook is None:
         return callable(getattr(callback, "on_epoch_end", None))   # (set on the object)
     return hook is not Callback.on_epoch_end
-
-
-def _same_layout(a, b):
-    """Whether two tuples of arrays match in number, shapes and dtypes."""
-    return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype
-                                    for x, y in zip(a, b))
 
 
 def _checked_extra(ckpt, path):

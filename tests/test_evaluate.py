@@ -301,18 +301,27 @@ def test_check_gradients_passes_every_loss(name):
     assert report.verdict == "good", str(report)
 
 
+def _plant(monkeypatch, change):
+    """A planted backprop bug: every Linear's backward, then change(layer) on its
+    gradients (undone by monkeypatch)."""
+    original = Linear._backward
+
+    def planted(self, dout, input_grad=None):
+        out = original(self, dout, input_grad)
+        change(self)
+        return out
+    monkeypatch.setattr(Linear, "_backward", planted)
+
+
 def test_check_gradients_flags_a_planted_wrong_gradient(monkeypatch):
     rng = np.random.default_rng(6)
     X, y = rng.standard_normal((16, 5)), rng.integers(0, 4, 16)
     net = _net("linear", np.float64, scale=0.5)
-    original = Linear._backward
 
-    def wrong(self, dout, input_grad=None):
-        out = original(self, dout, input_grad)
-        if self is net.layers[1]:
-            self.db[0] *= 1.01          # a 1% error in one bias
-        return out
-    monkeypatch.setattr(Linear, "_backward", wrong)
+    def one_bias(layer):
+        if layer is net.layers[1]:
+            layer.db[0] *= 1.01         # a 1% error in one bias
+    _plant(monkeypatch, one_bias)
     report = check_gradients(net, SoftmaxCrossEntropy(), X, y)
     by = {(c.layer, c.param): c for c in report.checks}
     assert by[(1, "b")].verdict in ("check", "wrong")
@@ -345,14 +354,11 @@ def test_a_wrong_gradient_no_element_resolves_is_not_called_good(monkeypatch):
     rng = np.random.default_rng(6)
     X, y = rng.standard_normal((64, 5)), rng.integers(0, 4, 64)
     net = _net("linear", np.float32, scale=0.5)
-    original = Linear._backward
 
-    def doubled(self, dout, input_grad=None):
-        out = original(self, dout, input_grad)
-        self.dW *= 2
-        self.db *= 2
-        return out
-    monkeypatch.setattr(Linear, "_backward", doubled)
+    def doubled(layer):
+        layer.dW *= 2
+        layer.db *= 2
+    _plant(monkeypatch, doubled)
     loss = SoftmaxCrossEntropy(dtype=np.float32)
     report = check_gradients(net, loss, X, y)
     assert report.max_rel_error > 0.3 and report.verdict != "good", str(report)
@@ -388,13 +394,9 @@ def test_directional_check_passes_and_flags(monkeypatch):
     net32 = _net("activations", np.float32, scale=0.5)
     r32 = check_directions(net32, SoftmaxCrossEntropy(dtype=np.float32), X, y, seed=0)
     assert r32.rel_errors.max() > 1e-2 and r32.verdict == "unchecked", str(r32)
-    original = Linear._backward
-
-    def wrong(self, dout, input_grad=None):         # a backprop 50% off in every W
-        out = original(self, dout, input_grad)
-        self.dW *= 1.5
-        return out
-    monkeypatch.setattr(Linear, "_backward", wrong)
+    def off(layer):                                 # a backprop 50% off in every W
+        layer.dW *= 1.5
+    _plant(monkeypatch, off)
     flagged = check_directions(net, SoftmaxCrossEntropy(), X, y, reg=1e-2, seed=0)
     assert flagged.verdict == "wrong", str(flagged)
     monkeypatch.undo()
@@ -414,15 +416,12 @@ def test_a_vanishing_gradient_is_unchecked_not_good(monkeypatch):
     net = MLP([5, 6, 4], activation="tanh", seed=0)
     first, last = [layer for layer in net.layers if isinstance(layer, Linear)]
     last.W[...] *= 1e-10
-    original = Linear._backward
 
-    def wrong(self, dout, input_grad=None):
-        out = original(self, dout, input_grad)
-        if self is first:
-            self.dW *= -3
-            self.db *= -3
-        return out
-    monkeypatch.setattr(Linear, "_backward", wrong)
+    def reversed_first(layer):
+        if layer is first:
+            layer.dW *= -3
+            layer.db *= -3
+    _plant(monkeypatch, reversed_first)
     report = check_gradients(net, SoftmaxCrossEntropy(), X, y)
     by = {(c.layer, c.param): c.verdict for c in report.checks}
     assert by[(0, "W")] == by[(0, "b")] == "unchecked" and report.verdict == "unchecked"

@@ -415,8 +415,8 @@ class DataParallel:
         raising alone would leave the others waiting in a collective.  Replicated data:
         the same rows and data everywhere, so every rank raises together; sharded: each
         rank checks its own, and all raise if one does."""
-        X = self._bound[0] if self._bound is not None else None
-        n = 0 if X is None else X.shape[0]
+        X = self._bound[0]              # (bound: run and step check; a sharded rank
+        n = 0 if X is None else X.shape[0]   # without blocks holds no rows)
 
         def check():
             bad = (rows < 0) | (rows >= n)
